@@ -1,0 +1,1 @@
+//! ECG data in and out: WFDB records and annotations, MIT-BIH and PTB-XL adapters.

@@ -1,0 +1,8 @@
+//! Processing steps for electrocardiograms. Each step is a plain struct with state that
+//! processes one chunk at a time, so that it works the same over a whole record and over a
+//! live stream. Nothing here knows about the engine, timely or TOML.
+
+pub mod rng;
+pub mod types;
+
+pub use types::{Annotation, Beat, Chunk};

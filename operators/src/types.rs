@@ -1,0 +1,96 @@
+//! The data that flows between steps. Plain values, serialisable so that the engine can
+//! move them between workers and processes.
+
+use serde::{Deserialize, Serialize};
+
+/// A reference annotation attached to a stream (e.g. a true or annotated R peak).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Annotation {
+    /// Absolute sample index in the stream.
+    pub sample: u64,
+    /// Beat or event symbol in the MIT-BIH convention (`N`, `V`, ...).
+    pub symbol: String,
+}
+
+/// A run of consecutive samples of one stream (record or patient), one or more leads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// Stream key: record or patient identifier.
+    pub stream: String,
+    /// Sampling rate in Hz.
+    pub fs: f64,
+    /// Absolute index of the first sample of this chunk in the stream.
+    pub start: u64,
+    /// Lead names, one per entry of `samples`.
+    pub leads: Vec<String>,
+    /// Samples per lead in physical units (mV); every lead has the same length.
+    pub samples: Vec<Vec<f32>>,
+    /// Reference annotations whose sample lies in `[start, start + len)`.
+    pub annotations: Vec<Annotation>,
+    /// R peaks detected so far and not yet reported (absolute indices; a detector's
+    /// delay means they may lie before `start`).
+    pub rpeaks: Vec<u64>,
+}
+
+impl Chunk {
+    /// A chunk with samples and nothing attached.
+    pub fn new(
+        stream: impl Into<String>,
+        fs: f64,
+        start: u64,
+        leads: Vec<String>,
+        samples: Vec<Vec<f32>>,
+    ) -> Self {
+        Chunk {
+            stream: stream.into(),
+            fs,
+            start,
+            leads,
+            samples,
+            annotations: Vec::new(),
+            rpeaks: Vec::new(),
+        }
+    }
+
+    /// Number of samples per lead.
+    pub fn len(&self) -> usize {
+        self.samples.first().map_or(0, Vec::len)
+    }
+
+    /// True when the chunk carries no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Absolute index one past the last sample.
+    pub fn end(&self) -> u64 {
+        self.start + self.len() as u64
+    }
+}
+
+/// One heartbeat: a fixed window of samples around an R peak.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Beat {
+    /// Stream key: record or patient identifier.
+    pub stream: String,
+    /// Sampling rate in Hz.
+    pub fs: f64,
+    /// Absolute sample index of the R peak.
+    pub sample: u64,
+    /// Lead names, one per block of `window`.
+    pub leads: Vec<String>,
+    /// Samples before the R peak in the window.
+    pub before: usize,
+    /// Samples after the R peak in the window.
+    pub after: usize,
+    /// Lead-major samples: lead 0's `before + 1 + after` samples, then lead 1's, ...
+    pub window: Vec<f32>,
+    /// Interval to the previous R peak in seconds, when there is one.
+    pub rr_prev: Option<f32>,
+    /// Interval to the next R peak in seconds, when there is one.
+    pub rr_next: Option<f32>,
+    /// Mean RR interval over the recent beats of the stream, in seconds.
+    pub rr_local: Option<f32>,
+    /// Reference annotation symbol matched to this beat, when the stream carries them.
+    pub symbol: Option<String>,
+}
