@@ -2,7 +2,11 @@
 //! processes one chunk at a time, so that it works the same over a whole record and over a
 //! live stream. Nothing here knows about the engine, timely or TOML.
 
+pub mod filter;
 pub mod rng;
+pub mod rpeaks;
+pub mod segment;
+pub mod synthetic;
 pub mod types;
 
 pub use types::{Annotation, Beat, Chunk};

@@ -1,0 +1,320 @@
+//! Heartbeat segmentation: a fixed window of every lead around each detected R peak.
+
+use std::collections::VecDeque;
+
+use crate::types::{Annotation, Beat, Chunk};
+
+/// Default history kept for late R peaks, in seconds of signal: covers the Pan-Tompkins
+/// detector's delay bound (about 2.8 s, see
+/// [`RPeakDetector::delay_samples`](crate::rpeaks::RPeakDetector::delay_samples)).
+pub const DEFAULT_MAX_DELAY_S: f64 = 4.0;
+
+/// A reference annotation is matched to a beat when it lies within this many seconds of
+/// the R peak (the EC57 matching window).
+pub const SYMBOL_TOLERANCE_S: f64 = 0.150;
+
+/// Number of RR intervals averaged into [`Beat::rr_local`].
+pub const RR_LOCAL_BEATS: usize = 10;
+
+/// MIT-BIH beat annotation codes; other annotations (rhythm changes, noise, comments) are
+/// never matched to beats.
+const BEAT_SYMBOLS: &[&str] = &[
+    "N", "L", "R", "B", "A", "a", "J", "S", "V", "r", "F", "e", "j", "n", "E", "/", "f", "Q", "?",
+];
+
+/// A peak waiting for its window, its successor or its annotations.
+#[derive(Clone, Debug)]
+struct Pending {
+    sample: u64,
+    rr_prev: Option<f32>,
+    rr_local: Option<f32>,
+    /// `None` until the next peak is known (or the stream ends).
+    rr_next: Option<Option<f32>>,
+    /// The lead-major window, copied once all its samples have arrived.
+    window: Option<Vec<f32>>,
+}
+
+/// Cuts heartbeats out of a stream: for each R peak `p` in the chunks' `rpeaks`, the
+/// samples `[p - before, p + after]` (inclusive) of every lead.
+///
+/// A beat is emitted once its window is complete, the next R peak is known (for
+/// `rr_next`) and annotations up to 150 ms after the peak have arrived; at
+/// [`Segmenter::finish`] the last beat is emitted with `rr_next = None`. Beats come out in
+/// peak order. Beats whose window starts before the stream start, whose peak arrives
+/// after its window start has left the history, or whose window the stream ends before
+/// completing are counted in [`Segmenter::dropped`], never padded.
+///
+/// Memory is bounded: the sample history holds at most
+/// `max(max_delay, after) + before` samples per lead beyond the chunk being processed,
+/// plus the copied windows of the beats waiting for their successor (normally one).
+/// R peaks may arrive up to `max_delay` samples after the sample itself (a detector's
+/// delay); later ones are dropped.
+#[derive(Clone, Debug)]
+pub struct Segmenter {
+    before: usize,
+    after: usize,
+    max_delay: Option<u64>,
+    /// Stream identity, taken from the first chunk.
+    stream: String,
+    fs: f64,
+    leads: Vec<String>,
+    /// History: per lead, samples `[buf_start, buf_start + len)`.
+    buf_start: u64,
+    buf: Vec<VecDeque<f32>>,
+    stream_start: Option<u64>,
+    annotations: VecDeque<Annotation>,
+    pending: VecDeque<Pending>,
+    last_peak: Option<u64>,
+    rr_history: VecDeque<f32>,
+    dropped: u64,
+}
+
+impl Segmenter {
+    /// `before`/`after` in samples (the study: 90 and 168, 259-sample windows at 360 Hz).
+    /// Late R peaks are accepted up to [`DEFAULT_MAX_DELAY_S`] of signal; see
+    /// [`Segmenter::with_max_delay`].
+    pub fn new(before: usize, after: usize) -> Self {
+        Segmenter {
+            before,
+            after,
+            max_delay: None,
+            stream: String::new(),
+            fs: 0.0,
+            leads: Vec::new(),
+            buf_start: 0,
+            buf: Vec::new(),
+            stream_start: None,
+            annotations: VecDeque::new(),
+            pending: VecDeque::new(),
+            last_peak: None,
+            rr_history: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Accepts R peaks up to `samples` samples after the sample itself (e.g. an R-peak
+    /// detector's `delay_samples()`), keeping that much history.
+    pub fn with_max_delay(mut self, samples: u64) -> Self {
+        self.max_delay = Some(samples);
+        self
+    }
+
+    /// Beats dropped so far (window before the stream start, peak too late, or stream
+    /// ended before the window completed).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Takes a chunk (with detected `rpeaks`, ascending, and maybe reference
+    /// `annotations`) and returns every beat now complete. Chunks must follow each other
+    /// without gaps.
+    pub fn process(&mut self, chunk: &Chunk) -> Vec<Beat> {
+        if self.stream_start.is_none() {
+            self.stream_start = Some(chunk.start);
+            self.stream = chunk.stream.clone();
+            self.fs = chunk.fs;
+            self.leads = chunk.leads.clone();
+            self.buf_start = chunk.start;
+            self.buf = vec![VecDeque::new(); chunk.samples.len()];
+            let default = (DEFAULT_MAX_DELAY_S * chunk.fs).ceil() as u64;
+            self.max_delay.get_or_insert(default);
+        }
+        for (buf, lead) in self.buf.iter_mut().zip(&chunk.samples) {
+            buf.extend(lead);
+        }
+        self.annotations.extend(
+            chunk
+                .annotations
+                .iter()
+                .filter(|a| BEAT_SYMBOLS.contains(&a.symbol.as_str()))
+                .cloned(),
+        );
+        for &peak in &chunk.rpeaks {
+            self.add_peak(peak);
+        }
+        self.fill_windows();
+        let beats = self.emit(false);
+        self.evict();
+        beats
+    }
+
+    /// End of stream: emits the beats whose window is complete (the last one with
+    /// `rr_next = None`); beats still waiting for samples are dropped and counted.
+    pub fn finish(&mut self) -> Vec<Beat> {
+        if let Some(last) = self.pending.back_mut() {
+            last.rr_next.get_or_insert(None);
+        }
+        let beats = self.emit(true);
+        self.dropped += self.pending.len() as u64;
+        self.pending.clear();
+        beats
+    }
+
+    /// One past the last sample received.
+    fn buf_end(&self) -> u64 {
+        self.buf_start + self.buf.first().map_or(0, |b| b.len() as u64)
+    }
+
+    fn add_peak(&mut self, peak: u64) {
+        if self.last_peak.is_some_and(|last| peak <= last) {
+            return; // Not ascending: already seen.
+        }
+        let rr_prev = self
+            .last_peak
+            .map(|last| ((peak - last) as f64 / self.fs) as f32);
+        if let Some(rr) = rr_prev {
+            if self.rr_history.len() == RR_LOCAL_BEATS {
+                self.rr_history.pop_front();
+            }
+            self.rr_history.push_back(rr);
+            if let Some(prev) = self.pending.back_mut() {
+                prev.rr_next.get_or_insert(Some(rr));
+            }
+        }
+        self.last_peak = Some(peak);
+        let rr_local = (!self.rr_history.is_empty())
+            .then(|| self.rr_history.iter().sum::<f32>() / self.rr_history.len() as f32);
+        if peak < self.buf_start + self.before as u64 {
+            self.dropped += 1; // Window before the stream start or already evicted.
+            return;
+        }
+        self.pending.push_back(Pending {
+            sample: peak,
+            rr_prev,
+            rr_local,
+            rr_next: None,
+            window: None,
+        });
+    }
+
+    /// Copies the windows that are now complete.
+    fn fill_windows(&mut self) {
+        let end = self.buf_end();
+        for p in self.pending.iter_mut().filter(|p| p.window.is_none()) {
+            if p.sample + (self.after as u64) >= end {
+                break; // Later peaks are not complete either.
+            }
+            let from = (p.sample - self.before as u64 - self.buf_start) as usize;
+            let len = self.before + 1 + self.after;
+            let mut window = Vec::with_capacity(len * self.buf.len());
+            for lead in &self.buf {
+                window.extend(lead.range(from..from + len));
+            }
+            p.window = Some(window);
+        }
+    }
+
+    /// Emits the complete beats at the front of the queue, in peak order.
+    fn emit(&mut self, at_end: bool) -> Vec<Beat> {
+        let tolerance = (SYMBOL_TOLERANCE_S * self.fs).round() as u64;
+        let end = self.buf_end();
+        let mut beats = Vec::new();
+        while let Some(p) = self.pending.front() {
+            let annotated = at_end || p.sample + tolerance < end;
+            let (Some(rr_next), true, true) = (p.rr_next, p.window.is_some(), annotated) else {
+                break;
+            };
+            let p = self.pending.pop_front().expect("front exists");
+            let symbol = self
+                .annotations
+                .iter()
+                .filter(|a| a.sample.abs_diff(p.sample) <= tolerance)
+                .min_by_key(|a| a.sample.abs_diff(p.sample))
+                .map(|a| a.symbol.clone());
+            beats.push(Beat {
+                stream: self.stream.clone(),
+                fs: self.fs,
+                sample: p.sample,
+                leads: self.leads.clone(),
+                before: self.before,
+                after: self.after,
+                window: p.window.expect("checked above"),
+                rr_prev: p.rr_prev,
+                rr_next,
+                rr_local: p.rr_local,
+                symbol,
+            });
+        }
+        beats
+    }
+
+    /// Drops history no pending or future peak can need.
+    fn evict(&mut self) {
+        let end = self.buf_end();
+        let reach = self.max_delay.unwrap_or(0).max(self.after as u64) + self.before as u64;
+        let mut keep_from = end.saturating_sub(reach);
+        if let Some(p) = self.pending.iter().find(|p| p.window.is_none()) {
+            keep_from = keep_from.min(p.sample - self.before as u64);
+        }
+        let keep_from = keep_from.max(self.buf_start);
+        let n = (keep_from - self.buf_start) as usize;
+        for lead in &mut self.buf {
+            lead.drain(..n);
+        }
+        self.buf_start = keep_from;
+        let tolerance = (SYMBOL_TOLERANCE_S * self.fs).round() as u64;
+        let oldest = self
+            .pending
+            .front()
+            .map_or(keep_from, |p| p.sample.min(keep_from));
+        while self
+            .annotations
+            .front()
+            .is_some_and(|a| a.sample + tolerance < oldest)
+        {
+            self.annotations.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(start: u64, len: usize, peaks: Vec<u64>) -> Chunk {
+        let mut c = Chunk::new("s", 100.0, start, vec!["a".into()], vec![vec![0.5; len]]);
+        c.rpeaks = peaks;
+        c.annotations = c
+            .rpeaks
+            .iter()
+            .map(|&p| Annotation {
+                sample: p,
+                symbol: "N".into(),
+            })
+            .collect();
+        c
+    }
+
+    #[test]
+    fn history_stays_bounded_over_a_long_stream() {
+        let mut seg = Segmenter::new(30, 50).with_max_delay(250);
+        let mut beats = 0;
+        for k in 0..2000u64 {
+            // Peaks every 80 samples, each reported 200 samples late.
+            let start = k * 100;
+            let peaks = (start.saturating_sub(200)..start + 100 - 200.min(start + 100))
+                .filter(|p| p % 80 == 40)
+                .collect();
+            beats += seg.process(&chunk(start, 100, peaks)).len();
+            assert!(
+                seg.buf[0].len() <= 250 + 30 + 100,
+                "history {}",
+                seg.buf[0].len()
+            );
+            assert!(seg.pending.len() <= 4);
+            assert!(seg.annotations.len() <= 8);
+        }
+        beats += seg.finish().len();
+        assert!(beats > 2400);
+    }
+
+    #[test]
+    fn peaks_later_than_max_delay_are_dropped() {
+        let mut seg = Segmenter::new(10, 10).with_max_delay(20);
+        assert!(seg.process(&chunk(0, 100, vec![])).is_empty());
+        assert!(seg.process(&chunk(100, 100, vec![50, 190])).is_empty());
+        assert_eq!(seg.dropped(), 1, "50 - 10 is older than the history kept");
+        assert!(seg.finish().is_empty(), "190 + 10 is past the end");
+        assert_eq!(seg.dropped(), 2);
+    }
+}

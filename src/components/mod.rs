@@ -1,0 +1,159 @@
+//! Component types: what each takes and emits, its fields, its checks, and how it is built.
+//! The registry here is the single source for validation, `ecgflow components` and
+//! `docs/components.md`.
+
+pub mod fields;
+mod sinks;
+mod sources;
+mod transforms;
+
+use std::sync::Arc;
+
+use ecgflow_operators::Chunk;
+
+use crate::config::Role;
+use crate::message::Body;
+pub use fields::{FieldSpec, Params};
+
+/// The kind of data on a port. Edges must connect equal kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PortKind {
+    /// Chunks of samples of one or more leads, with reference annotations and detected peaks.
+    Signal,
+    /// Heartbeat windows around R peaks.
+    Beats,
+    /// Tensors and images made from signals or beats.
+    Tensors,
+    /// Model outputs.
+    Predictions,
+    /// Attributions explaining predictions.
+    Explanations,
+    /// Alarms and stream events.
+    Events,
+}
+
+impl PortKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PortKind::Signal => "signal",
+            PortKind::Beats => "beats",
+            PortKind::Tensors => "tensors",
+            PortKind::Predictions => "predictions",
+            PortKind::Explanations => "explanations",
+            PortKind::Events => "events",
+        }
+    }
+}
+
+/// What a component emits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Sinks emit nothing.
+    None,
+    Kind(PortKind),
+    /// Pass-through steps emit what they take.
+    SameAsInput,
+}
+
+/// Facts about a component's input known before running, for checks that span components.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Upstream {
+    /// Sampling rate of the input signal, when the upstream source states it.
+    pub fs: Option<f64>,
+}
+
+/// A field-level problem found by a component's own check: `(field, message)`.
+pub type FieldProblem = (String, String);
+
+/// Everything the engine knows about one component type.
+pub struct ComponentSpec {
+    pub type_name: &'static str,
+    pub role: Role,
+    pub summary: &'static str,
+    /// Kinds accepted on the input port (empty for sources).
+    pub accepts: &'static [PortKind],
+    pub output: Output,
+    pub fields: &'static [FieldSpec],
+    /// Checks between fields and against the upstream (e.g. a cut-off above Nyquist).
+    pub check: fn(&Params, &Upstream) -> Vec<FieldProblem>,
+    /// The sampling rate this component emits, given its input's.
+    pub output_fs: fn(&Params, Option<f64>) -> Option<f64>,
+    /// Builds the runnable component from checked fields.
+    pub build: fn(&Params) -> anyhow::Result<Built>,
+}
+
+/// No cross-field checks.
+pub fn no_check(_: &Params, _: &Upstream) -> Vec<FieldProblem> {
+    Vec::new()
+}
+
+/// The sampling rate passes through unchanged.
+pub fn same_fs(_: &Params, fs: Option<f64>) -> Option<f64> {
+    fs
+}
+
+/// A runnable component, shared by all workers.
+#[derive(Clone)]
+pub enum Built {
+    Source(Arc<dyn Source>),
+    Transform(Arc<dyn Transform>),
+    Sink(Arc<dyn Sink>),
+}
+
+/// A source of streams. Each stream is read by one reader on one worker's thread.
+pub trait Source: Send + Sync {
+    /// The stream names, in a fixed order; stream `i` is routed to worker `i % workers`.
+    fn streams(&self) -> anyhow::Result<Vec<String>>;
+    /// Total samples over all streams, when known in advance (for progress bars).
+    fn total_samples(&self) -> Option<u64>;
+    /// Opens stream `index` for reading.
+    fn open(&self, index: usize) -> anyhow::Result<Box<dyn StreamReader>>;
+}
+
+/// Reads one stream chunk by chunk.
+pub trait StreamReader: Send {
+    /// The next chunk, or `None` at the end of the stream.
+    fn next_chunk(&mut self) -> anyhow::Result<Option<Chunk>>;
+}
+
+/// A transform: makes one step per stream, holding that stream's state.
+pub trait Transform: Send + Sync {
+    /// A new step for the stream whose first payload is `first`.
+    fn open(&self, first: &Body) -> anyhow::Result<Box<dyn Step>>;
+}
+
+/// The per-stream state of a transform.
+pub trait Step {
+    /// Processes one payload of its stream, pushing what it emits.
+    fn process(&mut self, body: Body, out: &mut Vec<Body>) -> anyhow::Result<()>;
+    /// The stream has ended: emit whatever is still held.
+    fn finish(&mut self, out: &mut Vec<Body>) -> anyhow::Result<()>;
+}
+
+/// A sink: one writer for the whole pipeline run, on one worker.
+pub trait Sink: Send + Sync {
+    fn open(&self) -> anyhow::Result<Box<dyn SinkWriter>>;
+}
+
+/// Writes what reaches a sink.
+pub trait SinkWriter {
+    fn write(&mut self, body: &Body) -> anyhow::Result<()>;
+    /// All input has arrived: complete the output. Returns a line for the run summary.
+    fn finish(self: Box<Self>) -> anyhow::Result<Option<String>>;
+}
+
+/// Every component type, sources then transforms then sinks.
+pub fn registry() -> Vec<&'static ComponentSpec> {
+    sources::SPECS
+        .iter()
+        .chain(transforms::SPECS)
+        .chain(sinks::SPECS)
+        .collect()
+}
+
+/// The component type with this role and name.
+pub fn find(role: Role, type_name: &str) -> Option<&'static ComponentSpec> {
+    registry()
+        .into_iter()
+        .find(|s| s.role == role && s.type_name == type_name)
+}

@@ -1,0 +1,243 @@
+//! Transform component types: thin wrappers that give each operator of
+//! `ecgflow-operators` a per-stream state in the engine.
+
+use std::sync::Arc;
+
+use anyhow::bail;
+use ecgflow_operators::filter::{Bandpass, FilterMode};
+use ecgflow_operators::rpeaks::{RPeakDetector, RPeakMethod};
+use ecgflow_operators::segment::Segmenter;
+use ecgflow_operators::Chunk;
+
+use super::fields::{Default as D, FieldSpec as F};
+use super::{
+    no_check, same_fs, Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Step,
+    Transform, Upstream,
+};
+use crate::config::Role;
+use crate::message::Body;
+
+const ALL_KINDS: &[PortKind] = &[
+    PortKind::Signal,
+    PortKind::Beats,
+    PortKind::Tensors,
+    PortKind::Predictions,
+    PortKind::Explanations,
+    PortKind::Events,
+];
+
+pub static SPECS: &[ComponentSpec] = &[
+    ComponentSpec {
+        type_name: "bandpass",
+        role: Role::Transform,
+        summary: "Butterworth band-pass filter applied to every lead. `causal` filters as samples arrive \
+                  (live use); `zero_phase` filters forward and backward like scipy's sosfiltfilt, holding \
+                  each stream until it ends (batch use).",
+        accepts: &[PortKind::Signal],
+        output: Output::Kind(PortKind::Signal),
+        fields: &[
+            F::positive("low_hz", 0.0, f64::INFINITY, D::Float(0.5), "lower cut-off frequency in Hz"),
+            F::positive("high_hz", 0.0, f64::INFINITY, D::Float(40.0), "upper cut-off frequency in Hz, below Nyquist"),
+            F::int("order", 1, 10, D::Int(2), "Butterworth order of each edge (the band-pass has twice as many poles)"),
+            F::choice("mode", &["causal", "zero_phase"], "causal", "causal (streaming) or zero_phase (forward-backward, batch)"),
+        ],
+        check: check_bandpass,
+        output_fs: same_fs,
+        build: |p| {
+            let mode = if p.str("mode") == "zero_phase" { FilterMode::ZeroPhase } else { FilterMode::Causal };
+            let (low, high, order) = (p.f64("low_hz"), p.f64("high_hz"), p.usize("order"));
+            chunk_transform(move |c| Ok(Bandpass::new(low, high, order, mode, c.fs, c.samples.len())?))
+        },
+    },
+    ComponentSpec {
+        type_name: "rpeaks",
+        role: Role::Transform,
+        summary: "Streaming R-peak detection on one lead. Passes the signal through and attaches the peaks \
+                  it confirms to the chunks (reported with the detector's bounded delay).",
+        accepts: &[PortKind::Signal],
+        output: Output::Kind(PortKind::Signal),
+        fields: &[
+            F::choice("method", &["pan_tompkins"], "pan_tompkins", "detection method"),
+            F::int("lead", 0, 63, D::Int(0), "index of the lead to detect on"),
+        ],
+        check: no_check,
+        output_fs: same_fs,
+        build: |p| {
+            let lead = p.usize("lead");
+            let method = match p.str("method") {
+                _ => RPeakMethod::PanTompkins,
+            };
+            chunk_transform(move |c| {
+                if lead >= c.samples.len() {
+                    bail!("stream {} has {} lead(s); lead index {lead} does not exist", c.stream, c.samples.len());
+                }
+                Ok(RPeakDetector::new(method, c.fs, lead)?)
+            })
+        },
+    },
+    ComponentSpec {
+        type_name: "segment",
+        role: Role::Transform,
+        summary: "Cuts a fixed window around each detected R peak (all leads), with the RR intervals before \
+                  and after and the local mean RR. Beats without a full window are counted and dropped.",
+        accepts: &[PortKind::Signal],
+        output: Output::Kind(PortKind::Beats),
+        fields: &[
+            F::int("before", 0, 1_000_000, D::Int(90), "samples before the R peak"),
+            F::int("after", 0, 1_000_000, D::Int(168), "samples after the R peak"),
+        ],
+        check: no_check,
+        output_fs: same_fs,
+        build: |p| {
+            let (before, after) = (p.usize("before"), p.usize("after"));
+            Ok(Built::Transform(Arc::new(SegmentTransform { before, after })))
+        },
+    },
+    ComponentSpec {
+        type_name: "passthrough",
+        role: Role::Transform,
+        summary: "Forwards its input unchanged (for measuring the engine's own cost and for fan-in).",
+        accepts: ALL_KINDS,
+        output: Output::SameAsInput,
+        fields: &[],
+        check: no_check,
+        output_fs: same_fs,
+        build: |_| Ok(Built::Transform(Arc::new(PassThrough))),
+    },
+];
+
+fn check_bandpass(p: &Params, up: &Upstream) -> Vec<FieldProblem> {
+    let (low, high) = (p.f64("low_hz"), p.f64("high_hz"));
+    let mut problems = Vec::new();
+    if low >= high {
+        problems.push((
+            "low_hz".to_owned(),
+            format!("{low} Hz must be below high_hz ({high} Hz)"),
+        ));
+    }
+    if let Some(fs) = up.fs {
+        if high >= fs / 2.0 {
+            problems.push((
+                "high_hz".to_owned(),
+                format!(
+                    "{high} Hz is not below the Nyquist frequency ({} Hz at fs = {fs} Hz)",
+                    fs / 2.0
+                ),
+            ));
+        }
+    }
+    problems
+}
+
+/// An operator that turns chunks into chunks, one instance per stream.
+trait ChunkOperator {
+    fn process(&mut self, chunk: Chunk) -> Vec<Chunk>;
+    fn finish(&mut self) -> Vec<Chunk>;
+}
+
+impl ChunkOperator for Bandpass {
+    fn process(&mut self, chunk: Chunk) -> Vec<Chunk> {
+        Bandpass::process(self, chunk)
+    }
+    fn finish(&mut self) -> Vec<Chunk> {
+        Bandpass::finish(self)
+    }
+}
+
+impl ChunkOperator for RPeakDetector {
+    fn process(&mut self, chunk: Chunk) -> Vec<Chunk> {
+        RPeakDetector::process(self, chunk)
+    }
+    fn finish(&mut self) -> Vec<Chunk> {
+        RPeakDetector::finish(self)
+    }
+}
+
+/// Builds a transform from a constructor called with each stream's first chunk.
+fn chunk_transform<Op, F>(make: F) -> anyhow::Result<Built>
+where
+    Op: ChunkOperator + 'static,
+    F: Fn(&Chunk) -> anyhow::Result<Op> + Send + Sync + 'static,
+{
+    struct Factory<F>(F);
+    impl<Op, F> Transform for Factory<F>
+    where
+        Op: ChunkOperator + 'static,
+        F: Fn(&Chunk) -> anyhow::Result<Op> + Send + Sync,
+    {
+        fn open(&self, first: &Body) -> anyhow::Result<Box<dyn Step>> {
+            match first {
+                Body::Chunk(c) => Ok(Box::new(ChunkStep((self.0)(c)?))),
+                other => bail!("expected signal chunks, got {}", kind_of(other)),
+            }
+        }
+    }
+    Ok(Built::Transform(Arc::new(Factory(make))))
+}
+
+struct ChunkStep<Op>(Op);
+
+impl<Op: ChunkOperator> Step for ChunkStep<Op> {
+    fn process(&mut self, body: Body, out: &mut Vec<Body>) -> anyhow::Result<()> {
+        match body {
+            Body::Chunk(c) => out.extend(self.0.process(c).into_iter().map(Body::Chunk)),
+            other => bail!("expected signal chunks, got {}", kind_of(&other)),
+        }
+        Ok(())
+    }
+    fn finish(&mut self, out: &mut Vec<Body>) -> anyhow::Result<()> {
+        out.extend(self.0.finish().into_iter().map(Body::Chunk));
+        Ok(())
+    }
+}
+
+fn kind_of(body: &Body) -> &'static str {
+    match body {
+        Body::Chunk(_) => "a signal chunk",
+        Body::Beat(_) => "a beat",
+        Body::End { .. } => "an end of stream",
+    }
+}
+
+struct SegmentTransform {
+    before: usize,
+    after: usize,
+}
+
+impl Transform for SegmentTransform {
+    fn open(&self, _first: &Body) -> anyhow::Result<Box<dyn Step>> {
+        Ok(Box::new(Segmenter::new(self.before, self.after)))
+    }
+}
+
+impl Step for Segmenter {
+    fn process(&mut self, body: Body, out: &mut Vec<Body>) -> anyhow::Result<()> {
+        match body {
+            Body::Chunk(c) => out.extend(Segmenter::process(self, &c).into_iter().map(Body::Beat)),
+            other => bail!("expected signal chunks, got {}", kind_of(&other)),
+        }
+        Ok(())
+    }
+    fn finish(&mut self, out: &mut Vec<Body>) -> anyhow::Result<()> {
+        out.extend(Segmenter::finish(self).into_iter().map(Body::Beat));
+        Ok(())
+    }
+}
+
+struct PassThrough;
+
+impl Transform for PassThrough {
+    fn open(&self, _first: &Body) -> anyhow::Result<Box<dyn Step>> {
+        Ok(Box::new(PassThrough))
+    }
+}
+
+impl Step for PassThrough {
+    fn process(&mut self, body: Body, out: &mut Vec<Body>) -> anyhow::Result<()> {
+        out.push(body);
+        Ok(())
+    }
+    fn finish(&mut self, _out: &mut Vec<Body>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,35 @@
+//! What travels on the dataflow's edges.
+
+use ecgflow_operators::{Beat, Chunk};
+use serde::{Deserialize, Serialize};
+
+/// One item on an edge, with the route that keeps each stream on one worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Chosen by the source for each stream; every edge exchanges by it, so all of a
+    /// stream's data (and its per-stream state) lives on worker `route % workers`.
+    pub route: u64,
+    pub body: Body,
+}
+
+/// The payload of a message. Which variants appear on an edge depends on its port kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Body {
+    /// Samples of one stream (port kind `signal`).
+    Chunk(Chunk),
+    /// One heartbeat (port kind `beats`).
+    Beat(Beat),
+    /// The named stream has ended: steps flush their state for it.
+    End { stream: String },
+}
+
+impl Body {
+    /// The stream this payload belongs to.
+    pub fn stream(&self) -> &str {
+        match self {
+            Body::Chunk(c) => &c.stream,
+            Body::Beat(b) => &b.stream,
+            Body::End { stream } => stream,
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! Running a validated graph as a timely dataflow.
+//!
+//! Every stream (record, patient) gets a route when its source lists it; every edge exchanges
+//! by route, so a stream's data and its per-stream state stay on worker `route % workers`.
+//! Each worker reads its own streams in a thread per source, which feeds the worker through
+//! a bounded crossbeam channel (a slow dataflow blocks the reader). All of a sink's input
+//! goes to worker 0, which writes the one output file.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use crossbeam_channel::{bounded, Receiver, TryRecvError};
+use timely::communication::Config as CommunicationConfig;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::{Concatenate, Operator};
+use timely::dataflow::{InputHandle, Stream};
+use timely::WorkerConfig;
+
+use crate::components::{Built, Source, Step, Transform};
+use crate::graph::{Graph, Node};
+use crate::message::{Body, Message};
+
+/// Messages a source thread may queue ahead of its worker.
+const CHANNEL_CAPACITY: usize = 64;
+/// Messages moved from a channel into the dataflow between two worker steps.
+const FEED_BATCH: usize = 256;
+
+type Input = InputHandle<u64, CapacityContainerBuilder<Vec<Message>>>;
+type MessageStream<'scope> = Stream<'scope, u64, Vec<Message>>;
+
+/// How to spread a run over threads and processes.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Worker threads per process.
+    pub workers: usize,
+    /// Processes in a cluster run (1 for a single process).
+    pub processes: usize,
+    /// This process's index in the cluster.
+    pub process: usize,
+    /// `host:port` of every process, one per line, for cluster runs.
+    pub hostfile: Option<PathBuf>,
+    /// Draw a progress bar on standard error (only when it is a terminal).
+    pub progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            workers: 1,
+            processes: 1,
+            process: 0,
+            hostfile: None,
+            progress: false,
+        }
+    }
+}
+
+/// Counters shared by all threads of a run in this process.
+#[derive(Default)]
+pub struct RunStats {
+    pub streams_total: AtomicU64,
+    pub streams_done: AtomicU64,
+    pub samples: AtomicU64,
+    pub beats: AtomicU64,
+    failed: AtomicBool,
+    errors: Mutex<Vec<String>>,
+    sink_lines: Mutex<Vec<String>>,
+}
+
+impl RunStats {
+    fn fail(&self, message: String) {
+        self.failed.store(true, Ordering::SeqCst);
+        if let Ok(mut errors) = self.errors.lock() {
+            errors.push(message);
+        }
+    }
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
+/// What a finished run did (in this process).
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub streams: u64,
+    pub samples: u64,
+    pub beats: u64,
+    pub seconds: f64,
+    /// One line per sink that had something to say (e.g. rows written).
+    pub sink_lines: Vec<String>,
+}
+
+struct Component {
+    node: Node,
+    built: Built,
+    /// For sources: the stream names and the route of the first one.
+    streams: Vec<String>,
+    route_offset: u64,
+}
+
+/// Runs the graph to completion.
+pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
+    let started = Instant::now();
+    let mut components = Vec::new();
+    let mut next_route = 0u64;
+    let mut total_samples = Some(0u64);
+    for node in &graph.nodes {
+        let built = (node.spec.build)(&node.params).with_context(|| node.full_name())?;
+        let (streams, route_offset) = match &built {
+            Built::Source(source) => {
+                let streams = source.streams().with_context(|| node.full_name())?;
+                total_samples = total_samples
+                    .zip(source.total_samples())
+                    .map(|(a, b)| a + b);
+                let offset = next_route;
+                next_route += streams.len() as u64;
+                (streams, offset)
+            }
+            _ => (Vec::new(), 0),
+        };
+        components.push(Component {
+            node: node.clone(),
+            built,
+            streams,
+            route_offset,
+        });
+    }
+    let components = Arc::new(components);
+    let stats = Arc::new(RunStats::default());
+    // In a cluster each process counts the streams its own workers read.
+    let peers = options.workers * options.processes;
+    let first_worker = options.process * options.workers;
+    let local = (0..next_route as usize)
+        .filter(|r| (first_worker..first_worker + options.workers).contains(&(r % peers)))
+        .count();
+    stats.streams_total.store(local as u64, Ordering::Relaxed);
+
+    let progress = options.progress.then(|| {
+        crate::progress::Progress::start(stats.clone(), total_samples, options.processes > 1)
+    });
+    let config = timely_config(options)?;
+    let worker_stats = stats.clone();
+    let guards = timely::execute(config, move |worker| {
+        run_worker(worker, &components, &worker_stats)
+    })
+    .map_err(|e| anyhow!("cannot start the dataflow: {e}"))?;
+    let mut panics = Vec::new();
+    for result in guards.join() {
+        if let Err(e) = result {
+            panics.push(e);
+        }
+    }
+    if let Some(p) = progress {
+        p.finish();
+    }
+    if !panics.is_empty() {
+        bail!("a worker failed: {}", panics.join("; "));
+    }
+    let errors = stats.errors.lock().map(|e| e.clone()).unwrap_or_default();
+    if !errors.is_empty() {
+        bail!(
+            "the run failed; no output file was completed:\n  {}",
+            errors.join("\n  ")
+        );
+    }
+    Ok(RunSummary {
+        streams: stats.streams_done.load(Ordering::Relaxed),
+        samples: stats.samples.load(Ordering::Relaxed),
+        beats: stats.beats.load(Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+        sink_lines: stats
+            .sink_lines
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default(),
+    })
+}
+
+fn timely_config(options: &RunOptions) -> anyhow::Result<timely::Config> {
+    if options.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let communication = if options.processes > 1 {
+        if options.process >= options.processes {
+            bail!(
+                "--process {} is out of range for --processes {}",
+                options.process,
+                options.processes
+            );
+        }
+        let addresses = match &options.hostfile {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read hostfile {}", path.display()))?;
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned)
+                    .collect()
+            }
+            None => (0..options.processes)
+                .map(|i| format!("127.0.0.1:{}", 2101 + i))
+                .collect::<Vec<_>>(),
+        };
+        if addresses.len() < options.processes {
+            bail!(
+                "the hostfile lists {} address(es) but --processes is {}",
+                addresses.len(),
+                options.processes
+            );
+        }
+        CommunicationConfig::Cluster {
+            threads: options.workers,
+            process: options.process,
+            addresses: addresses[..options.processes].to_vec(),
+            report: false,
+            zerocopy: false,
+        }
+    } else if options.workers > 1 {
+        CommunicationConfig::Process(options.workers)
+    } else {
+        CommunicationConfig::Thread
+    };
+    Ok(timely::Config {
+        communication,
+        worker: WorkerConfig::default(),
+    })
+}
+
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    components: &Arc<Vec<Component>>,
+    stats: &Arc<RunStats>,
+) {
+    let index = worker.index();
+    let peers = worker.peers();
+    let mut inputs: Vec<(usize, Input)> = Vec::new();
+    worker.dataflow::<u64, _, _>(|scope| {
+        let mut outputs: HashMap<String, MessageStream> = HashMap::new();
+        for (i, c) in components.iter().enumerate() {
+            let name = c.node.name().to_owned();
+            let upstream = || {
+                let streams: Vec<MessageStream> = c
+                    .node
+                    .decl
+                    .inputs
+                    .iter()
+                    .map(|n| outputs[n].clone())
+                    .collect();
+                scope.concatenate(streams)
+            };
+            match &c.built {
+                Built::Source(_) => {
+                    let mut input = Input::new();
+                    outputs.insert(name, input.to_stream(scope.clone()));
+                    inputs.push((i, input));
+                }
+                Built::Transform(t) => {
+                    let stream = transform_operator(
+                        upstream(),
+                        c.node.full_name(),
+                        t.clone(),
+                        stats.clone(),
+                    );
+                    outputs.insert(name, stream);
+                }
+                Built::Sink(sink) => {
+                    let full = c.node.full_name();
+                    let mut writer = if index == 0 {
+                        match sink.open() {
+                            Ok(w) => Some(w),
+                            Err(e) => {
+                                stats.fail(format!("{full}: {e:#}"));
+                                None
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    let stats = stats.clone();
+                    upstream().sink(
+                        Exchange::new(|_: &Message| 0),
+                        &full.clone(),
+                        move |(input, frontier)| {
+                            input.for_each(|_, data| {
+                                for msg in data.drain(..) {
+                                    if let Some(w) = writer.as_mut() {
+                                        if let Err(e) = w.write(&msg.body) {
+                                            stats.fail(format!("{full}: {e:#}"));
+                                            writer = None;
+                                        }
+                                    }
+                                }
+                            });
+                            if frontier.is_empty() {
+                                if let Some(w) = writer.take() {
+                                    // On failure elsewhere the writer is dropped: its temporary file goes.
+                                    if !stats.failed() {
+                                        match w.finish() {
+                                            Ok(Some(line)) => stats
+                                                .sink_lines
+                                                .lock()
+                                                .expect("lock")
+                                                .push(format!("{full}: {line}")),
+                                            Ok(None) => {}
+                                            Err(e) => stats.fail(format!("{full}: {e:#}")),
+                                        }
+                                    }
+                                }
+                            }
+                        },
+                    );
+                }
+            }
+        }
+    });
+
+    // Start a reader thread per source for the streams routed to this worker.
+    let mut feeds: Vec<(Receiver<Message>, Option<Input>)> = Vec::new();
+    for (i, input) in inputs {
+        let c = &components[i];
+        let Built::Source(source) = &c.built else {
+            continue;
+        };
+        let mine: Vec<usize> = (0..c.streams.len())
+            .filter(|j| (c.route_offset as usize + j) % peers == index)
+            .collect();
+        if mine.is_empty() {
+            continue; // dropping the handle closes this worker's part of the input
+        }
+        let (tx, rx) = bounded(CHANNEL_CAPACITY);
+        let (source, stats, offset, full) = (
+            source.clone(),
+            stats.clone(),
+            c.route_offset,
+            c.node.full_name(),
+        );
+        let names = c.streams.clone();
+        std::thread::spawn(move || {
+            read_streams(&*source, &mine, &names, offset, &full, &tx, &stats)
+        });
+        feeds.push((rx, Some(input)));
+    }
+
+    // Move data from the channels into the dataflow until every reader is done.
+    while feeds.iter().any(|(_, input)| input.is_some()) {
+        let mut moved = 0;
+        for (rx, slot) in feeds.iter_mut() {
+            let Some(input) = slot.as_mut() else { continue };
+            for _ in 0..FEED_BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => {
+                        input.send(msg);
+                        moved += 1;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        *slot = None;
+                        break;
+                    }
+                }
+            }
+        }
+        if moved == 0 {
+            worker.step_or_park(Some(Duration::from_micros(200)));
+        } else {
+            worker.step();
+        }
+    }
+    while worker.has_dataflows() {
+        worker.step_or_park(None);
+    }
+}
+
+/// The reader thread of one source on one worker: reads its streams one after the other.
+fn read_streams(
+    source: &dyn Source,
+    mine: &[usize],
+    names: &[String],
+    route_offset: u64,
+    full_name: &str,
+    tx: &crossbeam_channel::Sender<Message>,
+    stats: &RunStats,
+) {
+    for &j in mine {
+        let route = route_offset + j as u64;
+        let result = (|| -> anyhow::Result<bool> {
+            let mut reader = source.open(j)?;
+            while let Some(chunk) = reader.next_chunk()? {
+                if stats.failed() {
+                    return Ok(false);
+                }
+                stats
+                    .samples
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if tx
+                    .send(Message {
+                        route,
+                        body: Body::Chunk(chunk),
+                    })
+                    .is_err()
+                {
+                    return Ok(false);
+                }
+            }
+            Ok(tx
+                .send(Message {
+                    route,
+                    body: Body::End {
+                        stream: names[j].clone(),
+                    },
+                })
+                .is_ok())
+        })();
+        match result {
+            Ok(true) => {
+                stats.streams_done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(false) => return,
+            Err(e) => {
+                stats.fail(format!("{full_name}: stream {}: {e:#}", names[j]));
+                return;
+            }
+        }
+    }
+}
+
+/// Wraps a transform as a timely operator holding one step per stream.
+fn transform_operator<'scope>(
+    input: MessageStream<'scope>,
+    full_name: String,
+    transform: Arc<dyn Transform>,
+    stats: Arc<RunStats>,
+) -> MessageStream<'scope> {
+    input.unary(
+        Exchange::new(|m: &Message| m.route),
+        &full_name.clone(),
+        move |_, _| {
+            let mut steps: HashMap<String, Box<dyn Step>> = HashMap::new();
+            let mut failed: HashSet<String> = HashSet::new();
+            let mut out = Vec::new();
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for Message { route, body } in data.drain(..) {
+                        let stream = body.stream().to_owned();
+                        let is_end = matches!(body, Body::End { .. });
+                        let from_beats = matches!(body, Body::Beat(_));
+                        if !failed.contains(&stream) {
+                            let result = (|| -> anyhow::Result<()> {
+                                if is_end {
+                                    if let Some(mut step) = steps.remove(&stream) {
+                                        step.finish(&mut out)?;
+                                    }
+                                    return Ok(());
+                                }
+                                let step = match steps.entry(stream.clone()) {
+                                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                                    std::collections::hash_map::Entry::Vacant(e) => {
+                                        e.insert(transform.open(&body)?)
+                                    }
+                                };
+                                step.process(body, &mut out)
+                            })();
+                            if let Err(e) = result {
+                                stats.fail(format!("{full_name}: stream {stream}: {e:#}"));
+                                steps.remove(&stream);
+                                failed.insert(stream.clone());
+                            }
+                        }
+                        if !from_beats {
+                            let beats = out.iter().filter(|b| matches!(b, Body::Beat(_))).count();
+                            stats.beats.fetch_add(beats as u64, Ordering::Relaxed);
+                        }
+                        for body in out.drain(..) {
+                            session.give(Message { route, body });
+                        }
+                        if is_end {
+                            failed.remove(&stream);
+                            session.give(Message {
+                                route,
+                                body: Body::End { stream },
+                            });
+                        }
+                    }
+                });
+            }
+        },
+    )
+}

@@ -1,0 +1,438 @@
+//! End-to-end tests of the `ecgflow` binary: validation errors, graphs, runs over workers
+//! and processes, the demo, and the generated component reference.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ecgflow() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecgflow"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    ecgflow().args(args).output().expect("ecgflow starts")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn every_invalid_pipeline_is_rejected_with_component_and_field() {
+    let dir = root().join("tests/pipelines/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 12, "the suite covers every error class");
+    for file in files {
+        let expected: Vec<String> = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: ").map(str::to_owned))
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "{} states what it expects",
+            file.display()
+        );
+        let out = run(&["validate", file.to_str().unwrap()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", file.display());
+        for e in expected {
+            assert!(
+                stderr.contains(&e),
+                "{}: expected {e:?} in:\n{stderr}",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn validate_reports_every_problem_and_every_file() {
+    let dir = root().join("tests/pipelines/invalid");
+    let out = run(&[
+        "validate",
+        "pipelines/demo.toml",
+        dir.join("cycle.toml").to_str().unwrap(),
+        dir.join("no_sink.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(stdout.contains("pipelines/demo.toml: ok"), "{stdout}");
+    assert!(
+        stderr.contains("cycle.toml") && stderr.contains("no_sink.toml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn shipped_pipelines_are_valid() {
+    let mut files: Vec<String> = std::fs::read_dir(root().join("pipelines"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = run(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn set_overrides_are_validated_too() {
+    let out = run(&[
+        "validate",
+        "pipelines/demo.toml",
+        "--set",
+        "transforms.clean.high_hz=200",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("transforms.clean.high_hz"));
+    let out = run(&[
+        "validate",
+        "pipelines/demo.toml",
+        "--set",
+        "transforms.nope.x=1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("transforms.nope"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn graph_prints_dot() {
+    let out = run(&["graph", "pipelines/demo.toml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dot = text(&out.stdout);
+    assert!(dot.starts_with("digraph"), "{dot}");
+    assert!(
+        dot.contains("\"clean\" [label=\"clean\\n(bandpass)\""),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"peaks\" -> \"beats\" [label=\"signal\"]"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"beats\" -> \"beats_file\" [label=\"beats\"]"),
+        "{dot}"
+    );
+}
+
+#[test]
+fn components_reference_is_in_sync_with_docs() {
+    let out = run(&["components"]);
+    assert!(out.status.success());
+    let generated = text(&out.stdout);
+    let committed = std::fs::read_to_string(root().join("docs/components.md")).unwrap_or_default();
+    assert!(
+        generated == committed,
+        "docs/components.md is out of date: run `cargo run -- components > docs/components.md`"
+    );
+    for name in [
+        "synthetic",
+        "bandpass",
+        "rpeaks",
+        "segment",
+        "passthrough",
+        "console",
+        "jsonl",
+        "parquet",
+        "null",
+    ] {
+        assert!(
+            generated.contains(&format!("### `{name}`")),
+            "{name} is documented"
+        );
+    }
+}
+
+/// A small pipeline with per-stream state (filter, detector, segmenter) writing JSONL.
+fn write_pipeline(dir: &Path, out: &Path) -> PathBuf {
+    let path = dir.join("p.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[sources.ecg]
+type = "synthetic"
+streams = 5
+duration_s = 20.0
+ectopic_probability = 0.1
+seed = 7
+
+[transforms.clean]
+type = "bandpass"
+inputs = ["ecg"]
+
+[transforms.peaks]
+type = "rpeaks"
+inputs = ["clean"]
+
+[transforms.beats]
+type = "segment"
+inputs = ["peaks"]
+
+[sinks.out]
+type = "jsonl"
+inputs = ["beats"]
+path = "{}"
+include_samples = true
+"#,
+            out.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn sorted_lines(path: &Path) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn one_and_two_workers_give_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut outputs = Vec::new();
+    for workers in ["1", "2"] {
+        let out_file = dir.path().join(format!("w{workers}.jsonl"));
+        let pipeline = write_pipeline(dir.path(), &out_file);
+        let out = run(&[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--workers",
+            workers,
+            "--quiet",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("done: 5 streams"),
+            "{}",
+            text(&out.stderr)
+        );
+        outputs.push(sorted_lines(&out_file));
+    }
+    assert!(
+        outputs[0].len() > 5 * 20,
+        "beats came out: {}",
+        outputs[0].len()
+    );
+    assert_eq!(outputs[0], outputs[1]);
+}
+
+#[test]
+fn two_processes_on_localhost_match_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let single = dir.path().join("single.jsonl");
+    let pipeline = write_pipeline(dir.path(), &single);
+    let out = run(&["run", pipeline.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let cluster = dir.path().join("cluster.jsonl");
+    let pipeline = write_pipeline(dir.path(), &cluster);
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let hostfile = dir.path().join("hosts");
+    std::fs::write(
+        &hostfile,
+        ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            ecgflow()
+                .args([
+                    "run",
+                    pipeline.to_str().unwrap(),
+                    "--quiet",
+                    "--workers",
+                    "1",
+                    "--processes",
+                    "2",
+                ])
+                .args([
+                    "--process",
+                    &i.to_string(),
+                    "--hostfile",
+                    hostfile.to_str().unwrap(),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    assert_eq!(sorted_lines(&single), sorted_lines(&cluster));
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let parquet = dir.path().join("beats.parquet");
+    let jsonl = dir.path().join("beats.jsonl");
+    let out = run(&[
+        "run",
+        "pipelines/demo.toml",
+        "--quiet",
+        "--set",
+        "sources.ecg.duration_s=15",
+        "--set",
+        &format!("sinks.beats_file.path={}", parquet.display()),
+        "--set",
+        &format!("sinks.beats_jsonl.path={}", jsonl.display()),
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("done: 4 streams, 21600 samples"),
+        "{stderr}"
+    );
+    // About 72 bpm for 15 s, four streams, less the first and last beats.
+    let beats = sorted_lines(&jsonl)
+        .iter()
+        .filter(|l| l.contains(r#""kind":"beat""#))
+        .count();
+    assert!((4 * 12..=4 * 20).contains(&beats), "{beats} beats");
+    assert!(
+        text(&out.stdout).contains("total (4)"),
+        "console summary: {}",
+        text(&out.stdout)
+    );
+    let (rows, window) = ecgflow_read_back(&parquet);
+    assert_eq!(rows, beats);
+    assert_eq!(window, 259);
+    assert!(!dir.path().join("beats.parquet.tmp").exists());
+}
+
+/// Reads a beats Parquet file with the parquet crate: rows and window length.
+fn ecgflow_read_back(path: &Path) -> (usize, usize) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let meta = reader.metadata();
+    let rows = meta.file_metadata().num_rows() as usize;
+    let kv = meta
+        .file_metadata()
+        .key_value_metadata()
+        .cloned()
+        .unwrap_or_default();
+    let after: usize = kv
+        .iter()
+        .find(|k| k.key == "ecgflow.after")
+        .and_then(|k| k.value.clone())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let before: usize = kv
+        .iter()
+        .find(|k| k.key == "ecgflow.before")
+        .and_then(|k| k.value.clone())
+        .unwrap()
+        .parse()
+        .unwrap();
+    (rows, before + after + 1)
+}
+
+#[test]
+fn a_failing_run_leaves_no_output_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("x.jsonl");
+    let pipeline = write_pipeline(dir.path(), &out_file);
+    // A lead index that the one-lead synthetic stream does not have fails at run time.
+    let out = run(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "transforms.peaks.lead=3",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("transforms.peaks") && stderr.contains("lead index 3"),
+        "{stderr}"
+    );
+    assert!(!out_file.exists());
+    assert!(!dir.path().join("x.jsonl.tmp").exists());
+}
+
+#[test]
+fn parquet_opens_in_pyarrow_when_available() {
+    let ok = Command::new("python3")
+        .args(["-c", "import pyarrow"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI must install pyarrow (see .ci/run)");
+        }
+        eprintln!("pyarrow is not installed; skipping the cross-check");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let parquet = dir.path().join("beats.parquet");
+    let out = run(&[
+        "run",
+        "pipelines/demo.toml",
+        "--quiet",
+        "--set",
+        "sources.ecg.duration_s=10",
+        "--set",
+        &format!("sinks.beats_file.path={}", parquet.display()),
+        "--set",
+        &format!(
+            "sinks.beats_jsonl.path={}",
+            dir.path().join("b.jsonl").display()
+        ),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let script = r#"
+import sys, pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1])
+assert t.column_names == ["stream", "sample", "symbol", "rr_prev", "rr_next", "rr_local", "window"], t.column_names
+w = t.column("window")
+assert w.type.list_size == 259, w.type
+assert t.schema.metadata[b"ecgflow.fs"] == b"360", t.schema.metadata
+assert set(t.column("stream").to_pylist()) == {"syn000", "syn001", "syn002", "syn003"}
+print(t.num_rows)
+"#;
+    let py = Command::new("python3")
+        .args(["-c", script, parquet.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", text(&py.stderr));
+}
