@@ -15,12 +15,18 @@ pub struct AtomicFile {
 
 impl AtomicFile {
     pub fn create(path: &Path) -> anyhow::Result<(Self, File)> {
+        Self::create_with_suffix(path, ".tmp")
+    }
+
+    /// Like [`AtomicFile::create`], with another temporary suffix (when two temporary
+    /// versions of one file exist at once).
+    pub fn create_with_suffix(path: &Path, suffix: &str) -> anyhow::Result<(Self, File)> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create directory {}", dir.display()))?;
         }
         let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
+        tmp.push(suffix);
         let tmp = PathBuf::from(tmp);
         let file =
             File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
@@ -36,6 +42,11 @@ impl AtomicFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the file is while it is written.
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp
     }
 
     /// Moves the complete file to its final name.

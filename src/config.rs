@@ -51,10 +51,22 @@ impl ComponentDecl {
     }
 }
 
+/// What a failing stream (a damaged record, a step that errs on its data) does to a run:
+/// the top-level `on_error` key of a pipeline file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnError {
+    /// Drop the stream from every output, report it by name, and go on with the others.
+    #[default]
+    Skip,
+    /// Stop the run at once; no output file is completed.
+    Fail,
+}
+
 /// A pipeline file, parsed into components.
 #[derive(Clone, Debug)]
 pub struct PipelineFile {
     pub path: PathBuf,
+    pub on_error: OnError,
     pub components: Vec<ComponentDecl>,
 }
 
@@ -85,6 +97,7 @@ impl Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (&self.component, &self.field) {
+            (c, Some(field)) if c.is_empty() => write!(f, "{field}: {}", self.message),
             (c, _) if c.is_empty() => write!(f, "{}", self.message),
             (c, Some(field)) => write!(f, "{c}.{field}: {}", self.message),
             (c, None) => write!(f, "{c}: {}", self.message),
@@ -134,12 +147,21 @@ pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<PipelineFi
     };
 
     let mut components = Vec::new();
+    let mut on_error = OnError::default();
     for (key, value) in &table {
+        if key == "on_error" {
+            on_error = match value.as_str() {
+                Some("skip") => OnError::Skip,
+                Some("fail") => OnError::Fail,
+                _ => return Err(structure(Problem::new("", Some("on_error"), format!("on_error = {value} must be \"skip\" or \"fail\"")))),
+            };
+            continue;
+        }
         let Some(role) = Role::ALL.into_iter().find(|r| r.section() == key) else {
             return Err(structure(Problem::new(
                 "",
                 None,
-                format!("unknown section [{key}]; a pipeline has [sources.NAME], [transforms.NAME] and [sinks.NAME]"),
+                format!("unknown section [{key}]; a pipeline has on_error, [sources.NAME], [transforms.NAME] and [sinks.NAME]"),
             )));
         };
         let Value::Table(section) = value else {
@@ -218,6 +240,7 @@ pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<PipelineFi
     }
     Ok(PipelineFile {
         path: path.to_owned(),
+        on_error,
         components,
     })
 }

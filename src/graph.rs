@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::components::{
     self, fields::check_fields, ComponentSpec, Output, Params, PortKind, Upstream,
 };
-use crate::config::{ComponentDecl, PipelineFile, Problem, Role};
+use crate::config::{ComponentDecl, OnError, PipelineFile, Problem, Role};
 
 /// A checked component.
 #[derive(Clone)]
@@ -34,6 +34,7 @@ impl Node {
 #[derive(Clone)]
 pub struct Graph {
     pub nodes: Vec<Node>,
+    pub on_error: OnError,
 }
 
 impl Graph {
@@ -294,7 +295,7 @@ pub fn validate(file: &PipelineFile) -> Result<Graph, Vec<Problem>> {
     }
 
     if problems.is_empty() {
-        Ok(Graph { nodes })
+        Ok(Graph { nodes, on_error: file.on_error })
     } else {
         Err(problems)
     }

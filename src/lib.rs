@@ -6,6 +6,8 @@ pub mod atomic_file;
 pub mod components;
 pub mod config;
 pub mod docs;
+pub mod eval;
+pub mod fetch_cli;
 pub mod graph;
 pub mod message;
 pub mod parquet_out;

@@ -5,14 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ecgflow::runtime::{self, RunOptions};
-use ecgflow::{config, docs, graph, load_pipeline};
+use ecgflow::{config, docs, eval, graph, load_pipeline};
 
 #[derive(Parser)]
-#[command(
-    name = "ecgflow",
-    version,
-    about = "A dataflow engine for electrocardiograms"
-)]
+#[command(name = "ecgflow", version, about = "A dataflow engine for electrocardiograms")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,6 +34,39 @@ enum Command {
     },
     /// List every component type with its fields, defaults, ranges and port kinds (Markdown).
     Components,
+    /// Evaluate against reference annotations.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Download and verify public databases.
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Beat-by-beat R-peak scoring against reference beat annotations (ANSI/AAMI EC57, like bxb).
+    Rpeaks(eval::RpeaksArgs),
+}
+
+#[derive(Subcommand)]
+enum DatasetsCommand {
+    /// Download a PhysioNet database, verifying every file against its SHA256SUMS.txt.
+    Fetch {
+        /// mitdb or ptbxl.
+        database: String,
+        /// Directory to download into (resumes and skips verified files).
+        #[arg(long)]
+        dest: PathBuf,
+        /// Another server or mirror laid out like PhysioNet.
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Parallel downloads.
+        #[arg(long, default_value_t = ecgflow_datasets::fetch::DEFAULT_JOBS)]
+        jobs: usize,
+        /// Only files whose path starts with one of these (repeatable), e.g. records100/.
+        #[arg(long)]
+        only: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -68,17 +97,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
-        Command::Validate { files, set } => return validate(&files, &set),
-        Command::Graph { file, set } => {
-            load_pipeline(&file, &set).map(|g| print!("{}", g.to_dot()))
-        }
+        Command::Validate { files, set } => Ok(validate(&files, &set)),
+        Command::Graph { file, set } => load_pipeline(&file, &set).map(|g| {
+            print!("{}", g.to_dot());
+            ExitCode::SUCCESS
+        }),
         Command::Components => {
             print!("{}", docs::components_markdown());
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval(EvalCommand::Rpeaks(args)) => eval::rpeaks(&args).map(|()| ExitCode::SUCCESS),
+        Command::Datasets(DatasetsCommand::Fetch { database, dest, base_url, jobs, only }) => {
+            ecgflow::fetch_cli::fetch(&database, dest, base_url, jobs, only)
         }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -86,7 +120,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
+/// Exit 0 when every stream went through, 3 when some were skipped (`on_error = "skip"`).
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let graph = load_pipeline(&args.file, &args.set)?;
     let options = RunOptions {
         workers: args.workers,
@@ -99,6 +134,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     for line in &summary.sink_lines {
         eprintln!("{line}");
     }
+    if summary.already_done > 0 {
+        eprintln!("{} stream(s) already complete in every sink were not read again", summary.already_done);
+    }
     eprintln!(
         "done: {} streams, {} samples, {} beats in {:.2} s ({}samples/s)",
         summary.streams,
@@ -107,7 +145,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         summary.seconds,
         ecgflow::progress::human(summary.samples as f64 / summary.seconds.max(1e-9))
     );
-    Ok(())
+    if !summary.skipped.is_empty() {
+        eprintln!("{} stream(s) failed and were left out of every output:", summary.skipped.len());
+        for line in &summary.skipped {
+            eprintln!("  {line}");
+        }
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate(files: &[PathBuf], set: &[String]) -> ExitCode {
@@ -117,10 +162,7 @@ fn validate(files: &[PathBuf], set: &[String]) -> ExitCode {
             Err(e) => vec![e.to_string()],
             Ok(file) => match graph::validate(&file) {
                 Ok(_) => Vec::new(),
-                Err(problems) => problems
-                    .iter()
-                    .map(|p| format!("{}: {p}", path.display()))
-                    .collect(),
+                Err(problems) => problems.iter().map(|p| format!("{}: {p}", path.display())).collect(),
             },
         };
         if problems.is_empty() {

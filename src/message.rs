@@ -19,8 +19,14 @@ pub enum Body {
     Chunk(Chunk),
     /// One heartbeat (port kind `beats`).
     Beat(Beat),
+    /// A stream begins; `meta` describes it (e.g. `patient`, `database`, PTB-XL's `fold`).
+    /// Sent by sources before the first chunk and forwarded by every transform.
+    Start { stream: String, meta: Vec<(String, String)> },
     /// The named stream has ended: steps flush their state for it.
     End { stream: String },
+    /// The stream failed (damaged record, bad data) and is skipped: steps drop its state and
+    /// sinks drop what they wrote of it. No `End` follows.
+    Abort { stream: String, reason: String },
 }
 
 impl Body {
@@ -29,7 +35,12 @@ impl Body {
         match self {
             Body::Chunk(c) => &c.stream,
             Body::Beat(b) => &b.stream,
-            Body::End { stream } => stream,
+            Body::Start { stream, .. } | Body::End { stream } | Body::Abort { stream, .. } => stream,
         }
     }
+}
+
+/// Looks up a key in a stream's metadata.
+pub fn meta_value<'a>(meta: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }

@@ -1,132 +1,213 @@
-//! Parquet files of beats and of signal chunks. The schemas are documented in
-//! `docs/parquet.md`; keep the two in step.
+//! Parquet tables: beats, signal chunks and whole PTB-XL-style records (`ecgs`). The
+//! schemas are documented in `docs/parquet.md`; keep the two in step.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use arrow_array::builder::{
-    FixedSizeListBuilder, Float32Builder, Float64Builder, ListBuilder, StringBuilder, UInt64Builder,
+    BooleanBuilder, FixedSizeListBuilder, Float32Builder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
+    StringBuilder, UInt64Builder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use ecgflow_datasets::mitdb::LabelMap;
+use ecgflow_datasets::ptbxl::SUPERCLASSES;
 use ecgflow_operators::{Beat, Chunk};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use crate::atomic_file::AtomicFile;
+use crate::message::{meta_value, Body};
 
 /// Rows buffered before a record batch is handed to the Parquet writer.
 const BATCH_ROWS: usize = 4096;
 
-fn open_writer(
-    path: &Path,
-    schema: SchemaRef,
+/// Builds the rows of one table kind from payloads.
+pub trait Rows {
+    fn schema(&self) -> SchemaRef;
+    /// Adds the rows this payload makes (`meta` is its stream's metadata).
+    fn push(&mut self, body: &Body, meta: &[(String, String)]) -> anyhow::Result<()>;
+    /// Rows added since the last batch.
+    fn pending(&self) -> usize;
+    /// The rows added since the last batch, as a record batch.
+    fn take_batch(&mut self) -> anyhow::Result<RecordBatch>;
+}
+
+/// One Parquet file being written: under a temporary name until [`ParquetTable::finish`].
+pub struct ParquetTable {
+    file: AtomicFile,
+    writer: ArrowWriter<File>,
+    rows: Box<dyn Rows>,
     row_group_size: usize,
-) -> anyhow::Result<(AtomicFile, ArrowWriter<File>)> {
-    let (file, handle) = AtomicFile::create(path)?;
-    // Also as Parquet key/value metadata, for readers that ignore the Arrow schema.
-    let kv = schema
-        .metadata()
-        .iter()
-        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-        .collect();
+    written: u64,
+}
+
+impl ParquetTable {
+    pub fn create(path: &Path, rows: Box<dyn Rows>, row_group_size: usize) -> anyhow::Result<Self> {
+        let (file, handle) = AtomicFile::create(path)?;
+        let writer = arrow_writer(handle, rows.schema(), row_group_size, path)?;
+        Ok(ParquetTable { file, writer, rows, row_group_size, written: 0 })
+    }
+
+    pub fn push(&mut self, body: &Body, meta: &[(String, String)]) -> anyhow::Result<()> {
+        self.rows.push(body, meta).with_context(|| self.file.path().display().to_string())?;
+        if self.rows.pending() >= BATCH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if self.rows.pending() == 0 {
+            return Ok(());
+        }
+        let batch = self.rows.take_batch()?;
+        self.writer.write(&batch).with_context(|| format!("writing {}", self.file.path().display()))?;
+        self.written += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Completes the file and gives it its final name, leaving out the rows of `drop_streams`
+    /// (streams that failed after some of their rows were written). Returns the row count.
+    pub fn finish(mut self, drop_streams: &HashSet<String>) -> anyhow::Result<u64> {
+        self.flush()?;
+        let path = self.file.path().to_owned();
+        self.writer.close().with_context(|| format!("closing {}", path.display()))?;
+        if drop_streams.is_empty() {
+            self.file.commit()?;
+            return Ok(self.written);
+        }
+        // Rare path: copy the temporary file without the failed streams' rows.
+        let source = File::open(self.file.tmp_path()).with_context(|| format!("reopening {}", path.display()))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(source)?.build()?;
+        let (file, handle) = AtomicFile::create_with_suffix(&path, ".filtered")?;
+        let mut writer = arrow_writer(handle, self.rows.schema(), self.row_group_size, &path)?;
+        let mut kept = 0;
+        for batch in reader {
+            let batch = batch?;
+            let column = batch.column_by_name("record").context("table has no record column")?;
+            let records = column.as_any().downcast_ref::<StringArray>().context("record column is not text")?;
+            let keep: BooleanArray = records.iter().map(|r| Some(!r.is_some_and(|r| drop_streams.contains(r)))).collect();
+            let filtered = arrow_select::filter::filter_record_batch(&batch, &keep)?;
+            kept += filtered.num_rows() as u64;
+            writer.write(&filtered)?;
+        }
+        writer.close()?;
+        file.commit()?;
+        Ok(kept)
+    }
+}
+
+fn arrow_writer(handle: File, schema: SchemaRef, row_group_size: usize, path: &Path) -> anyhow::Result<ArrowWriter<File>> {
+    // The metadata also goes in Parquet's key/value metadata, for readers that ignore Arrow's.
+    let kv = schema.metadata().iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
     let props = WriterProperties::builder()
         .set_key_value_metadata(Some(kv))
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(row_group_size))
         .build();
-    let writer = ArrowWriter::try_new(handle, schema, Some(props))
-        .with_context(|| format!("creating {}", path.display()))?;
-    Ok((file, writer))
+    ArrowWriter::try_new(handle, schema, Some(props)).with_context(|| format!("creating {}", path.display()))
 }
 
-fn metadata(pairs: &[(&str, String)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect()
+fn schema_with(fields: Vec<Field>, pairs: Vec<(&str, String)>) -> SchemaRef {
+    let meta: HashMap<String, String> = pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    Arc::new(Schema::new_with_metadata(fields, meta))
 }
 
-/// Writes beats, one row per beat: `stream` (utf8), `sample` (uint64, R-peak index),
-/// `symbol` (utf8, nullable), `rr_prev`, `rr_next`, `rr_local` (float64 seconds, nullable),
-/// `window` (fixed-size list of float32, lead-major, mV). Key/value metadata:
-/// `ecgflow.schema` = `beats`, `ecgflow.fs`, `ecgflow.leads`, `ecgflow.before`, `ecgflow.after`.
-pub struct BeatsWriter {
-    file: AtomicFile,
-    writer: ArrowWriter<File>,
+fn float_item() -> Field {
+    Field::new("item", DataType::Float32, false)
+}
+
+/// `beats`: one row per beat. Columns: `record` (utf8), `patient` (utf8), `sample` (uint64,
+/// R-peak index), `symbol` (utf8, nullable: the reference annotation), `aami` (utf8,
+/// nullable: N, S, V, F or Q), `label` (int32, nullable: class index in the chosen label
+/// map), `rr_prev`, `rr_next`, `rr_local` (float32 seconds, nullable), `window`
+/// (fixed-size list of float32, lead-major, mV).
+pub struct BeatRows {
     schema: SchemaRef,
+    labels: LabelMap,
+    aami: LabelMap,
     window_len: usize,
     fs: f64,
-    stream: StringBuilder,
+    record: StringBuilder,
+    patient: StringBuilder,
     sample: UInt64Builder,
     symbol: StringBuilder,
-    rr_prev: Float64Builder,
-    rr_next: Float64Builder,
-    rr_local: Float64Builder,
+    aami_col: StringBuilder,
+    label: Int32Builder,
+    rr_prev: Float32Builder,
+    rr_next: Float32Builder,
+    rr_local: Float32Builder,
     window: FixedSizeListBuilder<Float32Builder>,
-    buffered: usize,
-    rows: u64,
+    pending: usize,
 }
 
-impl BeatsWriter {
-    /// Creates the file with a schema fitted to `first` (window length, leads, rate).
-    pub fn create(path: &Path, first: &Beat, row_group_size: usize) -> anyhow::Result<Self> {
+impl BeatRows {
+    /// A table fitted to `first` (window length, leads, rate), labelled with `labels`.
+    pub fn new(first: &Beat, meta: &[(String, String)], labels: LabelMap) -> anyhow::Result<Self> {
         let window_len = first.window.len();
-        let item = Field::new("item", DataType::Float32, false);
-        let meta = metadata(&[
-            ("ecgflow.schema", "beats".to_owned()),
-            ("ecgflow.fs", first.fs.to_string()),
-            ("ecgflow.leads", first.leads.join(",")),
-            ("ecgflow.before", first.before.to_string()),
-            ("ecgflow.after", first.after.to_string()),
-            ("ecgflow.units", "mV".to_owned()),
-        ]);
-        let schema = Arc::new(Schema::new_with_metadata(
+        let schema = schema_with(
             vec![
-                Field::new("stream", DataType::Utf8, false),
+                Field::new("record", DataType::Utf8, false),
+                Field::new("patient", DataType::Utf8, false),
                 Field::new("sample", DataType::UInt64, false),
                 Field::new("symbol", DataType::Utf8, true),
-                Field::new("rr_prev", DataType::Float64, true),
-                Field::new("rr_next", DataType::Float64, true),
-                Field::new("rr_local", DataType::Float64, true),
-                Field::new(
-                    "window",
-                    DataType::FixedSizeList(Arc::new(item.clone()), window_len as i32),
-                    false,
-                ),
+                Field::new("aami", DataType::Utf8, true),
+                Field::new("label", DataType::Int32, true),
+                Field::new("rr_prev", DataType::Float32, true),
+                Field::new("rr_next", DataType::Float32, true),
+                Field::new("rr_local", DataType::Float32, true),
+                Field::new("window", DataType::FixedSizeList(Arc::new(float_item()), window_len as i32), false),
             ],
-            meta,
-        ));
-        let (file, writer) = open_writer(path, schema.clone(), row_group_size)?;
-        Ok(BeatsWriter {
-            file,
-            writer,
+            vec![
+                ("ecgflow.schema", "beats".to_owned()),
+                ("ecgflow.fs", first.fs.to_string()),
+                ("ecgflow.leads", first.leads.join(",")),
+                ("ecgflow.before", first.before.to_string()),
+                ("ecgflow.after", first.after.to_string()),
+                ("ecgflow.units", "mV".to_owned()),
+                ("ecgflow.database", meta_value(meta, "database").unwrap_or("unknown").to_owned()),
+                ("ecgflow.label_map", labels.name().to_owned()),
+                ("ecgflow.label_classes", labels.classes().join(",")),
+            ],
+        );
+        Ok(BeatRows {
             schema,
+            aami: LabelMap::builtin("aami")?,
+            labels,
             window_len,
             fs: first.fs,
-            stream: StringBuilder::new(),
+            record: StringBuilder::new(),
+            patient: StringBuilder::new(),
             sample: UInt64Builder::new(),
             symbol: StringBuilder::new(),
-            rr_prev: Float64Builder::new(),
-            rr_next: Float64Builder::new(),
-            rr_local: Float64Builder::new(),
-            window: FixedSizeListBuilder::new(Float32Builder::new(), window_len as i32)
-                .with_field(item),
-            buffered: 0,
-            rows: 0,
+            aami_col: StringBuilder::new(),
+            label: Int32Builder::new(),
+            rr_prev: Float32Builder::new(),
+            rr_next: Float32Builder::new(),
+            rr_local: Float32Builder::new(),
+            window: FixedSizeListBuilder::new(Float32Builder::new(), window_len as i32).with_field(float_item()),
+            pending: 0,
         })
     }
+}
 
-    pub fn push(&mut self, beat: &Beat) -> anyhow::Result<()> {
+impl Rows for BeatRows {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn push(&mut self, body: &Body, meta: &[(String, String)]) -> anyhow::Result<()> {
+        let Body::Beat(beat) = body else { return Ok(()) };
         if beat.window.len() != self.window_len || beat.fs != self.fs {
             bail!(
-                "{}: beat of stream {} at sample {} has a {}-sample window at {} Hz, but the file holds {}-sample windows at {} Hz",
-                self.file.path().display(),
+                "beat of stream {} at sample {} has a {}-sample window at {} Hz, but the file holds {}-sample windows at {} Hz",
                 beat.stream,
                 beat.sample,
                 beat.window.len(),
@@ -135,114 +216,100 @@ impl BeatsWriter {
                 self.fs
             );
         }
-        self.stream.append_value(&beat.stream);
+        let symbol = beat.symbol.as_deref();
+        self.record.append_value(&beat.stream);
+        self.patient.append_value(meta_value(meta, "patient").unwrap_or(&beat.stream));
         self.sample.append_value(beat.sample);
-        self.symbol.append_option(beat.symbol.as_deref());
-        self.rr_prev.append_option(beat.rr_prev.map(f64::from));
-        self.rr_next.append_option(beat.rr_next.map(f64::from));
-        self.rr_local.append_option(beat.rr_local.map(f64::from));
+        self.symbol.append_option(symbol);
+        let aami = symbol.and_then(|s| self.aami.class_of(s)).map(|c| self.aami.classes()[c].clone());
+        self.aami_col.append_option(aami);
+        self.label.append_option(symbol.and_then(|s| self.labels.class_of(s)).map(|c| c as i32));
+        self.rr_prev.append_option(beat.rr_prev);
+        self.rr_next.append_option(beat.rr_next);
+        self.rr_local.append_option(beat.rr_local);
         self.window.values().append_slice(&beat.window);
         self.window.append(true);
-        self.buffered += 1;
-        if self.buffered >= BATCH_ROWS {
-            self.flush()?;
-        }
+        self.pending += 1;
         Ok(())
     }
 
-    fn flush(&mut self) -> anyhow::Result<()> {
-        if self.buffered == 0 {
-            return Ok(());
-        }
+    fn pending(&self) -> usize {
+        self.pending
+    }
+
+    fn take_batch(&mut self) -> anyhow::Result<RecordBatch> {
+        self.pending = 0;
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.stream.finish()),
+            Arc::new(self.record.finish()),
+            Arc::new(self.patient.finish()),
             Arc::new(self.sample.finish()),
             Arc::new(self.symbol.finish()),
+            Arc::new(self.aami_col.finish()),
+            Arc::new(self.label.finish()),
             Arc::new(self.rr_prev.finish()),
             Arc::new(self.rr_next.finish()),
             Arc::new(self.rr_local.finish()),
             Arc::new(self.window.finish()),
         ];
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
-        self.writer
-            .write(&batch)
-            .with_context(|| format!("writing {}", self.file.path().display()))?;
-        self.rows += self.buffered as u64;
-        self.buffered = 0;
-        Ok(())
-    }
-
-    /// Completes the file and moves it to its final name; returns the number of rows.
-    pub fn finish(mut self) -> anyhow::Result<u64> {
-        self.flush()?;
-        self.writer
-            .close()
-            .with_context(|| format!("closing {}", self.file.path().display()))?;
-        self.file.commit()?;
-        Ok(self.rows)
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }
 
-/// Writes signal chunks, one row per chunk and lead: `stream` (utf8), `lead` (utf8),
-/// `start` (uint64, index of the first sample), `fs` (float64, Hz), `samples` (list of
-/// float32, mV), `rpeaks` (list of uint64, detected R peaks reported with this chunk; on the
-/// first lead's row only). Key/value metadata: `ecgflow.schema` = `signal`.
-pub struct SignalWriter {
-    file: AtomicFile,
-    writer: ArrowWriter<File>,
+/// `signal`: one row per chunk and lead. Columns: `record` (utf8), `lead` (utf8), `start`
+/// (uint64, index of the chunk's first sample), `fs` (float64, Hz), `samples` (list of
+/// float32, mV), `rpeaks` (list of uint64: R peaks reported with this chunk, on the first
+/// lead's row only).
+pub struct SignalRows {
     schema: SchemaRef,
-    stream: StringBuilder,
+    record: StringBuilder,
     lead: StringBuilder,
     start: UInt64Builder,
     fs: Float64Builder,
     samples: ListBuilder<Float32Builder>,
     rpeaks: ListBuilder<UInt64Builder>,
-    buffered: usize,
-    rows: u64,
+    pending: usize,
 }
 
-impl SignalWriter {
-    pub fn create(path: &Path, row_group_size: usize) -> anyhow::Result<Self> {
-        let sample_item = Field::new("item", DataType::Float32, false);
+impl SignalRows {
+    pub fn new(meta: &[(String, String)]) -> Self {
         let peak_item = Field::new("item", DataType::UInt64, false);
-        let meta = metadata(&[
-            ("ecgflow.schema", "signal".to_owned()),
-            ("ecgflow.units", "mV".to_owned()),
-        ]);
-        let schema = Arc::new(Schema::new_with_metadata(
+        let schema = schema_with(
             vec![
-                Field::new("stream", DataType::Utf8, false),
+                Field::new("record", DataType::Utf8, false),
                 Field::new("lead", DataType::Utf8, false),
                 Field::new("start", DataType::UInt64, false),
                 Field::new("fs", DataType::Float64, false),
-                Field::new(
-                    "samples",
-                    DataType::List(Arc::new(sample_item.clone())),
-                    false,
-                ),
+                Field::new("samples", DataType::List(Arc::new(float_item())), false),
                 Field::new("rpeaks", DataType::List(Arc::new(peak_item.clone())), false),
             ],
-            meta,
-        ));
-        let (file, writer) = open_writer(path, schema.clone(), row_group_size)?;
-        Ok(SignalWriter {
-            file,
-            writer,
+            vec![
+                ("ecgflow.schema", "signal".to_owned()),
+                ("ecgflow.units", "mV".to_owned()),
+                ("ecgflow.database", meta_value(meta, "database").unwrap_or("unknown").to_owned()),
+            ],
+        );
+        SignalRows {
             schema,
-            stream: StringBuilder::new(),
+            record: StringBuilder::new(),
             lead: StringBuilder::new(),
             start: UInt64Builder::new(),
             fs: Float64Builder::new(),
-            samples: ListBuilder::new(Float32Builder::new()).with_field(sample_item),
+            samples: ListBuilder::new(Float32Builder::new()).with_field(float_item()),
             rpeaks: ListBuilder::new(UInt64Builder::new()).with_field(peak_item),
-            buffered: 0,
-            rows: 0,
-        })
+            pending: 0,
+        }
+    }
+}
+
+impl Rows for SignalRows {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
     }
 
-    pub fn push(&mut self, chunk: &Chunk) -> anyhow::Result<()> {
+    fn push(&mut self, body: &Body, _meta: &[(String, String)]) -> anyhow::Result<()> {
+        let Body::Chunk(chunk) = body else { return Ok(()) };
         for (i, (lead, samples)) in chunk.leads.iter().zip(&chunk.samples).enumerate() {
-            self.stream.append_value(&chunk.stream);
+            self.record.append_value(&chunk.stream);
             self.lead.append_value(lead);
             self.start.append_value(chunk.start);
             self.fs.append_value(chunk.fs);
@@ -252,41 +319,163 @@ impl SignalWriter {
                 self.rpeaks.values().append_slice(&chunk.rpeaks);
             }
             self.rpeaks.append(true);
-            self.buffered += 1;
-        }
-        if self.buffered >= BATCH_ROWS {
-            self.flush()?;
+            self.pending += 1;
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> anyhow::Result<()> {
-        if self.buffered == 0 {
-            return Ok(());
-        }
+    fn pending(&self) -> usize {
+        self.pending
+    }
+
+    fn take_batch(&mut self) -> anyhow::Result<RecordBatch> {
+        self.pending = 0;
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.stream.finish()),
+            Arc::new(self.record.finish()),
             Arc::new(self.lead.finish()),
             Arc::new(self.start.finish()),
             Arc::new(self.fs.finish()),
             Arc::new(self.samples.finish()),
             Arc::new(self.rpeaks.finish()),
         ];
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
-        self.writer
-            .write(&batch)
-            .with_context(|| format!("writing {}", self.file.path().display()))?;
-        self.rows += self.buffered as u64;
-        self.buffered = 0;
-        Ok(())
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+/// `ecgs`: one row per record (stream), for PTB-XL. Columns: `record` (utf8), `ecg_id`
+/// (int64), `patient` (utf8), `fold` (int32), `age` (float32, nullable), `sex` (int32:
+/// 0 male, 1 female, as PTB-XL), `NORM`, `MI`, `STTC`, `CD`, `HYP` (bool: diagnostic
+/// superclasses), `signal` (fixed-size list of `leads` fixed-size lists of `samples`
+/// float32, mV). Every record must have the leads and length of the first.
+pub struct EcgRows {
+    schema: SchemaRef,
+    leads: Vec<String>,
+    samples: usize,
+    /// Each open stream's samples per lead, until it ends (streams may interleave).
+    open: HashMap<String, Vec<Vec<f32>>>,
+    record: StringBuilder,
+    ecg_id: Int64Builder,
+    patient: StringBuilder,
+    fold: Int32Builder,
+    age: Float32Builder,
+    sex: Int32Builder,
+    classes: Vec<BooleanBuilder>,
+    signal: FixedSizeListBuilder<FixedSizeListBuilder<Float32Builder>>,
+    pending: usize,
+}
+
+impl EcgRows {
+    /// A table fitted to the first record: its leads and its length (`samples` per lead).
+    pub fn new(first: &Chunk, samples: usize, meta: &[(String, String)]) -> Self {
+        let n_leads = first.leads.len();
+        let lead_type = DataType::FixedSizeList(Arc::new(float_item()), samples as i32);
+        let lead_field = Field::new("item", lead_type, false);
+        let mut fields = vec![
+            Field::new("record", DataType::Utf8, false),
+            Field::new("ecg_id", DataType::Int64, true),
+            Field::new("patient", DataType::Utf8, false),
+            Field::new("fold", DataType::Int32, true),
+            Field::new("age", DataType::Float32, true),
+            Field::new("sex", DataType::Int32, true),
+        ];
+        fields.extend(SUPERCLASSES.iter().map(|c| Field::new(*c, DataType::Boolean, true)));
+        fields.push(Field::new("signal", DataType::FixedSizeList(Arc::new(lead_field.clone()), n_leads as i32), false));
+        let schema = schema_with(
+            fields,
+            vec![
+                ("ecgflow.schema", "ecgs".to_owned()),
+                ("ecgflow.fs", first.fs.to_string()),
+                ("ecgflow.leads", first.leads.join(",")),
+                ("ecgflow.samples", samples.to_string()),
+                ("ecgflow.units", "mV".to_owned()),
+                ("ecgflow.database", meta_value(meta, "database").unwrap_or("unknown").to_owned()),
+            ],
+        );
+        let inner = FixedSizeListBuilder::new(Float32Builder::new(), samples as i32).with_field(float_item());
+        EcgRows {
+            schema,
+            leads: first.leads.clone(),
+            samples,
+            open: HashMap::new(),
+            record: StringBuilder::new(),
+            ecg_id: Int64Builder::new(),
+            patient: StringBuilder::new(),
+            fold: Int32Builder::new(),
+            age: Float32Builder::new(),
+            sex: Int32Builder::new(),
+            classes: SUPERCLASSES.iter().map(|_| BooleanBuilder::new()).collect(),
+            signal: FixedSizeListBuilder::new(inner, n_leads as i32).with_field(lead_field),
+            pending: 0,
+        }
+    }
+}
+
+impl Rows for EcgRows {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
     }
 
-    pub fn finish(mut self) -> anyhow::Result<u64> {
-        self.flush()?;
-        self.writer
-            .close()
-            .with_context(|| format!("closing {}", self.file.path().display()))?;
-        self.file.commit()?;
-        Ok(self.rows)
+    fn push(&mut self, body: &Body, meta: &[(String, String)]) -> anyhow::Result<()> {
+        match body {
+            Body::Chunk(chunk) => {
+                if chunk.leads != self.leads {
+                    bail!("record {} has leads {:?}; the table holds {:?}", chunk.stream, chunk.leads, self.leads);
+                }
+                let buffers = self.open.entry(chunk.stream.clone()).or_insert_with(|| vec![Vec::new(); chunk.leads.len()]);
+                for (buffer, samples) in buffers.iter_mut().zip(&chunk.samples) {
+                    buffer.extend_from_slice(samples);
+                }
+                Ok(())
+            }
+            Body::End { stream } => {
+                let Some(buffers) = self.open.remove(stream) else { return Ok(()) };
+                let record = stream;
+                let len = buffers.first().map_or(0, Vec::len);
+                if len != self.samples {
+                    bail!("record {record} has {len} samples per lead; the table holds records of {}", self.samples);
+                }
+                let number = |key: &str| meta_value(meta, key).and_then(|v| v.parse::<f64>().ok());
+                self.record.append_value(record);
+                self.ecg_id.append_option(number("ecg_id").map(|v| v as i64));
+                self.patient.append_value(meta_value(meta, "patient").unwrap_or(record));
+                self.fold.append_option(number("fold").map(|v| v as i32));
+                self.age.append_option(number("age").map(|v| v as f32));
+                self.sex.append_option(number("sex").map(|v| v as i32));
+                for (builder, class) in self.classes.iter_mut().zip(SUPERCLASSES) {
+                    builder.append_option(meta_value(meta, class).map(|v| v == "1"));
+                }
+                for lead in &buffers {
+                    self.signal.values().values().append_slice(lead);
+                    self.signal.values().append(true);
+                }
+                self.signal.append(true);
+                self.pending += 1;
+                Ok(())
+            }
+            Body::Abort { stream, .. } => {
+                self.open.remove(stream);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.pending
+    }
+
+    fn take_batch(&mut self) -> anyhow::Result<RecordBatch> {
+        self.pending = 0;
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.record.finish()),
+            Arc::new(self.ecg_id.finish()),
+            Arc::new(self.patient.finish()),
+            Arc::new(self.fold.finish()),
+            Arc::new(self.age.finish()),
+            Arc::new(self.sex.finish()),
+        ];
+        columns.extend(self.classes.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        columns.push(Arc::new(self.signal.finish()));
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }

@@ -22,6 +22,7 @@ use timely::dataflow::{InputHandle, Stream};
 use timely::WorkerConfig;
 
 use crate::components::{Built, Source, Step, Transform};
+use crate::config::OnError;
 use crate::graph::{Graph, Node};
 use crate::message::{Body, Message};
 
@@ -68,7 +69,9 @@ pub struct RunStats {
     pub samples: AtomicU64,
     pub beats: AtomicU64,
     failed: AtomicBool,
+    on_error: OnError,
     errors: Mutex<Vec<String>>,
+    skipped: Mutex<Vec<String>>,
     sink_lines: Mutex<Vec<String>>,
 }
 
@@ -82,6 +85,22 @@ impl RunStats {
     fn failed(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
     }
+    /// A stream failed: under `skip` it is dropped and reported, under `fail` the run stops.
+    /// Returns true when the stream is skipped (and the run goes on).
+    fn stream_failed(&self, message: String) -> bool {
+        match self.on_error {
+            OnError::Skip => {
+                if let Ok(mut skipped) = self.skipped.lock() {
+                    skipped.push(message);
+                }
+                true
+            }
+            OnError::Fail => {
+                self.fail(message);
+                false
+            }
+        }
+    }
 }
 
 /// What a finished run did (in this process).
@@ -93,6 +112,10 @@ pub struct RunSummary {
     pub seconds: f64,
     /// One line per sink that had something to say (e.g. rows written).
     pub sink_lines: Vec<String>,
+    /// Streams left out because they failed (`on_error = "skip"`), with the reason.
+    pub skipped: Vec<String>,
+    /// Streams not read because every sink already holds their complete output (resume).
+    pub already_done: u64,
 }
 
 struct Component {
@@ -101,6 +124,8 @@ struct Component {
     /// For sources: the stream names and the route of the first one.
     streams: Vec<String>,
     route_offset: u64,
+    /// For sources: streams already complete in every sink (resume), not read again.
+    skip: Vec<bool>,
 }
 
 /// Runs the graph to completion.
@@ -128,10 +153,29 @@ pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
             built,
             streams,
             route_offset,
+            skip: Vec::new(),
         });
     }
+    // Resume: streams whose complete output every sink already holds are not read again.
+    let mut done: Option<HashSet<String>> = None;
+    for c in &components {
+        if let Built::Sink(sink) = &c.built {
+            let theirs = sink.completed_streams().with_context(|| c.node.full_name())?.unwrap_or_default();
+            done = Some(match done {
+                None => theirs,
+                Some(d) => d.intersection(&theirs).cloned().collect(),
+            });
+        }
+    }
+    let done = done.unwrap_or_default();
+    let mut already_done = 0;
+    for c in &mut components {
+        let before = c.streams.len();
+        c.skip = c.streams.iter().map(|s| done.contains(s)).collect();
+        already_done += before as u64 - c.skip.iter().filter(|d| !**d).count() as u64;
+    }
     let components = Arc::new(components);
-    let stats = Arc::new(RunStats::default());
+    let stats = Arc::new(RunStats { on_error: graph.on_error, ..RunStats::default() });
     // In a cluster each process counts the streams its own workers read.
     let peers = options.workers * options.processes;
     let first_worker = options.process * options.workers;
@@ -178,6 +222,8 @@ pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
             .lock()
             .map(|l| l.clone())
             .unwrap_or_default(),
+        skipped: stats.skipped.lock().map(|l| l.clone()).unwrap_or_default(),
+        already_done,
     })
 }
 
@@ -389,33 +435,25 @@ fn read_streams(
 ) {
     for &j in mine {
         let route = route_offset + j as u64;
+        let stream = &names[j];
+        let send = |body| tx.send(Message { route, body }).is_ok();
+        let mut started = false;
         let result = (|| -> anyhow::Result<bool> {
             let mut reader = source.open(j)?;
+            started = true;
+            if !send(Body::Start { stream: stream.clone(), meta: reader.meta() }) {
+                return Ok(false);
+            }
             while let Some(chunk) = reader.next_chunk()? {
                 if stats.failed() {
                     return Ok(false);
                 }
-                stats
-                    .samples
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                if tx
-                    .send(Message {
-                        route,
-                        body: Body::Chunk(chunk),
-                    })
-                    .is_err()
-                {
+                stats.samples.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if !send(Body::Chunk(chunk)) {
                     return Ok(false);
                 }
             }
-            Ok(tx
-                .send(Message {
-                    route,
-                    body: Body::End {
-                        stream: names[j].clone(),
-                    },
-                })
-                .is_ok())
+            Ok(send(Body::End { stream: stream.clone() }))
         })();
         match result {
             Ok(true) => {
@@ -423,8 +461,13 @@ fn read_streams(
             }
             Ok(false) => return,
             Err(e) => {
-                stats.fail(format!("{full_name}: stream {}: {e:#}", names[j]));
-                return;
+                let reason = format!("{e:#}");
+                if !stats.stream_failed(format!("{full_name}: stream {stream}: {reason}")) {
+                    return;
+                }
+                if started && !send(Body::Abort { stream: stream.clone(), reason }) {
+                    return;
+                }
             }
         }
     }
@@ -437,59 +480,68 @@ fn transform_operator<'scope>(
     transform: Arc<dyn Transform>,
     stats: Arc<RunStats>,
 ) -> MessageStream<'scope> {
-    input.unary(
-        Exchange::new(|m: &Message| m.route),
-        &full_name.clone(),
-        move |_, _| {
-            let mut steps: HashMap<String, Box<dyn Step>> = HashMap::new();
-            let mut failed: HashSet<String> = HashSet::new();
-            let mut out = Vec::new();
-            move |input, output| {
-                input.for_each(|cap, data| {
-                    let mut session = output.session(&cap);
-                    for Message { route, body } in data.drain(..) {
-                        let stream = body.stream().to_owned();
-                        let is_end = matches!(body, Body::End { .. });
-                        let from_beats = matches!(body, Body::Beat(_));
-                        if !failed.contains(&stream) {
-                            let result = (|| -> anyhow::Result<()> {
-                                if is_end {
-                                    if let Some(mut step) = steps.remove(&stream) {
-                                        step.finish(&mut out)?;
-                                    }
-                                    return Ok(());
-                                }
-                                let step = match steps.entry(stream.clone()) {
-                                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                                    std::collections::hash_map::Entry::Vacant(e) => {
-                                        e.insert(transform.open(&body)?)
-                                    }
-                                };
-                                step.process(body, &mut out)
-                            })();
-                            if let Err(e) = result {
-                                stats.fail(format!("{full_name}: stream {stream}: {e:#}"));
-                                steps.remove(&stream);
-                                failed.insert(stream.clone());
-                            }
+    input.unary(Exchange::new(|m: &Message| m.route), &full_name.clone(), move |_, _| {
+        let mut steps: HashMap<String, Box<dyn Step>> = HashMap::new();
+        // Streams this transform failed on and aborted; their later messages are dropped.
+        let mut aborted: HashSet<String> = HashSet::new();
+        let mut out = Vec::new();
+        move |input, output| {
+            input.for_each(|cap, data| {
+                let mut session = output.session(&cap);
+                for Message { route, body } in data.drain(..) {
+                    let stream = body.stream().to_owned();
+                    if aborted.contains(&stream) {
+                        if matches!(body, Body::End { .. } | Body::Abort { .. }) {
+                            aborted.remove(&stream);
                         }
-                        if !from_beats {
-                            let beats = out.iter().filter(|b| matches!(b, Body::Beat(_))).count();
-                            stats.beats.fetch_add(beats as u64, Ordering::Relaxed);
-                        }
-                        for body in out.drain(..) {
-                            session.give(Message { route, body });
-                        }
-                        if is_end {
-                            failed.remove(&stream);
-                            session.give(Message {
-                                route,
-                                body: Body::End { stream },
-                            });
-                        }
+                        continue;
                     }
-                });
-            }
-        },
-    )
+                    let from_beats = matches!(body, Body::Beat(_));
+                    let result = match body {
+                        Body::Start { .. } => {
+                            out.push(body);
+                            Ok(())
+                        }
+                        Body::Abort { .. } => {
+                            steps.remove(&stream);
+                            out.push(body);
+                            Ok(())
+                        }
+                        Body::End { .. } => {
+                            let finished = match steps.remove(&stream) {
+                                Some(mut step) => step.finish(&mut out),
+                                None => Ok(()),
+                            };
+                            out.push(body);
+                            finished
+                        }
+                        body => (|| {
+                            let step = match steps.entry(stream.clone()) {
+                                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                                std::collections::hash_map::Entry::Vacant(e) => e.insert(transform.open(&body)?),
+                            };
+                            step.process(body, &mut out)
+                        })(),
+                    };
+                    if let Err(e) = result {
+                        let reason = format!("{e:#}");
+                        steps.remove(&stream);
+                        out.clear();
+                        if stats.stream_failed(format!("{full_name}: stream {stream}: {reason}")) {
+                            aborted.insert(stream.clone());
+                            session.give(Message { route, body: Body::Abort { stream, reason } });
+                        }
+                        continue;
+                    }
+                    if !from_beats {
+                        let beats = out.iter().filter(|b| matches!(b, Body::Beat(_))).count();
+                        stats.beats.fetch_add(beats as u64, Ordering::Relaxed);
+                    }
+                    for body in out.drain(..) {
+                        session.give(Message { route, body });
+                    }
+                }
+            });
+        }
+    })
 }

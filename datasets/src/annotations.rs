@@ -261,7 +261,9 @@ fn parse_annotations(bytes: &[u8], path: &Path) -> Result<Vec<Annotation>, Annot
                     }
                     _ => {
                         let len = i as usize;
-                        let Some(text) = bytes.get(pos..pos + len) else {
+                        // The string and its padding byte (when `len` is odd) must be there.
+                        let Some(text) = bytes.get(pos..pos + len + (len & 1)).map(|t| &t[..len])
+                        else {
                             return Err(err(
                                 here,
                                 out.len(),

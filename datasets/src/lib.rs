@@ -13,6 +13,7 @@
 
 pub mod annotations;
 pub mod csv;
+pub mod fetch;
 pub mod mitdb;
 pub mod ptbxl;
 pub mod wfdb;

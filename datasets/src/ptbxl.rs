@@ -37,7 +37,7 @@ pub enum PtbxlError {
         source: CsvError,
     },
     /// A required column is missing.
-    #[error("{path}: missing column {column:?}")]
+    #[error("{path}, line 1 (header row): missing column {column:?}")]
     MissingColumn {
         /// The file.
         path: PathBuf,

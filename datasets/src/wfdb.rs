@@ -40,7 +40,7 @@ pub enum WfdbError {
         source: io::Error,
     },
     /// The header text is malformed.
-    #[error("header of record {record}, line {line}: {message}")]
+    #[error("header {record}.hea, line {line}: {message}")]
     Header {
         /// Record name.
         record: String,
@@ -70,7 +70,7 @@ pub enum WfdbError {
         message: String,
     },
     /// A signal file ended before the header's number of samples.
-    #[error("record {record}: signal file {file} is truncated: header says {expected} samples per signal, file holds {found}")]
+    #[error("record {record}: signal file {file} is truncated: header says {expected} samples per signal, file holds {found} (it ends at byte {bytes})")]
     Truncated {
         /// Record name.
         record: String,
@@ -80,6 +80,8 @@ pub enum WfdbError {
         expected: u64,
         /// Complete frames actually present.
         found: u64,
+        /// Length of the file in bytes (where it ends).
+        bytes: u64,
     },
     /// A signal file ended in the middle of a frame, or files of one record differ in length.
     #[error("record {record}: signal file {file}: {message}")]
@@ -92,10 +94,12 @@ pub enum WfdbError {
         message: String,
     },
     /// A signal's checksum does not match the header's.
-    #[error("record {record}, signal {signal} ({description}): checksum mismatch: header says {expected}, data gives {computed}")]
+    #[error("record {record}, signal {signal} ({description}) in {file}: checksum mismatch: header {record}.hea says {expected}, data gives {computed}")]
     Checksum {
         /// Record name.
         record: String,
+        /// Signal file name.
+        file: String,
         /// 0-based signal index.
         signal: usize,
         /// Signal description from the header.
@@ -391,7 +395,7 @@ impl Header {
             if let Some(first) = signals.iter().position(|t| t.file == s.file) {
                 if signals[first].format != s.format {
                     return Err(herr(
-                        0,
+                        sig_lines[i].0,
                         format!(
                             "signals {first} and {i} share file {} but have formats {} and {}",
                             s.file, signals[first].format, s.format
@@ -511,23 +515,23 @@ fn parse_signal_line(l: &str, k: usize, record: &str, ln: usize) -> Result<Signa
         .map_err(|_| herr(format!("bad format {fmt_field:?}")))?;
     let (mut spf, mut skew, mut offset) = (1u32, 0u32, 0u64);
     let mut tail = &fmt_field[digits_end..];
-    while !tail.is_empty() {
-        let tag = tail.as_bytes()[0];
-        let body = &tail[1..];
+    while let Some(tag) = tail.chars().next() {
+        // `tag` may be any character (even multi-byte): slice after it, not after byte 1.
+        let body = &tail[tag.len_utf8()..];
         let end = body.find(['x', ':', '+']).unwrap_or(body.len());
         let num = &body[..end];
         match tag {
-            b'x' => {
+            'x' => {
                 spf = num
                     .parse()
                     .map_err(|_| herr(format!("bad samples per frame in {fmt_field:?}")))?
             }
-            b':' => {
+            ':' => {
                 skew = num
                     .parse()
                     .map_err(|_| herr(format!("bad skew in {fmt_field:?}")))?
             }
-            b'+' => {
+            '+' => {
                 offset = num
                     .parse()
                     .map_err(|_| herr(format!("bad byte offset in {fmt_field:?}")))?
@@ -690,25 +694,27 @@ impl Decoder {
                 }
             }
             212 => {
-                for (gi, c) in b.chunks(3).enumerate() {
-                    if c.len() < 2 {
-                        break;
-                    }
-                    let s0 = sx(c[0] as i32 | ((c[1] as i32 & 0x0f) << 8), 12);
-                    if c.len() == 3 {
-                        let s1 = sx(c[2] as i32 | ((c[1] as i32 & 0xf0) << 4), 12);
-                        if gi + 1 == groups && need % 2 == 1 {
-                            out.push(s0);
-                            self.pending = [s1, 0, 0];
-                            self.pending_len = 1;
-                            self.pending_pos = 0;
-                        } else {
-                            out.extend([s0, s1]);
-                        }
-                    } else {
-                        // A final odd sample stored in 2 bytes.
-                        out.push(s0);
-                    }
+                let first = |c: &[u8]| sx(c[0] as i32 | ((c[1] as i32 & 0x0f) << 8), 12);
+                let second = |c: &[u8]| sx(c[2] as i32 | ((c[1] as i32 & 0xf0) << 4), 12);
+                let full = b.len() / 3;
+                // When an odd count was asked for and the last group is whole, its
+                // second sample is kept for the next call.
+                let split_last = full == groups && need % 2 == 1;
+                let pairs = full - split_last as usize;
+                out.reserve(2 * pairs + 1);
+                for c in b[..3 * pairs].chunks_exact(3) {
+                    out.push(first(c));
+                    out.push(second(c));
+                }
+                let rest = &b[3 * pairs..];
+                if split_last {
+                    out.push(first(rest));
+                    self.pending = [second(rest), 0, 0];
+                    self.pending_len = 1;
+                    self.pending_pos = 0;
+                } else if rest.len() >= 2 {
+                    // A final odd sample stored in 2 bytes.
+                    out.push(first(rest));
                 }
             }
             310 => {
@@ -793,6 +799,9 @@ pub struct RecordReader {
     sums: Vec<i32>,
     started: bool,
     done: bool,
+    /// An error found while reading the last chunk, returned by the next call after
+    /// the complete frames before it have been handed out.
+    deferred: Option<WfdbError>,
 }
 
 impl std::fmt::Debug for RecordReader {
@@ -826,7 +835,7 @@ impl RecordReader {
                 message,
             };
             if !supported_format(s.format) {
-                return Err(unsupported(format!("storage format {} is not supported (supported: 8, 16, 24, 32, 61, 80, 212, 310)", s.format)));
+                return Err(unsupported(format!("storage format {} (in header {record}.hea) is not supported (supported: 8, 16, 24, 32, 61, 80, 212, 310)", s.format)));
             }
             if s.skew != 0 {
                 return Err(unsupported(format!("skew {} is not supported", s.skew)));
@@ -882,6 +891,7 @@ impl RecordReader {
             sums: vec![0; n],
             started: false,
             done: false,
+            deferred: None,
         };
         r.set_selection((0..n).collect());
         Ok(r)
@@ -994,8 +1004,14 @@ impl RecordReader {
     ///
     /// When the last frame is read, each decoded signal's checksum is verified
     /// against the header and a mismatch is returned as [`WfdbError::Checksum`].
-    /// A file that ends before the header's sample count gives [`WfdbError::Truncated`].
+    /// A file that ends before the header's sample count gives [`WfdbError::Truncated`]
+    /// (and one that ends inside a frame [`WfdbError::BadLength`]). Nothing readable
+    /// is lost: the complete frames before the damage (or, for a checksum mismatch,
+    /// the last chunk) are returned first and the error by the next call.
     pub fn read_chunk(&mut self, n: usize) -> Result<Option<Vec<Vec<f32>>>, WfdbError> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
         if self.done || self.selected.is_empty() {
             self.done = true;
             return Ok(None);
@@ -1016,7 +1032,11 @@ impl RecordReader {
             want = want.min(total - self.frames_read);
         }
         let want = want as usize;
-        let mut got_frames: Option<usize> = None;
+        // Complete frames decoded per active file; a truncated file or a partial
+        // final frame is an error, deferred until the complete frames before it
+        // have been returned, so that nothing valid is lost.
+        let mut got_frames: Vec<usize> = Vec::new();
+        let mut error: Option<WfdbError> = None;
         for g in self.groups.iter_mut().filter(|g| g.active) {
             let dec = g.decoder.as_mut().expect("opened");
             g.scratch.clear();
@@ -1024,60 +1044,89 @@ impl RecordReader {
                 .decode(want * g.frame_len, &mut g.scratch)
                 .map_err(io_err(&g.path))?;
             let frames = got / g.frame_len;
-            let at_end = frames < want;
+            got_frames.push(frames);
+            let file_len = || std::fs::metadata(&g.path).map_or(0, |m| m.len());
             if got % g.frame_len != 0 {
-                return Err(WfdbError::BadLength {
+                error.get_or_insert_with(|| WfdbError::BadLength {
                     record: self.record.clone(),
                     file: g.file.clone(),
                     message: format!(
-                        "file ends inside frame {} (a partial frame of {} samples)",
+                        "file ends inside frame {} (a partial frame of {} samples; the file has {} bytes)",
                         self.frames_read + frames as u64,
-                        got % g.frame_len
+                        got % g.frame_len,
+                        file_len()
                     ),
                 });
-            }
-            if at_end {
+            } else if frames < want {
                 if let Some(total) = self.header.n_samples {
-                    return Err(WfdbError::Truncated {
+                    error.get_or_insert_with(|| WfdbError::Truncated {
                         record: self.record.clone(),
                         file: g.file.clone(),
                         expected: total,
                         found: self.frames_read + frames as u64,
+                        bytes: file_len(),
                     });
                 }
             }
-            match got_frames {
-                Some(f) if f != frames => {
-                    return Err(WfdbError::BadLength {
-                        record: self.record.clone(),
-                        file: g.file.clone(),
-                        message: "signal files of the record hold different numbers of samples"
-                            .into(),
-                    })
-                }
-                _ => got_frames = Some(frames),
+        }
+        if error.is_none() && got_frames.windows(2).any(|w| w[0] != w[1]) {
+            let k = got_frames.windows(2).position(|w| w[0] != w[1]).unwrap() + 1;
+            let g = self
+                .groups
+                .iter()
+                .filter(|g| g.active)
+                .nth(k)
+                .expect("active");
+            return Err(WfdbError::BadLength {
+                record: self.record.clone(),
+                file: g.file.clone(),
+                message: "signal files of the record hold different numbers of samples".into(),
+            });
+        }
+        let frames = got_frames.iter().copied().min().unwrap_or(0);
+        if let Some(e) = error {
+            self.done = true;
+            if frames == 0 {
+                return Err(e);
             }
+            self.deferred = Some(e);
+        }
+        for g in self.groups.iter().filter(|g| g.active) {
             for (k, &s) in g.signals.iter().enumerate() {
                 let spf = self.header.signals[s].samples_per_frame as usize;
                 let off = g.offsets[k];
                 let mut sum = self.sums[s];
-                for fr in g.scratch.chunks_exact(g.frame_len) {
-                    for &v in &fr[off..off + spf] {
-                        sum = sum.wrapping_add(v);
+                if spf == 1 {
+                    // The common case (one sample per frame), kept simple for the optimiser.
+                    sum = g.scratch[off..]
+                        .iter()
+                        .step_by(g.frame_len)
+                        .take(frames)
+                        .fold(sum, |a, &v| a.wrapping_add(v));
+                } else {
+                    for fr in g.scratch.chunks_exact(g.frame_len).take(frames) {
+                        for &v in &fr[off..off + spf] {
+                            sum = sum.wrapping_add(v);
+                        }
                     }
                 }
                 self.sums[s] = sum;
             }
         }
-        let frames = got_frames.unwrap_or(0);
         self.frames_read += frames as u64;
         let finished = match self.header.n_samples {
             Some(total) => self.frames_read >= total,
             None => frames < want,
         };
-        if finished {
+        if finished && self.deferred.is_none() {
             self.done = true;
-            self.verify_checksums()?;
+            // The last frames are handed out before a checksum error, too.
+            if let Err(e) = self.verify_checksums() {
+                if frames == 0 {
+                    return Err(e);
+                }
+                self.deferred = Some(e);
+            }
         }
         if frames == 0 && finished {
             return Ok(None);
@@ -1092,14 +1141,25 @@ impl RecordReader {
             let gain = spec.effective_gain();
             let base = spec.baseline as f64;
             let invalid = invalid_value(spec.format);
+            let convert = |x: i32| {
+                if Some(x) == invalid {
+                    f32::NAN
+                } else {
+                    ((x as f64 - base) / gain) as f32
+                }
+            };
             let mut v = Vec::with_capacity(frames * spf);
-            for fr in g.scratch.chunks_exact(g.frame_len) {
-                for &x in &fr[off..off + spf] {
-                    v.push(if Some(x) == invalid {
-                        f32::NAN
-                    } else {
-                        ((x as f64 - base) / gain) as f32
-                    });
+            if spf == 1 {
+                v.extend(
+                    g.scratch[off..]
+                        .iter()
+                        .step_by(g.frame_len)
+                        .take(frames)
+                        .map(|&x| convert(x)),
+                );
+            } else {
+                for fr in g.scratch.chunks_exact(g.frame_len).take(frames) {
+                    v.extend(fr[off..off + spf].iter().map(|&x| convert(x)));
                 }
             }
             out.push(v);
@@ -1116,6 +1176,7 @@ impl RecordReader {
                     if computed != expected {
                         return Err(WfdbError::Checksum {
                             record: self.record.clone(),
+                            file: g.file.clone(),
                             signal: s,
                             description: spec.description.clone(),
                             expected,
@@ -1568,10 +1629,15 @@ mod tests {
             matches!(&e, WfdbError::Checksum { record, signal: 1, description, .. } if record == "ck" && description == "II"),
             "{e}"
         );
-        // Chunked: the data comes until the end, then the error.
+        // Chunked: the data comes until the end (the last frame included), then the error.
         let mut r = RecordReader::open(dir.path(), "ck").unwrap();
-        assert!(r.read_chunk(4).unwrap().is_some());
-        assert!(r.read_chunk(4).is_err());
+        assert_eq!(r.read_chunk(4).unwrap().unwrap()[1].len(), 4);
+        assert_eq!(r.read_chunk(4).unwrap().unwrap()[1], vec![9.0 / 200.0]);
+        assert!(matches!(
+            r.read_chunk(4),
+            Err(WfdbError::Checksum { signal: 1, .. })
+        ));
+        assert_eq!(r.read_chunk(4).unwrap(), None);
         // Corrupting a data byte is caught too.
         h.signals[1].checksum = Some(h.signals[1].checksum.unwrap().wrapping_sub(1));
         std::fs::write(dir.path().join("ck.hea"), h.to_text()).unwrap();
@@ -1602,7 +1668,7 @@ mod tests {
         std::fs::write(&path, &bytes[..150]).unwrap();
         let e = read_record(dir.path(), "tr").unwrap_err();
         assert!(
-            matches!(&e, WfdbError::Truncated { record, file, expected: 100, found: 50 } if record == "tr" && file == "t.dat"),
+            matches!(&e, WfdbError::Truncated { record, file, expected: 100, found: 50, bytes: 150 } if record == "tr" && file == "t.dat"),
             "{e}"
         );
         // Unknown length: a file ending inside a frame is an error, a whole frame count is fine.

@@ -2,10 +2,16 @@
 //! processes one chunk at a time, so that it works the same over a whole record and over a
 //! live stream. Nothing here knows about the engine, timely or TOML.
 
+pub mod augment;
+pub mod cwt;
 pub mod filter;
+pub mod normalize;
+pub mod render;
+pub mod resample;
 pub mod rng;
 pub mod rpeaks;
 pub mod segment;
+pub mod smote;
 pub mod synthetic;
 pub mod types;
 

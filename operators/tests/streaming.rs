@@ -187,33 +187,35 @@ fn segmenter_cuts_exact_windows_and_drops_incomplete_ones() {
 fn detector_then_segmenter_streams_like_batch() {
     let fs = 360.0;
     let (rec, peaks) = two_lead_record(fs, 30.0);
-    let mut reference: Option<(Vec<Beat>, u64)> = None;
-    for size in SIZES {
-        let mut det = RPeakDetector::new(RPeakMethod::PanTompkins, fs, 0).unwrap();
-        let mut seg = Segmenter::new(90, 168).with_max_delay(det.delay_samples());
-        let mut beats = Vec::new();
-        for c in split(&rec, size.min(rec.len())) {
-            for c in det.process(c) {
+    for method in RPeakMethod::ALL {
+        let mut reference: Option<(Vec<Beat>, u64)> = None;
+        for size in SIZES {
+            let mut det = RPeakDetector::new(method, fs, 0).unwrap();
+            let mut seg = Segmenter::new(90, 168).with_max_delay(det.delay_samples());
+            let mut beats = Vec::new();
+            for c in split(&rec, size.min(rec.len())) {
+                for c in det.process(c) {
+                    beats.extend(seg.process(&c));
+                }
+            }
+            for c in det.finish() {
                 beats.extend(seg.process(&c));
             }
-        }
-        for c in det.finish() {
-            beats.extend(seg.process(&c));
-        }
-        beats.extend(seg.finish());
-        let got = (beats, seg.dropped());
-        match &reference {
-            None => {
-                // Every true beat but those too close to the ends is cut and labelled.
-                let inner = peaks
-                    .iter()
-                    .filter(|&&p| p >= 90 && p + 168 < rec.len() as u64);
-                assert!(got.0.len() >= inner.count());
-                assert!(got.0.iter().all(|b| b.symbol.as_deref() == Some("N")));
-                assert!(got.0.iter().all(|b| b.window.len() == 2 * 259));
-                reference = Some(got);
+            beats.extend(seg.finish());
+            let got = (beats, seg.dropped());
+            match &reference {
+                None => {
+                    // Every true beat but those too close to the ends is cut and labelled.
+                    let inner = peaks
+                        .iter()
+                        .filter(|&&p| p >= 90 && p + 168 < rec.len() as u64);
+                    assert!(got.0.len() >= inner.count());
+                    assert!(got.0.iter().all(|b| b.symbol.as_deref() == Some("N")));
+                    assert!(got.0.iter().all(|b| b.window.len() == 2 * 259));
+                    reference = Some(got);
+                }
+                Some(r) => assert_eq!(&got, r, "{method:?} chunk size {size}"),
             }
-            Some(r) => assert_eq!(&got, r, "chunk size {size}"),
         }
     }
 }

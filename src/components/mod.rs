@@ -114,6 +114,10 @@ pub trait Source: Send + Sync {
 pub trait StreamReader: Send {
     /// The next chunk, or `None` at the end of the stream.
     fn next_chunk(&mut self) -> anyhow::Result<Option<Chunk>>;
+    /// What is known about the stream (`patient`, `database`, ...), sent before its chunks.
+    fn meta(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// A transform: makes one step per stream, holding that stream's state.
@@ -133,6 +137,12 @@ pub trait Step {
 /// A sink: one writer for the whole pipeline run, on one worker.
 pub trait Sink: Send + Sync {
     fn open(&self) -> anyhow::Result<Box<dyn SinkWriter>>;
+    /// Streams whose complete output this sink already holds from an earlier run, or `None`
+    /// when it cannot tell (then every stream is read). A run skips the streams that every
+    /// sink holds, so an interrupted conversion resumes where it stopped.
+    fn completed_streams(&self) -> anyhow::Result<Option<std::collections::HashSet<String>>> {
+        Ok(None)
+    }
 }
 
 /// Writes what reaches a sink.

@@ -1,22 +1,24 @@
 //! Sink component types. Files are written under a temporary name and renamed when
-//! complete, so a crash never leaves a half-written file under the final name.
+//! complete, so a crash never leaves a half-written file under the final name. A stream
+//! that fails (`Abort`) is left out of every file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use ecgflow_datasets::mitdb::LabelMap;
 use ecgflow_operators::{Beat, Chunk};
 use serde_json::json;
 
 use super::fields::{Default as D, FieldSpec as F};
-use super::{no_check, same_fs, Built, ComponentSpec, Output, PortKind, Sink, SinkWriter};
+use super::{no_check, same_fs, Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Sink, SinkWriter, Upstream};
 use crate::atomic_file::AtomicFile;
 use crate::config::Role;
 use crate::message::Body;
-use crate::parquet_out::{BeatsWriter, SignalWriter};
+use crate::parquet_out::{BeatRows, EcgRows, ParquetTable, Rows, SignalRows};
 
 pub static SPECS: &[ComponentSpec] = &[
     ComponentSpec {
@@ -34,10 +36,11 @@ pub static SPECS: &[ComponentSpec] = &[
     ComponentSpec {
         type_name: "jsonl",
         role: Role::Sink,
-        summary: "Writes one JSON object per line: `{\"kind\":\"chunk\",...}` for signal chunks (stream, \
-                  start, fs, leads, len, rpeaks, annotations), `{\"kind\":\"beat\",...}` for beats (stream, \
-                  sample, fs, leads, before, after, symbol, rr_prev, rr_next, rr_local) and \
-                  `{\"kind\":\"end\",\"stream\":...}` when a stream ends. Samples are included on request.",
+        summary: "Writes one JSON object per line: `{\"kind\":\"start\",\"stream\",\"meta\"}` when a stream \
+                  begins, `{\"kind\":\"chunk\",...}` for signal chunks (stream, start, fs, leads, len, rpeaks, \
+                  annotations), `{\"kind\":\"beat\",...}` for beats (stream, sample, fs, leads, before, after, \
+                  symbol, rr_prev, rr_next, rr_local) and `{\"kind\":\"end\",\"stream\"}` when it ends. \
+                  Samples are included on request.",
         accepts: &[PortKind::Signal, PortKind::Beats],
         output: Output::None,
         fields: &[
@@ -53,19 +56,30 @@ pub static SPECS: &[ComponentSpec] = &[
     ComponentSpec {
         type_name: "parquet",
         role: Role::Sink,
-        summary: "Writes an Apache Parquet file (Snappy) readable by pyarrow, pandas, polars or DuckDB. \
-                  Beats: one row per beat (schema `beats`); signal: one row per chunk and lead (schema \
-                  `signal`). Schemas are documented in docs/parquet.md.",
+        summary: "Writes Apache Parquet (Snappy), readable by pyarrow, pandas, polars or DuckDB; schemas in \
+                  docs/parquet.md. `beats`: one row per beat, labelled with a label map; `signal`: one row \
+                  per chunk and lead; `ecgs`: one row per record with its 12 × N signal and PTB-XL metadata. \
+                  With `per_stream = true`, `path` is a directory holding one file per stream, each complete \
+                  when it appears: a run started again skips the streams already written (resume).",
         accepts: &[PortKind::Signal, PortKind::Beats],
         output: Output::None,
         fields: &[
-            F::string("path", D::Required, "output file; parent directories are created"),
+            F::string("path", D::Required, "output file, or directory with per_stream; parent directories are created"),
+            F::choice("schema", &["auto", "beats", "signal", "ecgs"], "auto", "table layout; auto = beats for beats, signal for signal"),
+            F::string("label_map", D::Str("aami"), "beats: label map for the `label` column (aami, study6, raw, or a CSV file of symbol,class)"),
+            F::boolean("per_stream", false, "write one file per stream into the directory `path` (resumable)"),
             F::int("row_group_size", 1, 10_000_000, D::Int(65_536), "rows per Parquet row group"),
         ],
-        check: no_check,
+        check: check_parquet,
         output_fs: same_fs,
         build: |p| {
-            Ok(Built::Sink(Arc::new(ParquetSink { path: PathBuf::from(p.str("path")), row_group_size: p.usize("row_group_size") })))
+            Ok(Built::Sink(Arc::new(ParquetSink {
+                path: PathBuf::from(p.str("path")),
+                schema: p.str("schema").to_owned(),
+                labels: label_map(p.str("label_map"))?,
+                per_stream: p.bool("per_stream"),
+                row_group_size: p.usize("row_group_size"),
+            })))
         },
     },
     ComponentSpec {
@@ -88,6 +102,24 @@ pub static SPECS: &[ComponentSpec] = &[
     },
 ];
 
+fn label_map(name: &str) -> anyhow::Result<LabelMap> {
+    if LabelMap::builtin_names().contains(&name) {
+        Ok(LabelMap::builtin(name)?)
+    } else {
+        Ok(LabelMap::from_file(Path::new(name))?)
+    }
+}
+
+fn check_parquet(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
+    match label_map(p.str("label_map")) {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![(
+            "label_map".to_owned(),
+            format!("{e:#} (built-in maps: {})", LabelMap::builtin_names().join(", ")),
+        )],
+    }
+}
+
 #[derive(Default)]
 struct StreamCounts {
     chunks: u64,
@@ -95,6 +127,7 @@ struct StreamCounts {
     rpeaks: u64,
     annotations: u64,
     beats: u64,
+    failed: bool,
 }
 
 struct ConsoleSink {
@@ -103,10 +136,7 @@ struct ConsoleSink {
 
 impl Sink for ConsoleSink {
     fn open(&self) -> anyhow::Result<Box<dyn SinkWriter>> {
-        Ok(Box::new(ConsoleWriter {
-            per_stream: self.per_stream,
-            streams: BTreeMap::new(),
-        }))
+        Ok(Box::new(ConsoleWriter { per_stream: self.per_stream, streams: BTreeMap::new() }))
     }
 }
 
@@ -126,7 +156,8 @@ impl SinkWriter for ConsoleWriter {
                 counts.annotations += c.annotations.len() as u64;
             }
             Body::Beat(_) => counts.beats += 1,
-            Body::End { .. } => {}
+            Body::Abort { .. } => counts.failed = true,
+            Body::Start { .. } | Body::End { .. } => {}
         }
         Ok(())
     }
@@ -134,18 +165,11 @@ impl SinkWriter for ConsoleWriter {
     fn finish(self: Box<Self>) -> anyhow::Result<Option<String>> {
         let mut total = StreamCounts::default();
         let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8}",
-            "stream", "chunks", "samples", "rpeaks", "annots", "beats"
-        )?;
         let line = |out: &mut dyn Write, name: &str, c: &StreamCounts| {
-            writeln!(
-                out,
-                "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8}",
-                name, c.chunks, c.samples, c.rpeaks, c.annotations, c.beats
-            )
+            let note = if c.failed { "  failed, left out" } else { "" };
+            writeln!(out, "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8}{note}", name, c.chunks, c.samples, c.rpeaks, c.annotations, c.beats)
         };
+        writeln!(out, "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8}", "stream", "chunks", "samples", "rpeaks", "annots", "beats")?;
         for (name, c) in &self.streams {
             if self.per_stream {
                 line(&mut out, name, c)?;
@@ -174,6 +198,7 @@ impl Sink for JsonlSink {
             out: BufWriter::new(handle),
             include_samples: self.include_samples,
             rows: 0,
+            aborted: HashSet::new(),
         }))
     }
 }
@@ -183,6 +208,7 @@ struct JsonlWriter {
     out: BufWriter<File>,
     include_samples: bool,
     rows: u64,
+    aborted: HashSet<String>,
 }
 
 /// The JSON object written for a chunk.
@@ -234,98 +260,197 @@ impl SinkWriter for JsonlWriter {
         let value = match body {
             Body::Chunk(c) => chunk_json(c, self.include_samples),
             Body::Beat(b) => beat_json(b, self.include_samples),
+            Body::Start { stream, meta } => {
+                let meta: serde_json::Map<String, serde_json::Value> = meta.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                json!({"kind": "start", "stream": stream, "meta": meta})
+            }
             Body::End { stream } => json!({"kind": "end", "stream": stream}),
+            Body::Abort { stream, .. } => {
+                self.aborted.insert(stream.clone());
+                return Ok(());
+            }
         };
         serde_json::to_writer(&mut self.out, &value)?;
-        self.out
-            .write_all(b"\n")
-            .with_context(|| format!("writing {}", self.file.path().display()))?;
+        self.out.write_all(b"\n").with_context(|| format!("writing {}", self.file.path().display()))?;
         self.rows += 1;
         Ok(())
     }
 
     fn finish(self: Box<Self>) -> anyhow::Result<Option<String>> {
-        let JsonlWriter {
-            file, out, rows, ..
-        } = *self;
-        let handle = out
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .with_context(|| format!("writing {}", file.path().display()))?;
+        let JsonlWriter { file, out, mut rows, aborted, .. } = *self;
+        let path = file.path().to_owned();
+        let handle = out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", path.display()))?;
         handle.sync_all()?;
-        let line = format!("wrote {rows} lines to {}", file.path().display());
-        file.commit()?;
-        Ok(Some(line))
+        drop(handle);
+        if aborted.is_empty() {
+            file.commit()?;
+        } else {
+            // Rare path: copy the lines of the streams that did not fail.
+            let (filtered, handle) = AtomicFile::create_with_suffix(&path, ".filtered")?;
+            let mut w = BufWriter::new(handle);
+            rows = 0;
+            for line in BufReader::new(File::open(file.tmp_path())?).lines() {
+                let line = line?;
+                let value: serde_json::Value = serde_json::from_str(&line)?;
+                if !value["stream"].as_str().is_some_and(|s| aborted.contains(s)) {
+                    writeln!(w, "{line}")?;
+                    rows += 1;
+                }
+            }
+            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            filtered.commit()?;
+        }
+        Ok(Some(format!("wrote {rows} lines to {}", path.display())))
     }
 }
 
 struct ParquetSink {
     path: PathBuf,
+    schema: String,
+    labels: LabelMap,
+    per_stream: bool,
     row_group_size: usize,
 }
 
 impl Sink for ParquetSink {
     fn open(&self) -> anyhow::Result<Box<dyn SinkWriter>> {
-        Ok(Box::new(ParquetWriterState {
-            path: self.path.clone(),
-            row_group_size: self.row_group_size,
-            writer: None,
+        Ok(Box::new(ParquetWriter {
+            sink: ParquetSink {
+                path: self.path.clone(),
+                schema: self.schema.clone(),
+                labels: self.labels.clone(),
+                per_stream: self.per_stream,
+                row_group_size: self.row_group_size,
+            },
+            meta: HashMap::new(),
+            single: None,
+            per_stream: HashMap::new(),
+            aborted: HashSet::new(),
+            files: 0,
+            rows: 0,
         }))
+    }
+
+    fn completed_streams(&self) -> anyhow::Result<Option<HashSet<String>>> {
+        if !self.per_stream {
+            return Ok(None);
+        }
+        let mut done = HashSet::new();
+        if let Ok(entries) = std::fs::read_dir(&self.path) {
+            for entry in entries {
+                let path = entry?.path();
+                if path.extension().is_some_and(|e| e == "parquet") {
+                    if let Some(stem) = path.file_stem() {
+                        done.insert(stem.to_string_lossy().into_owned());
+                    }
+                }
+            }
+        }
+        Ok(Some(done))
     }
 }
 
-enum AnyParquet {
-    Beats(BeatsWriter),
-    Signal(SignalWriter),
+/// Opens tables on the first payload, whose kind decides the schema (with `auto`).
+struct ParquetWriter {
+    sink: ParquetSink,
+    meta: HashMap<String, Vec<(String, String)>>,
+    /// The one file, in single-file mode.
+    single: Option<ParquetTable>,
+    /// One file per open stream, in per-stream mode.
+    per_stream: HashMap<String, ParquetTable>,
+    aborted: HashSet<String>,
+    files: u64,
+    rows: u64,
 }
 
-/// Opens the writer on the first payload, whose kind decides the schema.
-struct ParquetWriterState {
-    path: PathBuf,
-    row_group_size: usize,
-    writer: Option<AnyParquet>,
+impl ParquetWriter {
+    fn new_rows(&self, body: &Body, meta: &[(String, String)]) -> anyhow::Result<Option<Box<dyn Rows>>> {
+        let path = self.sink.path.display();
+        Ok(match (self.sink.schema.as_str(), body) {
+            ("auto" | "beats", Body::Beat(b)) => Some(Box::new(BeatRows::new(b, meta, self.sink.labels.clone())?)),
+            ("auto" | "signal", Body::Chunk(_)) => Some(Box::new(SignalRows::new(meta))),
+            ("ecgs", Body::Chunk(c)) => {
+                let samples = meta
+                    .iter()
+                    .find(|(k, _)| k == "samples")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .with_context(|| format!("{path}: schema ecgs needs streams that state their length (the ptbxl source does)"))?;
+                Some(Box::new(EcgRows::new(c, samples, meta)))
+            }
+            (_, Body::Chunk(_) | Body::Beat(_)) => bail!("{path}: schema {} cannot hold {}", self.sink.schema, body_kind(body)),
+            _ => None,
+        })
+    }
+
+    fn stream_path(&self, stream: &str) -> PathBuf {
+        self.sink.path.join(format!("{stream}.parquet"))
+    }
 }
 
-impl SinkWriter for ParquetWriterState {
+fn body_kind(body: &Body) -> &'static str {
+    match body {
+        Body::Beat(_) => "beats",
+        _ => "signal chunks",
+    }
+}
+
+impl SinkWriter for ParquetWriter {
     fn write(&mut self, body: &Body) -> anyhow::Result<()> {
-        match (body, &mut self.writer) {
-            (Body::End { .. }, _) => Ok(()),
-            (Body::Beat(b), None) => {
-                let mut w = BeatsWriter::create(&self.path, b, self.row_group_size)?;
-                w.push(b)?;
-                self.writer = Some(AnyParquet::Beats(w));
-                Ok(())
+        let stream = body.stream();
+        match body {
+            Body::Start { meta, .. } => {
+                self.meta.insert(stream.to_owned(), meta.clone());
+                return Ok(());
             }
-            (Body::Chunk(c), None) => {
-                let mut w = SignalWriter::create(&self.path, self.row_group_size)?;
-                w.push(c)?;
-                self.writer = Some(AnyParquet::Signal(w));
-                Ok(())
+            Body::Abort { .. } => {
+                self.aborted.insert(stream.to_owned());
+                self.per_stream.remove(stream); // its temporary file goes with it
             }
-            (Body::Beat(b), Some(AnyParquet::Beats(w))) => w.push(b),
-            (Body::Chunk(c), Some(AnyParquet::Signal(w))) => w.push(c),
-            _ => bail!(
-                "{}: a Parquet file holds either beats or signal chunks, not both",
-                self.path.display()
-            ),
+            _ => {}
         }
+        let meta = self.meta.get(stream).cloned().unwrap_or_default();
+        if self.sink.per_stream {
+            if !self.per_stream.contains_key(stream) {
+                let Some(rows) = self.new_rows(body, &meta)? else { return Ok(()) };
+                let table = ParquetTable::create(&self.stream_path(stream), rows, self.sink.row_group_size)?;
+                self.per_stream.insert(stream.to_owned(), table);
+            }
+            let table = self.per_stream.get_mut(stream).expect("just inserted");
+            table.push(body, &meta)?;
+            if matches!(body, Body::End { .. }) {
+                let table = self.per_stream.remove(stream).expect("present");
+                self.rows += table.finish(&HashSet::new())?;
+                self.files += 1;
+                self.meta.remove(stream);
+            }
+        } else {
+            if self.single.is_none() {
+                let Some(rows) = self.new_rows(body, &meta)? else { return Ok(()) };
+                self.single = Some(ParquetTable::create(&self.sink.path, rows, self.sink.row_group_size)?);
+            }
+            self.single.as_mut().expect("just created").push(body, &meta)?;
+            if matches!(body, Body::End { .. } | Body::Abort { .. }) {
+                self.meta.remove(stream);
+            }
+        }
+        Ok(())
     }
 
     fn finish(self: Box<Self>) -> anyhow::Result<Option<String>> {
-        let rows = match self.writer {
-            Some(AnyParquet::Beats(w)) => w.finish()?,
-            Some(AnyParquet::Signal(w)) => w.finish()?,
-            None => {
-                return Ok(Some(format!(
-                    "{}: nothing reached this sink; no file written",
-                    self.path.display()
-                )));
+        let path = self.sink.path.display().to_string();
+        if self.sink.per_stream {
+            if let Some(open) = self.per_stream.keys().next() {
+                bail!("{path}: stream {open} never ended");
             }
-        };
-        Ok(Some(format!(
-            "wrote {rows} rows to {}",
-            self.path.display()
-        )))
+            return Ok(Some(format!("wrote {} rows in {} file(s) under {path}", self.rows, self.files)));
+        }
+        match self.single {
+            Some(table) => {
+                let rows = table.finish(&self.aborted)?;
+                Ok(Some(format!("wrote {rows} rows to {path}")))
+            }
+            None => Ok(Some(format!("{path}: nothing reached this sink; no file written"))),
+        }
     }
 }
 

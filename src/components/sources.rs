@@ -7,13 +7,14 @@ use std::path::PathBuf;
 
 use ecgflow_datasets::annotations::{is_beat, read_annotations};
 use ecgflow_datasets::mitdb::record_set;
+use ecgflow_datasets::ptbxl::{self, PtbxlRecord, Resolution, SUPERCLASSES};
 use ecgflow_datasets::wfdb::{Header, RecordReader};
-use ecgflow_operators::synthetic::{SyntheticConfig, SyntheticEcg};
+use ecgflow_operators::synthetic::{SyntheticConfig, SyntheticEcg, SyntheticError};
 use ecgflow_operators::{Annotation, Chunk};
 
 use super::fields::{Default as D, FieldSpec as F};
 use super::{
-    no_check, Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Source, StreamReader,
+    Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Source, StreamReader,
     Upstream,
 };
 use crate::config::Role;
@@ -41,7 +42,10 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
         F::int("seed", 0, i64::MAX, D::Int(1), "random seed; the same seed gives the same signal"),
         F::int("chunk_size", 1, 10_000_000, D::Int(360), "samples per emitted chunk"),
     ],
-    check: no_check,
+    check: |p, _| match synthetic_config(p).validate() {
+        Ok(()) => Vec::new(),
+        Err(SyntheticError::InvalidParameter { field, value, reason }) => vec![(field.to_owned(), format!("{value} {reason}"))],
+    },
     output_fs: |p, _| Some(p.f64("fs")),
     build: build_synthetic,
 },
@@ -68,6 +72,29 @@ ComponentSpec {
         Header::read(&source.path.join(format!("{first}.hea"))).ok().map(|h| h.fs)
     },
     build: |p| Ok(Built::Source(Arc::new(WfdbSource::from_params(p)))),
+},
+ComponentSpec {
+    type_name: "ptbxl",
+    role: Role::Source,
+    summary: "PTB-XL records (12 leads, 10 s, in mV), one stream per ECG named by its ecg_id, read from a \
+              directory in the PTB-XL layout (ptbxl_database.csv, scp_statements.csv, records100/, \
+              records500/). Each stream carries ecg_id, patient, fold, age, sex and the five diagnostic \
+              superclasses (NORM, MI, STTC, CD, HYP) as metadata, for the `ecgs` Parquet schema.",
+    accepts: &[],
+    output: Output::Kind(PortKind::Signal),
+    fields: &[
+        F::string("path", D::Required, "the PTB-XL directory"),
+        F::string("folds", D::Str("all"), "strat_fold values to read, e.g. \"1-8\", \"9\", \"1,2,3\" or \"all\""),
+        F::choice("sampling_rate", &["100", "500"], "100", "records100 (100 Hz) or records500 (500 Hz)"),
+        F::int("limit", 0, i64::MAX, D::Int(0), "read at most this many records (0: all), for quick runs"),
+        F::int("chunk_size", 1, 10_000_000, D::Int(1000), "samples per emitted chunk"),
+    ],
+    check: |p, _| match PtbxlSource::from_params(p).and_then(|s| s.records().map(|_| ())) {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![("path".to_owned(), format!("{e:#}"))],
+    },
+    output_fs: |p, _| Some(if p.str("sampling_rate") == "500" { 500.0 } else { 100.0 }),
+    build: |p| Ok(Built::Source(Arc::new(PtbxlSource::from_params(p)?))),
 },
 ];
 
@@ -234,7 +261,7 @@ impl Source for WfdbSource {
             reader.select_by_name(&names)?;
         }
         let header = reader.header();
-        let leads = reader
+        let leads: Vec<String> = reader
             .selected()
             .iter()
             .map(|&i| header.signals[i].description.clone())
@@ -254,31 +281,50 @@ impl Source for WfdbSource {
             }
             None => Vec::new(),
         };
-        Ok(Box::new(WfdbReader {
-            record,
-            reader,
-            fs,
-            leads,
-            annotations,
-            next_annotation: 0,
-            position: 0,
-            chunk_size: self.chunk_size,
-        }))
+        let database = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        // MIT-BIH records 201 and 202 come from the same patient.
+        let patient = if database == "mitdb" && record == "202" { "201".to_owned() } else { record.clone() };
+        let meta = vec![
+            ("database".to_owned(), database),
+            ("patient".to_owned(), patient),
+            ("leads".to_owned(), leads.join(",")),
+        ];
+        Ok(Box::new(RecordStream::new(record, reader, fs, leads, annotations, meta, self.chunk_size)))
     }
 }
 
-struct WfdbReader {
+/// Reads a WFDB record as one stream, attaching its reference annotations to the chunks.
+struct RecordStream {
     record: String,
     reader: RecordReader,
     fs: f64,
     leads: Vec<String>,
     annotations: Vec<Annotation>,
     next_annotation: usize,
+    meta: Vec<(String, String)>,
     position: u64,
     chunk_size: usize,
 }
 
-impl StreamReader for WfdbReader {
+impl RecordStream {
+    fn new(
+        record: String,
+        reader: RecordReader,
+        fs: f64,
+        leads: Vec<String>,
+        annotations: Vec<Annotation>,
+        meta: Vec<(String, String)>,
+        chunk_size: usize,
+    ) -> Self {
+        RecordStream { record, reader, fs, leads, annotations, next_annotation: 0, meta, position: 0, chunk_size }
+    }
+}
+
+impl StreamReader for RecordStream {
+    fn meta(&self) -> Vec<(String, String)> {
+        self.meta.clone()
+    }
+
     fn next_chunk(&mut self) -> anyhow::Result<Option<Chunk>> {
         let Some(samples) = self.reader.read_chunk(self.chunk_size)? else {
             return Ok(None);
@@ -301,5 +347,102 @@ impl StreamReader for WfdbReader {
         }
         self.position = end;
         Ok(Some(chunk))
+    }
+}
+
+/// Reads `"1-8"`, `"9"`, `"1,3,5"` or `"all"` as a set of folds.
+pub fn parse_folds(spec: &str) -> anyhow::Result<Vec<u8>> {
+    if spec.trim() == "all" {
+        return Ok((1..=10).collect());
+    }
+    let mut folds = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || anyhow::anyhow!("bad fold list {spec:?}: expected e.g. \"1-8\", \"9\" or \"1,2,3\"");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u8, u8) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                if a > b {
+                    return Err(bad());
+                }
+                folds.extend(a..=b);
+            }
+            None => folds.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if folds.is_empty() {
+        anyhow::bail!("the fold list {spec:?} selects no fold");
+    }
+    Ok(folds)
+}
+
+/// The `ptbxl` source.
+pub struct PtbxlSource {
+    pub path: PathBuf,
+    pub folds: Vec<u8>,
+    pub resolution: Resolution,
+    pub limit: usize,
+    pub chunk_size: usize,
+}
+
+impl PtbxlSource {
+    fn from_params(p: &Params) -> anyhow::Result<Self> {
+        Ok(PtbxlSource {
+            path: PathBuf::from(p.str("path")),
+            folds: parse_folds(p.str("folds"))?,
+            resolution: if p.str("sampling_rate") == "500" { Resolution::High } else { Resolution::Low },
+            limit: p.usize("limit"),
+            chunk_size: p.usize("chunk_size"),
+        })
+    }
+
+    fn records(&self) -> anyhow::Result<Vec<PtbxlRecord>> {
+        let all = ptbxl::load(&self.path).with_context(|| format!("reading PTB-XL from {}", self.path.display()))?;
+        let mut chosen = ptbxl::filter_folds(&all, &self.folds);
+        if self.limit > 0 {
+            chosen.truncate(self.limit);
+        }
+        Ok(chosen)
+    }
+}
+
+/// A PTB-XL stream's name: its ecg_id, zero-padded as in the file names.
+fn ptbxl_stream(record: &PtbxlRecord) -> String {
+    format!("{:05}", record.ecg_id)
+}
+
+impl Source for PtbxlSource {
+    fn streams(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self.records()?.iter().map(ptbxl_stream).collect())
+    }
+
+    fn total_samples(&self) -> Option<u64> {
+        let per_record = if self.resolution == Resolution::High { 5000 } else { 1000 };
+        Some(self.records().ok()?.len() as u64 * per_record)
+    }
+
+    fn open(&self, index: usize) -> anyhow::Result<Box<dyn StreamReader>> {
+        let records = self.records()?;
+        let record = records.get(index).context("no such record")?.clone();
+        let reader = record.open_signal(&self.path, self.resolution)?;
+        let header = reader.header();
+        let leads: Vec<String> = reader.selected().iter().map(|&i| header.signals[i].description.clone()).collect();
+        let fs = header.fs;
+        let samples = header.n_samples.unwrap_or(0);
+        let mut meta = vec![
+            ("database".to_owned(), "ptbxl".to_owned()),
+            ("ecg_id".to_owned(), record.ecg_id.to_string()),
+            ("patient".to_owned(), record.patient_id.to_string()),
+            ("fold".to_owned(), record.strat_fold.to_string()),
+            ("sex".to_owned(), record.sex.to_string()),
+            ("samples".to_owned(), samples.to_string()),
+        ];
+        if let Some(age) = record.age {
+            meta.push(("age".to_owned(), age.to_string()));
+        }
+        for (class, on) in SUPERCLASSES.iter().zip(record.superclasses) {
+            meta.push(((*class).to_owned(), if on { "1" } else { "0" }.to_owned()));
+        }
+        let stream = ptbxl_stream(&record);
+        Ok(Box::new(RecordStream::new(stream, reader, fs, leads, Vec::new(), meta, self.chunk_size)))
     }
 }

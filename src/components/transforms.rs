@@ -26,6 +26,10 @@ const ALL_KINDS: &[PortKind] = &[
     PortKind::Events,
 ];
 
+/// The `method` choices of `rpeaks`: every detector of `RPeakMethod` (a test keeps this in
+/// step with `RPeakMethod::ALL`) and `reference`.
+pub const RPEAK_METHODS: &[&str] = &["pan_tompkins", "hamilton_tompkins", "reference"];
+
 pub static SPECS: &[ComponentSpec] = &[
     ComponentSpec {
         type_name: "bandpass",
@@ -57,21 +61,28 @@ pub static SPECS: &[ComponentSpec] = &[
         accepts: &[PortKind::Signal],
         output: Output::Kind(PortKind::Signal),
         fields: &[
-            F::choice("method", &["pan_tompkins"], "pan_tompkins", "detection method"),
+            F::choice(
+                "method",
+                RPEAK_METHODS,
+                "pan_tompkins",
+                "detection method; `reference` takes the stream's reference beat annotations as the peaks",
+            ),
             F::int("lead", 0, 63, D::Int(0), "index of the lead to detect on"),
         ],
         check: no_check,
         output_fs: same_fs,
         build: |p| {
             let lead = p.usize("lead");
-            let method = match p.str("method") {
-                _ => RPeakMethod::PanTompkins,
-            };
-            chunk_transform(move |c| {
+            // `reference` is the one name that is not a detector.
+            let method = RPeakMethod::from_name(p.str("method"));
+            chunk_transform(move |c| -> anyhow::Result<Box<dyn ChunkOperator>> {
                 if lead >= c.samples.len() {
                     bail!("stream {} has {} lead(s); lead index {lead} does not exist", c.stream, c.samples.len());
                 }
-                Ok(RPeakDetector::new(method, c.fs, lead)?)
+                Ok(match method {
+                    Some(m) => Box::new(RPeakDetector::new(m, c.fs, lead)?),
+                    None => Box::new(ReferencePeaks),
+                })
             })
         },
     },
@@ -195,7 +206,30 @@ fn kind_of(body: &Body) -> &'static str {
     match body {
         Body::Chunk(_) => "a signal chunk",
         Body::Beat(_) => "a beat",
-        Body::End { .. } => "an end of stream",
+        Body::Start { .. } | Body::End { .. } | Body::Abort { .. } => "a stream event",
+    }
+}
+
+/// The `reference` method: the stream's own reference beat annotations become its R peaks
+/// (for datasets whose beats are annotated, e.g. MIT-BIH `.atr`), with no delay.
+struct ReferencePeaks;
+
+impl ChunkOperator for ReferencePeaks {
+    fn process(&mut self, mut chunk: Chunk) -> Vec<Chunk> {
+        chunk.rpeaks = chunk.annotations.iter().map(|a| a.sample).collect();
+        vec![chunk]
+    }
+    fn finish(&mut self) -> Vec<Chunk> {
+        Vec::new()
+    }
+}
+
+impl<T: ChunkOperator + ?Sized> ChunkOperator for Box<T> {
+    fn process(&mut self, chunk: Chunk) -> Vec<Chunk> {
+        (**self).process(chunk)
+    }
+    fn finish(&mut self) -> Vec<Chunk> {
+        (**self).finish()
     }
 }
 
@@ -239,5 +273,17 @@ impl Step for PassThrough {
     }
     fn finish(&mut self, _out: &mut Vec<Body>) -> anyhow::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpeaks_method_choices_match_the_detectors() {
+        let mut names: Vec<&str> = RPeakMethod::ALL.iter().map(|m| m.name()).collect();
+        names.push("reference");
+        assert_eq!(names, RPEAK_METHODS);
     }
 }

@@ -1,0 +1,103 @@
+//! Beat-by-beat evaluation of the R-peak detectors on the 48 MIT-BIH records, scored
+//! like PhysioNet's `bxb` over whole records with a 150 ms window, and their speed.
+//!
+//! ```text
+//! cargo run --release -p ecgflow-operators --example rpeaks_mitdb [-- METHOD... [--records LIST]]
+//! ```
+//!
+//! Lead MLII (the first lead for 102 and 104); reference = the beat annotations of
+//! `.atr`. Speed is band-pass + detection alone (`detect` over the whole record in
+//! memory, single thread), not file reading. Data: `$ECGFLOW_DATA/mitdb`, default
+//! `../shared/data/mitdb` beside the workspace.
+
+use std::path::Path;
+use std::time::Instant;
+
+use ecgflow_datasets::{annotations, mitdb, wfdb::RecordReader};
+use ecgflow_operators::rpeaks::{detect, match_beats, MatchCounts, RPeakMethod};
+
+fn main() {
+    let mut methods = Vec::new();
+    let mut records = "all".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--records" {
+            records = args.next().expect("--records LIST");
+        } else {
+            methods
+                .push(RPeakMethod::from_name(&a).unwrap_or_else(|| panic!("unknown method {a}")));
+        }
+    }
+    if methods.is_empty() {
+        methods = RPeakMethod::ALL.to_vec();
+    }
+    let fallback = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    let dir = ecgflow_datasets::data_dir(&fallback).join("mitdb");
+    let records = mitdb::record_set(&records).expect("record list");
+    let data: Vec<(String, f64, Vec<f32>, Vec<u64>)> = records
+        .iter()
+        .map(|r| {
+            let (fs, x) = read(&dir, r);
+            let reference = mitdb::read_reference(&dir, r)
+                .unwrap_or_else(|e| panic!("{r}: {e}"))
+                .into_iter()
+                .filter(annotations::Annotation::is_beat)
+                .map(|a| a.sample)
+                .collect();
+            (r.clone(), fs, x, reference)
+        })
+        .collect();
+    for method in methods {
+        println!("\n{} (tolerance 150 ms, whole records)", method.name());
+        println!("record     ref     tp    fp    fn      Se%     +P%     F1%");
+        let (mut all, mut nonpaced) = (MatchCounts::default(), MatchCounts::default());
+        let (mut seconds, mut samples) = (0.0, 0usize);
+        for (r, fs, x, reference) in &data {
+            let t = Instant::now();
+            let found = detect(method, x, *fs).expect("detector");
+            seconds += t.elapsed().as_secs_f64();
+            samples += x.len();
+            let m = match_beats(reference, &found, (0.150 * fs).round() as u64);
+            println!("{r:>6} {:>7} {}", reference.len(), row(&m));
+            all += m;
+            if !mitdb::PACED.contains(&r.as_str()) {
+                nonpaced += m;
+            }
+        }
+        println!("gross  {:>7} {}", all.tp + all.fn_, row(&all));
+        println!(
+            "nonpaced {:>5} {}",
+            nonpaced.tp + nonpaced.fn_,
+            row(&nonpaced)
+        );
+        println!(
+            "speed: {samples} samples in {seconds:.3} s = {:.1} M samples/s (band-pass + detection, 1 thread)",
+            samples as f64 / seconds / 1e6
+        );
+    }
+}
+
+/// Lead MLII, or the first lead of records without one (102, 104).
+fn read(dir: &Path, record: &str) -> (f64, Vec<f32>) {
+    let mut reader = RecordReader::open(dir, record).unwrap_or_else(|e| panic!("{record}: {e}"));
+    let lead = reader.header().signal_index("MLII").unwrap_or(0);
+    reader.select(&[lead]).expect("select lead");
+    let fs = reader.header().fs;
+    let mut x = Vec::new();
+    while let Some(c) = reader.read_chunk(1 << 16).expect("read") {
+        x.extend_from_slice(&c[0]);
+    }
+    (fs, x)
+}
+
+fn row(m: &MatchCounts) -> String {
+    format!(
+        "{:>6} {:>5} {:>5} {:>8.3} {:>7.3} {:>7.3}",
+        m.tp,
+        m.fp,
+        m.fn_,
+        100.0 * m.sensitivity(),
+        100.0 * m.positive_predictivity(),
+        100.0 * m.f1()
+    )
+}
