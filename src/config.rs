@@ -153,7 +153,13 @@ pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<PipelineFi
             on_error = match value.as_str() {
                 Some("skip") => OnError::Skip,
                 Some("fail") => OnError::Fail,
-                _ => return Err(structure(Problem::new("", Some("on_error"), format!("on_error = {value} must be \"skip\" or \"fail\"")))),
+                _ => {
+                    return Err(structure(Problem::new(
+                        "",
+                        Some("on_error"),
+                        format!("on_error = {value} must be \"skip\" or \"fail\""),
+                    )))
+                }
             };
             continue;
         }
@@ -334,17 +340,18 @@ pub fn expand_vars(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("bad variable name {name:?} in {text:?}"));
             }
-            let value =
-                match lookup(name).filter(|v| !v.is_empty()) {
-                    Some(v) => v,
-                    None => match default {
-                        Some(d) => d.to_owned(),
-                        None if name == "ECGFLOW_DATA" => DEFAULT_DATA_DIR.to_owned(),
-                        None => return Err(format!(
+            let value = match lookup(name).filter(|v| !v.is_empty()) {
+                Some(v) => v,
+                None => match default {
+                    Some(d) => d.to_owned(),
+                    None if name == "ECGFLOW_DATA" => DEFAULT_DATA_DIR.to_owned(),
+                    None => {
+                        return Err(format!(
                             "environment variable {name} is not set (write ${{{name}:-default}})"
-                        )),
-                    },
-                };
+                        ))
+                    }
+                },
+            };
             out.push_str(&value);
             rest = &body[end + 1..];
         } else {

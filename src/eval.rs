@@ -76,7 +76,11 @@ fn counts_json(c: &MatchCounts) -> serde_json::Value {
 }
 
 /// Scores one record: reads the lead, detects, matches.
-pub fn score_record(args: &RpeaksArgs, method: RPeakMethod, record: &str) -> anyhow::Result<RecordScore> {
+pub fn score_record(
+    args: &RpeaksArgs,
+    method: RPeakMethod,
+    record: &str,
+) -> anyhow::Result<RecordScore> {
     let mut reader = RecordReader::open(&args.db, record)?;
     let header = reader.header().clone();
     let lead = header.signal_index(&args.lead).unwrap_or(0);
@@ -86,10 +90,15 @@ pub fn score_record(args: &RpeaksArgs, method: RPeakMethod, record: &str) -> any
         signal.extend_from_slice(&chunk[0]);
     }
     let annotation_path = args.db.join(format!("{record}.{}", args.annotator));
-    let reference: Vec<u64> = read_annotations(&annotation_path)?.into_iter().filter(|a| is_beat(&a.symbol)).map(|a| a.sample).collect();
+    let reference: Vec<u64> = read_annotations(&annotation_path)?
+        .into_iter()
+        .filter(|a| is_beat(&a.symbol))
+        .map(|a| a.sample)
+        .collect();
 
     let started = Instant::now();
-    let detected = detect(method, &signal, header.fs).with_context(|| format!("record {record}"))?;
+    let detected =
+        detect(method, &signal, header.fs).with_context(|| format!("record {record}"))?;
     let seconds = started.elapsed().as_secs_f64();
 
     if let Some(dir) = &args.write_qrs {
@@ -110,7 +119,8 @@ pub fn score_record(args: &RpeaksArgs, method: RPeakMethod, record: &str) -> any
 fn record_list(db: &Path, spec: &str) -> anyhow::Result<Vec<String>> {
     let listing = db.join("RECORDS");
     if spec.trim() == "all" && listing.is_file() {
-        let text = std::fs::read_to_string(&listing).with_context(|| format!("reading {}", listing.display()))?;
+        let text = std::fs::read_to_string(&listing)
+            .with_context(|| format!("reading {}", listing.display()))?;
         return Ok(text.split_whitespace().map(str::to_owned).collect());
     }
     Ok(record_set(spec)?)
@@ -120,7 +130,11 @@ fn record_list(db: &Path, spec: &str) -> anyhow::Result<Vec<String>> {
 pub fn rpeaks(args: &RpeaksArgs) -> anyhow::Result<()> {
     let Some(method) = RPeakMethod::from_name(&args.method) else {
         let known: Vec<&str> = RPeakMethod::ALL.iter().map(|m| m.name()).collect();
-        bail!("unknown method {:?} (known: {})", args.method, known.join(", "));
+        bail!(
+            "unknown method {:?} (known: {})",
+            args.method,
+            known.join(", ")
+        );
     };
     if !(args.tolerance_ms > 0.0) {
         bail!("--tolerance-ms must be positive, got {}", args.tolerance_ms);
@@ -133,8 +147,12 @@ pub fn rpeaks(args: &RpeaksArgs) -> anyhow::Result<()> {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(record) = records.get(i) else { break };
-                let result = score_record(args, method, record).with_context(|| format!("record {record}"));
-                results.lock().expect("no panics while holding the lock").push(result);
+                let result =
+                    score_record(args, method, record).with_context(|| format!("record {record}"));
+                results
+                    .lock()
+                    .expect("no panics while holding the lock")
+                    .push(result);
             });
         }
     });
@@ -146,7 +164,10 @@ pub fn rpeaks(args: &RpeaksArgs) -> anyhow::Result<()> {
 
     let mut gross = MatchCounts::default();
     let (mut samples, mut seconds) = (0u64, 0.0f64);
-    println!("{:<8} {:<6} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8}", "record", "lead", "tp", "fp", "fn", "Se %", "+P %", "F1 %");
+    println!(
+        "{:<8} {:<6} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8}",
+        "record", "lead", "tp", "fp", "fn", "Se %", "+P %", "F1 %"
+    );
     for s in &scores {
         let c = &s.counts;
         println!(

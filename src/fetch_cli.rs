@@ -8,7 +8,13 @@ use ecgflow_datasets::fetch::{base_url, fetch as fetch_files, FetchEvent, FetchO
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Downloads `database` into `dest`; exits 1 when any file failed (each is listed).
-pub fn fetch(database: &str, dest: PathBuf, url: Option<String>, jobs: usize, only: Vec<String>) -> anyhow::Result<ExitCode> {
+pub fn fetch(
+    database: &str,
+    dest: PathBuf,
+    url: Option<String>,
+    jobs: usize,
+    only: Vec<String>,
+) -> anyhow::Result<ExitCode> {
     let url = match url {
         Some(u) => u,
         None => base_url(database)?.to_owned(),
@@ -18,8 +24,10 @@ pub fn fetch(database: &str, dest: PathBuf, url: Option<String>, jobs: usize, on
     options.only = (!only.is_empty()).then_some(only);
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let bytes = AtomicU64::new(0);
     let report = fetch_files(&options, &|event| match event {
@@ -28,8 +36,12 @@ pub fn fetch(database: &str, dest: PathBuf, url: Option<String>, jobs: usize, on
             let total = bytes.fetch_add(n, Ordering::Relaxed) + n;
             bar.set_message(format!("{:.1} MB", total as f64 / 1e6));
         }
-        FetchEvent::Done { .. } | FetchEvent::Skipped { .. } | FetchEvent::Failed { .. } => bar.inc(1),
-        FetchEvent::Retrying { path, attempt, why } => bar.println(format!("retrying {path} (attempt {attempt}): {why}")),
+        FetchEvent::Done { .. } | FetchEvent::Skipped { .. } | FetchEvent::Failed { .. } => {
+            bar.inc(1)
+        }
+        FetchEvent::Retrying { path, attempt, why } => {
+            bar.println(format!("retrying {path} (attempt {attempt}): {why}"))
+        }
         FetchEvent::Started { .. } => {}
     })?;
     bar.finish_and_clear();

@@ -295,7 +295,10 @@ pub fn validate(file: &PipelineFile) -> Result<Graph, Vec<Problem>> {
     }
 
     if problems.is_empty() {
-        Ok(Graph { nodes, on_error: file.on_error })
+        Ok(Graph {
+            nodes,
+            on_error: file.on_error,
+        })
     } else {
         Err(problems)
     }

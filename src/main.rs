@@ -8,7 +8,11 @@ use ecgflow::runtime::{self, RunOptions};
 use ecgflow::{config, docs, eval, graph, load_pipeline};
 
 #[derive(Parser)]
-#[command(name = "ecgflow", version, about = "A dataflow engine for electrocardiograms")]
+#[command(
+    name = "ecgflow",
+    version,
+    about = "A dataflow engine for electrocardiograms"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -107,9 +111,13 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(EvalCommand::Rpeaks(args)) => eval::rpeaks(&args).map(|()| ExitCode::SUCCESS),
-        Command::Datasets(DatasetsCommand::Fetch { database, dest, base_url, jobs, only }) => {
-            ecgflow::fetch_cli::fetch(&database, dest, base_url, jobs, only)
-        }
+        Command::Datasets(DatasetsCommand::Fetch {
+            database,
+            dest,
+            base_url,
+            jobs,
+            only,
+        }) => ecgflow::fetch_cli::fetch(&database, dest, base_url, jobs, only),
     };
     match result {
         Ok(code) => code,
@@ -135,7 +143,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{line}");
     }
     if summary.already_done > 0 {
-        eprintln!("{} stream(s) already complete in every sink were not read again", summary.already_done);
+        eprintln!(
+            "{} stream(s) already complete in every sink were not read again",
+            summary.already_done
+        );
     }
     eprintln!(
         "done: {} streams, {} samples, {} beats in {:.2} s ({}samples/s)",
@@ -146,7 +157,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ecgflow::progress::human(summary.samples as f64 / summary.seconds.max(1e-9))
     );
     if !summary.skipped.is_empty() {
-        eprintln!("{} stream(s) failed and were left out of every output:", summary.skipped.len());
+        eprintln!(
+            "{} stream(s) failed and were left out of every output:",
+            summary.skipped.len()
+        );
         for line in &summary.skipped {
             eprintln!("  {line}");
         }
@@ -162,7 +176,10 @@ fn validate(files: &[PathBuf], set: &[String]) -> ExitCode {
             Err(e) => vec![e.to_string()],
             Ok(file) => match graph::validate(&file) {
                 Ok(_) => Vec::new(),
-                Err(problems) => problems.iter().map(|p| format!("{}: {p}", path.display())).collect(),
+                Err(problems) => problems
+                    .iter()
+                    .map(|p| format!("{}: {p}", path.display()))
+                    .collect(),
             },
         };
         if problems.is_empty() {

@@ -21,7 +21,10 @@ pub enum Body {
     Beat(Beat),
     /// A stream begins; `meta` describes it (e.g. `patient`, `database`, PTB-XL's `fold`).
     /// Sent by sources before the first chunk and forwarded by every transform.
-    Start { stream: String, meta: Vec<(String, String)> },
+    Start {
+        stream: String,
+        meta: Vec<(String, String)>,
+    },
     /// The named stream has ended: steps flush their state for it.
     End { stream: String },
     /// The stream failed (damaged record, bad data) and is skipped: steps drop its state and
@@ -35,7 +38,9 @@ impl Body {
         match self {
             Body::Chunk(c) => &c.stream,
             Body::Beat(b) => &b.stream,
-            Body::Start { stream, .. } | Body::End { stream } | Body::Abort { stream, .. } => stream,
+            Body::Start { stream, .. } | Body::End { stream } | Body::Abort { stream, .. } => {
+                stream
+            }
         }
     }
 }

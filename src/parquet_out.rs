@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use arrow_array::builder::{
-    BooleanBuilder, FixedSizeListBuilder, Float32Builder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
-    StringBuilder, UInt64Builder,
+    BooleanBuilder, FixedSizeListBuilder, Float32Builder, Float64Builder, Int32Builder,
+    Int64Builder, ListBuilder, StringBuilder, UInt64Builder,
 };
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -52,11 +52,19 @@ impl ParquetTable {
     pub fn create(path: &Path, rows: Box<dyn Rows>, row_group_size: usize) -> anyhow::Result<Self> {
         let (file, handle) = AtomicFile::create(path)?;
         let writer = arrow_writer(handle, rows.schema(), row_group_size, path)?;
-        Ok(ParquetTable { file, writer, rows, row_group_size, written: 0 })
+        Ok(ParquetTable {
+            file,
+            writer,
+            rows,
+            row_group_size,
+            written: 0,
+        })
     }
 
     pub fn push(&mut self, body: &Body, meta: &[(String, String)]) -> anyhow::Result<()> {
-        self.rows.push(body, meta).with_context(|| self.file.path().display().to_string())?;
+        self.rows
+            .push(body, meta)
+            .with_context(|| self.file.path().display().to_string())?;
         if self.rows.pending() >= BATCH_ROWS {
             self.flush()?;
         }
@@ -68,7 +76,9 @@ impl ParquetTable {
             return Ok(());
         }
         let batch = self.rows.take_batch()?;
-        self.writer.write(&batch).with_context(|| format!("writing {}", self.file.path().display()))?;
+        self.writer
+            .write(&batch)
+            .with_context(|| format!("writing {}", self.file.path().display()))?;
         self.written += batch.num_rows() as u64;
         Ok(())
     }
@@ -78,22 +88,33 @@ impl ParquetTable {
     pub fn finish(mut self, drop_streams: &HashSet<String>) -> anyhow::Result<u64> {
         self.flush()?;
         let path = self.file.path().to_owned();
-        self.writer.close().with_context(|| format!("closing {}", path.display()))?;
+        self.writer
+            .close()
+            .with_context(|| format!("closing {}", path.display()))?;
         if drop_streams.is_empty() {
             self.file.commit()?;
             return Ok(self.written);
         }
         // Rare path: copy the temporary file without the failed streams' rows.
-        let source = File::open(self.file.tmp_path()).with_context(|| format!("reopening {}", path.display()))?;
+        let source = File::open(self.file.tmp_path())
+            .with_context(|| format!("reopening {}", path.display()))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(source)?.build()?;
         let (file, handle) = AtomicFile::create_with_suffix(&path, ".filtered")?;
         let mut writer = arrow_writer(handle, self.rows.schema(), self.row_group_size, &path)?;
         let mut kept = 0;
         for batch in reader {
             let batch = batch?;
-            let column = batch.column_by_name("record").context("table has no record column")?;
-            let records = column.as_any().downcast_ref::<StringArray>().context("record column is not text")?;
-            let keep: BooleanArray = records.iter().map(|r| Some(!r.is_some_and(|r| drop_streams.contains(r)))).collect();
+            let column = batch
+                .column_by_name("record")
+                .context("table has no record column")?;
+            let records = column
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .context("record column is not text")?;
+            let keep: BooleanArray = records
+                .iter()
+                .map(|r| Some(!r.is_some_and(|r| drop_streams.contains(r))))
+                .collect();
             let filtered = arrow_select::filter::filter_record_batch(&batch, &keep)?;
             kept += filtered.num_rows() as u64;
             writer.write(&filtered)?;
@@ -104,15 +125,25 @@ impl ParquetTable {
     }
 }
 
-fn arrow_writer(handle: File, schema: SchemaRef, row_group_size: usize, path: &Path) -> anyhow::Result<ArrowWriter<File>> {
+fn arrow_writer(
+    handle: File,
+    schema: SchemaRef,
+    row_group_size: usize,
+    path: &Path,
+) -> anyhow::Result<ArrowWriter<File>> {
     // The metadata also goes in Parquet's key/value metadata, for readers that ignore Arrow's.
-    let kv = schema.metadata().iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
+    let kv = schema
+        .metadata()
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
     let props = WriterProperties::builder()
         .set_key_value_metadata(Some(kv))
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(row_group_size))
         .build();
-    ArrowWriter::try_new(handle, schema, Some(props)).with_context(|| format!("creating {}", path.display()))
+    ArrowWriter::try_new(handle, schema, Some(props))
+        .with_context(|| format!("creating {}", path.display()))
 }
 
 fn schema_with(fields: Vec<Field>, pairs: Vec<(&str, String)>) -> SchemaRef {
@@ -124,7 +155,8 @@ fn float_item() -> Field {
     Field::new("item", DataType::Float32, false)
 }
 
-/// `beats`: one row per beat. Columns: `record` (utf8), `patient` (utf8), `sample` (uint64,
+/// `beats`: one row per beat. Columns: `record` (utf8), `patient` (utf8), `lead` (utf8,
+/// the window's lead names, comma-separated), `sample` (uint64,
 /// R-peak index), `symbol` (utf8, nullable: the reference annotation), `aami` (utf8,
 /// nullable: N, S, V, F or Q), `label` (int32, nullable: class index in the chosen label
 /// map), `rr_prev`, `rr_next`, `rr_local` (float32 seconds, nullable), `window`
@@ -137,6 +169,7 @@ pub struct BeatRows {
     fs: f64,
     record: StringBuilder,
     patient: StringBuilder,
+    lead: StringBuilder,
     sample: UInt64Builder,
     symbol: StringBuilder,
     aami_col: StringBuilder,
@@ -156,6 +189,7 @@ impl BeatRows {
             vec![
                 Field::new("record", DataType::Utf8, false),
                 Field::new("patient", DataType::Utf8, false),
+                Field::new("lead", DataType::Utf8, false),
                 Field::new("sample", DataType::UInt64, false),
                 Field::new("symbol", DataType::Utf8, true),
                 Field::new("aami", DataType::Utf8, true),
@@ -163,7 +197,11 @@ impl BeatRows {
                 Field::new("rr_prev", DataType::Float32, true),
                 Field::new("rr_next", DataType::Float32, true),
                 Field::new("rr_local", DataType::Float32, true),
-                Field::new("window", DataType::FixedSizeList(Arc::new(float_item()), window_len as i32), false),
+                Field::new(
+                    "window",
+                    DataType::FixedSizeList(Arc::new(float_item()), window_len as i32),
+                    false,
+                ),
             ],
             vec![
                 ("ecgflow.schema", "beats".to_owned()),
@@ -172,7 +210,10 @@ impl BeatRows {
                 ("ecgflow.before", first.before.to_string()),
                 ("ecgflow.after", first.after.to_string()),
                 ("ecgflow.units", "mV".to_owned()),
-                ("ecgflow.database", meta_value(meta, "database").unwrap_or("unknown").to_owned()),
+                (
+                    "ecgflow.database",
+                    meta_value(meta, "database").unwrap_or("unknown").to_owned(),
+                ),
                 ("ecgflow.label_map", labels.name().to_owned()),
                 ("ecgflow.label_classes", labels.classes().join(",")),
             ],
@@ -185,6 +226,7 @@ impl BeatRows {
             fs: first.fs,
             record: StringBuilder::new(),
             patient: StringBuilder::new(),
+            lead: StringBuilder::new(),
             sample: UInt64Builder::new(),
             symbol: StringBuilder::new(),
             aami_col: StringBuilder::new(),
@@ -192,7 +234,8 @@ impl BeatRows {
             rr_prev: Float32Builder::new(),
             rr_next: Float32Builder::new(),
             rr_local: Float32Builder::new(),
-            window: FixedSizeListBuilder::new(Float32Builder::new(), window_len as i32).with_field(float_item()),
+            window: FixedSizeListBuilder::new(Float32Builder::new(), window_len as i32)
+                .with_field(float_item()),
             pending: 0,
         })
     }
@@ -204,7 +247,9 @@ impl Rows for BeatRows {
     }
 
     fn push(&mut self, body: &Body, meta: &[(String, String)]) -> anyhow::Result<()> {
-        let Body::Beat(beat) = body else { return Ok(()) };
+        let Body::Beat(beat) = body else {
+            return Ok(());
+        };
         if beat.window.len() != self.window_len || beat.fs != self.fs {
             bail!(
                 "beat of stream {} at sample {} has a {}-sample window at {} Hz, but the file holds {}-sample windows at {} Hz",
@@ -218,12 +263,20 @@ impl Rows for BeatRows {
         }
         let symbol = beat.symbol.as_deref();
         self.record.append_value(&beat.stream);
-        self.patient.append_value(meta_value(meta, "patient").unwrap_or(&beat.stream));
+        self.patient
+            .append_value(meta_value(meta, "patient").unwrap_or(&beat.stream));
+        self.lead.append_value(beat.leads.join(","));
         self.sample.append_value(beat.sample);
         self.symbol.append_option(symbol);
-        let aami = symbol.and_then(|s| self.aami.class_of(s)).map(|c| self.aami.classes()[c].clone());
+        let aami = symbol
+            .and_then(|s| self.aami.class_of(s))
+            .map(|c| self.aami.classes()[c].clone());
         self.aami_col.append_option(aami);
-        self.label.append_option(symbol.and_then(|s| self.labels.class_of(s)).map(|c| c as i32));
+        self.label.append_option(
+            symbol
+                .and_then(|s| self.labels.class_of(s))
+                .map(|c| c as i32),
+        );
         self.rr_prev.append_option(beat.rr_prev);
         self.rr_next.append_option(beat.rr_next);
         self.rr_local.append_option(beat.rr_local);
@@ -242,6 +295,7 @@ impl Rows for BeatRows {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.record.finish()),
             Arc::new(self.patient.finish()),
+            Arc::new(self.lead.finish()),
             Arc::new(self.sample.finish()),
             Arc::new(self.symbol.finish()),
             Arc::new(self.aami_col.finish()),
@@ -285,7 +339,10 @@ impl SignalRows {
             vec![
                 ("ecgflow.schema", "signal".to_owned()),
                 ("ecgflow.units", "mV".to_owned()),
-                ("ecgflow.database", meta_value(meta, "database").unwrap_or("unknown").to_owned()),
+                (
+                    "ecgflow.database",
+                    meta_value(meta, "database").unwrap_or("unknown").to_owned(),
+                ),
             ],
         );
         SignalRows {
@@ -307,7 +364,9 @@ impl Rows for SignalRows {
     }
 
     fn push(&mut self, body: &Body, _meta: &[(String, String)]) -> anyhow::Result<()> {
-        let Body::Chunk(chunk) = body else { return Ok(()) };
+        let Body::Chunk(chunk) = body else {
+            return Ok(());
+        };
         for (i, (lead, samples)) in chunk.leads.iter().zip(&chunk.samples).enumerate() {
             self.record.append_value(&chunk.stream);
             self.lead.append_value(lead);
@@ -378,8 +437,16 @@ impl EcgRows {
             Field::new("age", DataType::Float32, true),
             Field::new("sex", DataType::Int32, true),
         ];
-        fields.extend(SUPERCLASSES.iter().map(|c| Field::new(*c, DataType::Boolean, true)));
-        fields.push(Field::new("signal", DataType::FixedSizeList(Arc::new(lead_field.clone()), n_leads as i32), false));
+        fields.extend(
+            SUPERCLASSES
+                .iter()
+                .map(|c| Field::new(*c, DataType::Boolean, true)),
+        );
+        fields.push(Field::new(
+            "signal",
+            DataType::FixedSizeList(Arc::new(lead_field.clone()), n_leads as i32),
+            false,
+        ));
         let schema = schema_with(
             fields,
             vec![
@@ -388,10 +455,14 @@ impl EcgRows {
                 ("ecgflow.leads", first.leads.join(",")),
                 ("ecgflow.samples", samples.to_string()),
                 ("ecgflow.units", "mV".to_owned()),
-                ("ecgflow.database", meta_value(meta, "database").unwrap_or("unknown").to_owned()),
+                (
+                    "ecgflow.database",
+                    meta_value(meta, "database").unwrap_or("unknown").to_owned(),
+                ),
             ],
         );
-        let inner = FixedSizeListBuilder::new(Float32Builder::new(), samples as i32).with_field(float_item());
+        let inner = FixedSizeListBuilder::new(Float32Builder::new(), samples as i32)
+            .with_field(float_item());
         EcgRows {
             schema,
             leads: first.leads.clone(),
@@ -419,25 +490,40 @@ impl Rows for EcgRows {
         match body {
             Body::Chunk(chunk) => {
                 if chunk.leads != self.leads {
-                    bail!("record {} has leads {:?}; the table holds {:?}", chunk.stream, chunk.leads, self.leads);
+                    bail!(
+                        "record {} has leads {:?}; the table holds {:?}",
+                        chunk.stream,
+                        chunk.leads,
+                        self.leads
+                    );
                 }
-                let buffers = self.open.entry(chunk.stream.clone()).or_insert_with(|| vec![Vec::new(); chunk.leads.len()]);
+                let buffers = self
+                    .open
+                    .entry(chunk.stream.clone())
+                    .or_insert_with(|| vec![Vec::new(); chunk.leads.len()]);
                 for (buffer, samples) in buffers.iter_mut().zip(&chunk.samples) {
                     buffer.extend_from_slice(samples);
                 }
                 Ok(())
             }
             Body::End { stream } => {
-                let Some(buffers) = self.open.remove(stream) else { return Ok(()) };
+                let Some(buffers) = self.open.remove(stream) else {
+                    return Ok(());
+                };
                 let record = stream;
                 let len = buffers.first().map_or(0, Vec::len);
                 if len != self.samples {
-                    bail!("record {record} has {len} samples per lead; the table holds records of {}", self.samples);
+                    bail!(
+                        "record {record} has {len} samples per lead; the table holds records of {}",
+                        self.samples
+                    );
                 }
                 let number = |key: &str| meta_value(meta, key).and_then(|v| v.parse::<f64>().ok());
                 self.record.append_value(record);
-                self.ecg_id.append_option(number("ecg_id").map(|v| v as i64));
-                self.patient.append_value(meta_value(meta, "patient").unwrap_or(record));
+                self.ecg_id
+                    .append_option(number("ecg_id").map(|v| v as i64));
+                self.patient
+                    .append_value(meta_value(meta, "patient").unwrap_or(record));
                 self.fold.append_option(number("fold").map(|v| v as i32));
                 self.age.append_option(number("age").map(|v| v as f32));
                 self.sex.append_option(number("sex").map(|v| v as i32));
@@ -474,7 +560,11 @@ impl Rows for EcgRows {
             Arc::new(self.age.finish()),
             Arc::new(self.sex.finish()),
         ];
-        columns.extend(self.classes.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        columns.extend(
+            self.classes
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
         columns.push(Arc::new(self.signal.finish()));
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }

@@ -160,7 +160,10 @@ pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
     let mut done: Option<HashSet<String>> = None;
     for c in &components {
         if let Built::Sink(sink) = &c.built {
-            let theirs = sink.completed_streams().with_context(|| c.node.full_name())?.unwrap_or_default();
+            let theirs = sink
+                .completed_streams()
+                .with_context(|| c.node.full_name())?
+                .unwrap_or_default();
             done = Some(match done {
                 None => theirs,
                 Some(d) => d.intersection(&theirs).cloned().collect(),
@@ -175,12 +178,21 @@ pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
         already_done += before as u64 - c.skip.iter().filter(|d| !**d).count() as u64;
     }
     let components = Arc::new(components);
-    let stats = Arc::new(RunStats { on_error: graph.on_error, ..RunStats::default() });
+    let stats = Arc::new(RunStats {
+        on_error: graph.on_error,
+        ..RunStats::default()
+    });
     // In a cluster each process counts the streams its own workers read.
     let peers = options.workers * options.processes;
     let first_worker = options.process * options.workers;
+    let skipped: Vec<bool> = components
+        .iter()
+        .flat_map(|c| c.skip.iter().copied())
+        .collect();
     let local = (0..next_route as usize)
-        .filter(|r| (first_worker..first_worker + options.workers).contains(&(r % peers)))
+        .filter(|&r| {
+            (first_worker..first_worker + options.workers).contains(&(r % peers)) && !skipped[r]
+        })
         .count();
     stats.streams_total.store(local as u64, Ordering::Relaxed);
 
@@ -374,7 +386,7 @@ fn run_worker(
             continue;
         };
         let mine: Vec<usize> = (0..c.streams.len())
-            .filter(|j| (c.route_offset as usize + j) % peers == index)
+            .filter(|&j| (c.route_offset as usize + j) % peers == index && !c.skip[j])
             .collect();
         if mine.is_empty() {
             continue; // dropping the handle closes this worker's part of the input
@@ -441,19 +453,26 @@ fn read_streams(
         let result = (|| -> anyhow::Result<bool> {
             let mut reader = source.open(j)?;
             started = true;
-            if !send(Body::Start { stream: stream.clone(), meta: reader.meta() }) {
+            if !send(Body::Start {
+                stream: stream.clone(),
+                meta: reader.meta(),
+            }) {
                 return Ok(false);
             }
             while let Some(chunk) = reader.next_chunk()? {
                 if stats.failed() {
                     return Ok(false);
                 }
-                stats.samples.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                stats
+                    .samples
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 if !send(Body::Chunk(chunk)) {
                     return Ok(false);
                 }
             }
-            Ok(send(Body::End { stream: stream.clone() }))
+            Ok(send(Body::End {
+                stream: stream.clone(),
+            }))
         })();
         match result {
             Ok(true) => {
@@ -465,7 +484,12 @@ fn read_streams(
                 if !stats.stream_failed(format!("{full_name}: stream {stream}: {reason}")) {
                     return;
                 }
-                if started && !send(Body::Abort { stream: stream.clone(), reason }) {
+                if started
+                    && !send(Body::Abort {
+                        stream: stream.clone(),
+                        reason,
+                    })
+                {
                     return;
                 }
             }
@@ -480,68 +504,79 @@ fn transform_operator<'scope>(
     transform: Arc<dyn Transform>,
     stats: Arc<RunStats>,
 ) -> MessageStream<'scope> {
-    input.unary(Exchange::new(|m: &Message| m.route), &full_name.clone(), move |_, _| {
-        let mut steps: HashMap<String, Box<dyn Step>> = HashMap::new();
-        // Streams this transform failed on and aborted; their later messages are dropped.
-        let mut aborted: HashSet<String> = HashSet::new();
-        let mut out = Vec::new();
-        move |input, output| {
-            input.for_each(|cap, data| {
-                let mut session = output.session(&cap);
-                for Message { route, body } in data.drain(..) {
-                    let stream = body.stream().to_owned();
-                    if aborted.contains(&stream) {
-                        if matches!(body, Body::End { .. } | Body::Abort { .. }) {
-                            aborted.remove(&stream);
+    input.unary(
+        Exchange::new(|m: &Message| m.route),
+        &full_name.clone(),
+        move |_, _| {
+            let mut steps: HashMap<String, Box<dyn Step>> = HashMap::new();
+            // Streams this transform failed on and aborted; their later messages are dropped.
+            let mut aborted: HashSet<String> = HashSet::new();
+            let mut out = Vec::new();
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for Message { route, body } in data.drain(..) {
+                        let stream = body.stream().to_owned();
+                        if aborted.contains(&stream) {
+                            if matches!(body, Body::End { .. } | Body::Abort { .. }) {
+                                aborted.remove(&stream);
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    let from_beats = matches!(body, Body::Beat(_));
-                    let result = match body {
-                        Body::Start { .. } => {
-                            out.push(body);
-                            Ok(())
-                        }
-                        Body::Abort { .. } => {
+                        let from_beats = matches!(body, Body::Beat(_));
+                        let result = match body {
+                            Body::Start { .. } => {
+                                out.push(body);
+                                Ok(())
+                            }
+                            Body::Abort { .. } => {
+                                steps.remove(&stream);
+                                out.push(body);
+                                Ok(())
+                            }
+                            Body::End { .. } => {
+                                let finished = match steps.remove(&stream) {
+                                    Some(mut step) => step.finish(&mut out),
+                                    None => Ok(()),
+                                };
+                                out.push(body);
+                                finished
+                            }
+                            body => (|| {
+                                let step = match steps.entry(stream.clone()) {
+                                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                                    std::collections::hash_map::Entry::Vacant(e) => {
+                                        e.insert(transform.open(&body)?)
+                                    }
+                                };
+                                step.process(body, &mut out)
+                            })(),
+                        };
+                        if let Err(e) = result {
+                            let reason = format!("{e:#}");
                             steps.remove(&stream);
-                            out.push(body);
-                            Ok(())
+                            out.clear();
+                            if stats
+                                .stream_failed(format!("{full_name}: stream {stream}: {reason}"))
+                            {
+                                aborted.insert(stream.clone());
+                                session.give(Message {
+                                    route,
+                                    body: Body::Abort { stream, reason },
+                                });
+                            }
+                            continue;
                         }
-                        Body::End { .. } => {
-                            let finished = match steps.remove(&stream) {
-                                Some(mut step) => step.finish(&mut out),
-                                None => Ok(()),
-                            };
-                            out.push(body);
-                            finished
+                        if !from_beats {
+                            let beats = out.iter().filter(|b| matches!(b, Body::Beat(_))).count();
+                            stats.beats.fetch_add(beats as u64, Ordering::Relaxed);
                         }
-                        body => (|| {
-                            let step = match steps.entry(stream.clone()) {
-                                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                                std::collections::hash_map::Entry::Vacant(e) => e.insert(transform.open(&body)?),
-                            };
-                            step.process(body, &mut out)
-                        })(),
-                    };
-                    if let Err(e) = result {
-                        let reason = format!("{e:#}");
-                        steps.remove(&stream);
-                        out.clear();
-                        if stats.stream_failed(format!("{full_name}: stream {stream}: {reason}")) {
-                            aborted.insert(stream.clone());
-                            session.give(Message { route, body: Body::Abort { stream, reason } });
+                        for body in out.drain(..) {
+                            session.give(Message { route, body });
                         }
-                        continue;
                     }
-                    if !from_beats {
-                        let beats = out.iter().filter(|b| matches!(b, Body::Beat(_))).count();
-                        stats.beats.fetch_add(beats as u64, Ordering::Relaxed);
-                    }
-                    for body in out.drain(..) {
-                        session.give(Message { route, body });
-                    }
-                }
-            });
-        }
-    })
+                });
+            }
+        },
+    )
 }

@@ -1098,7 +1098,11 @@ impl RecordReader {
                 let mut sum = self.sums[s];
                 if spf == 1 {
                     // The common case (one sample per frame), kept simple for the optimiser.
-                    sum = g.scratch[off..]
+                    // (`get`: the scratch is empty when no frame was read.)
+                    sum = g
+                        .scratch
+                        .get(off..)
+                        .unwrap_or_default()
                         .iter()
                         .step_by(g.frame_len)
                         .take(frames)
@@ -1151,7 +1155,9 @@ impl RecordReader {
             let mut v = Vec::with_capacity(frames * spf);
             if spf == 1 {
                 v.extend(
-                    g.scratch[off..]
+                    g.scratch
+                        .get(off..)
+                        .unwrap_or_default()
                         .iter()
                         .step_by(g.frame_len)
                         .take(frames)

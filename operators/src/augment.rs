@@ -150,21 +150,49 @@ impl Augmentation {
         };
         let non_negative = "must be finite and at least 0";
         match self {
-            Augmentation::GaussianNoise { std, .. } => {
-                check("GaussianNoise", "std", *std as f64, *std >= 0.0, non_negative)
-            }
+            Augmentation::GaussianNoise { std, .. } => check(
+                "GaussianNoise",
+                "std",
+                *std as f64,
+                *std >= 0.0,
+                non_negative,
+            ),
             Augmentation::AmplitudeScale { min, max } => {
                 check("AmplitudeScale", "min", *min as f64, true, "must be finite")?;
-                check("AmplitudeScale", "max", *max as f64, max >= min, "must be finite and at least min")
+                check(
+                    "AmplitudeScale",
+                    "max",
+                    *max as f64,
+                    max >= min,
+                    "must be finite and at least min",
+                )
             }
             Augmentation::BaselineWander {
                 amplitude,
                 frequency_hz,
                 fs,
             } => {
-                check("BaselineWander", "amplitude", *amplitude as f64, *amplitude >= 0.0, non_negative)?;
-                check("BaselineWander", "frequency_hz", *frequency_hz as f64, *frequency_hz >= 0.0, non_negative)?;
-                check("BaselineWander", "fs", *fs as f64, *fs > 0.0, "must be finite and above 0")
+                check(
+                    "BaselineWander",
+                    "amplitude",
+                    *amplitude as f64,
+                    *amplitude >= 0.0,
+                    non_negative,
+                )?;
+                check(
+                    "BaselineWander",
+                    "frequency_hz",
+                    *frequency_hz as f64,
+                    *frequency_hz >= 0.0,
+                    non_negative,
+                )?;
+                check(
+                    "BaselineWander",
+                    "fs",
+                    *fs as f64,
+                    *fs > 0.0,
+                    "must be finite and above 0",
+                )
             }
             Augmentation::TimeShift { .. }
             | Augmentation::Erase { .. }
@@ -176,21 +204,63 @@ impl Augmentation {
                 max_translate,
                 fill,
             } => {
-                check("Affine", "max_rotation_deg", *max_rotation_deg as f64, *max_rotation_deg >= 0.0, non_negative)?;
-                check("Affine", "min_scale", *min_scale as f64, *min_scale > 0.0, "must be finite and above 0")?;
-                check("Affine", "max_scale", *max_scale as f64, max_scale >= min_scale, "must be finite and at least min_scale")?;
-                check("Affine", "max_translate", *max_translate as f64, *max_translate >= 0.0, non_negative)?;
+                check(
+                    "Affine",
+                    "max_rotation_deg",
+                    *max_rotation_deg as f64,
+                    *max_rotation_deg >= 0.0,
+                    non_negative,
+                )?;
+                check(
+                    "Affine",
+                    "min_scale",
+                    *min_scale as f64,
+                    *min_scale > 0.0,
+                    "must be finite and above 0",
+                )?;
+                check(
+                    "Affine",
+                    "max_scale",
+                    *max_scale as f64,
+                    max_scale >= min_scale,
+                    "must be finite and at least min_scale",
+                )?;
+                check(
+                    "Affine",
+                    "max_translate",
+                    *max_translate as f64,
+                    *max_translate >= 0.0,
+                    non_negative,
+                )?;
                 check("Affine", "fill", *fill as f64, true, "must be finite")
             }
             Augmentation::BrightnessContrast {
                 max_brightness,
                 max_contrast,
             } => {
-                check("BrightnessContrast", "max_brightness", *max_brightness as f64, *max_brightness >= 0.0, non_negative)?;
-                check("BrightnessContrast", "max_contrast", *max_contrast as f64, *max_contrast >= 0.0, non_negative)
+                check(
+                    "BrightnessContrast",
+                    "max_brightness",
+                    *max_brightness as f64,
+                    *max_brightness >= 0.0,
+                    non_negative,
+                )?;
+                check(
+                    "BrightnessContrast",
+                    "max_contrast",
+                    *max_contrast as f64,
+                    *max_contrast >= 0.0,
+                    non_negative,
+                )
             }
             Augmentation::Sometimes { probability, step } => {
-                check("Sometimes", "probability", *probability, (0.0..=1.0).contains(probability), "must be between 0 and 1")?;
+                check(
+                    "Sometimes",
+                    "probability",
+                    *probability,
+                    (0.0..=1.0).contains(probability),
+                    "must be between 0 and 1",
+                )?;
                 step.validate()
             }
         }
@@ -378,10 +448,8 @@ impl Augmenter {
                 let factor = self.uniform(*min as f64, *max as f64) as f32;
                 x.iter_mut().for_each(|v| *v *= factor);
             }
-            Augmentation::Sometimes { probability, step } => {
-                if self.rng.uniform() < *probability {
-                    recurse(self, step, x);
-                }
+            Augmentation::Sometimes { probability, step } if self.rng.uniform() < *probability => {
+                recurse(self, step, x);
             }
             _ => {}
         }
@@ -447,7 +515,9 @@ mod tests {
     use super::*;
 
     fn ramp(n: usize) -> Vec<f32> {
-        (0..n).map(|i| (i as f32 * 0.37).sin() + 0.1 * i as f32).collect()
+        (0..n)
+            .map(|i| (i as f32 * 0.37).sin() + 0.1 * i as f32)
+            .collect()
     }
 
     fn once(step: Augmentation, seed: u64, x: &[f32]) -> Vec<f32> {
@@ -493,7 +563,11 @@ mod tests {
     fn scaling_multiplies_by_one_factor_in_range() {
         let x = ramp(100);
         for seed in 0..20 {
-            let y = once(Augmentation::AmplitudeScale { min: 0.5, max: 1.5 }, seed, &x);
+            let y = once(
+                Augmentation::AmplitudeScale { min: 0.5, max: 1.5 },
+                seed,
+                &x,
+            );
             let k = y[10] / x[10];
             assert!((0.5..=1.5).contains(&k));
             for (a, b) in x.iter().zip(&y) {
@@ -652,7 +726,9 @@ mod tests {
             let zeros: Vec<usize> = (0..p.len()).filter(|&i| p[i] == 0.0).collect();
             assert_eq!(zeros.len(), 35);
             let (x0, y0) = (zeros[0] % w, zeros[0] / w);
-            assert!(zeros.iter().all(|&i| (x0..x0 + 7).contains(&(i % w)) && (y0..y0 + 5).contains(&(i / w))));
+            assert!(zeros
+                .iter()
+                .all(|&i| (x0..x0 + 7).contains(&(i % w)) && (y0..y0 + 5).contains(&(i / w))));
         }
     }
 

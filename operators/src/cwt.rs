@@ -62,6 +62,14 @@ pub enum CwtError {
         /// Number of samples expected.
         expected: usize,
     },
+    /// A batch of signals is not a whole number of `len`-sample signals.
+    #[error("signals has {got} samples, not a multiple of the signal length len = {len}")]
+    Batch {
+        /// Number of samples given.
+        got: usize,
+        /// Samples per signal.
+        len: usize,
+    },
 }
 
 /// Mother wavelet, as PyWavelets defines it (both are real-valued).
@@ -259,11 +267,10 @@ impl Cwt {
     /// Maps of many signals at once: `signals` holds `count * len()` samples (signal after
     /// signal), `out` receives `count * map_len()` values (map after map).
     pub fn transform_batch(&mut self, signals: &[f32], out: &mut [f32]) -> Result<(), CwtError> {
-        if signals.len() % self.len != 0 {
-            return Err(CwtError::Length {
-                what: "signals (a multiple of len)",
+        if !signals.len().is_multiple_of(self.len) {
+            return Err(CwtError::Batch {
                 got: signals.len(),
-                expected: (signals.len() / self.len + 1) * self.len,
+                len: self.len,
             });
         }
         let count = signals.len() / self.len;
@@ -395,7 +402,7 @@ fn next_fast_len(n: usize) -> usize {
     loop {
         let mut r = m;
         for p in [2, 3, 5] {
-            while r % p == 0 {
+            while r.is_multiple_of(p) {
                 r /= p;
             }
         }

@@ -95,7 +95,9 @@ mod tests {
 
     #[test]
     fn zscore_gives_mean_0_std_1() {
-        let mut x: Vec<f32> = (0..259).map(|i| (i as f32 * 0.1).sin() * 3.0 + 7.0).collect();
+        let mut x: Vec<f32> = (0..259)
+            .map(|i| (i as f32 * 0.1).sin() * 3.0 + 7.0)
+            .collect();
         normalize(&mut x, Normalization::ZScore);
         let (m, s) = mean_std(&x);
         assert!(m.abs() < 1e-6 && (s - 1.0).abs() < 1e-6, "{m} {s}");

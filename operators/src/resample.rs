@@ -369,7 +369,7 @@ fn map_index(sample: u64, up: u64, down: u64) -> u64 {
 }
 
 fn rounded_rate(name: &'static str, value: f64) -> Result<u64, ResampleError> {
-    if value.is_finite() && value >= 1.0 && value < 1e12 {
+    if (1.0..1e12).contains(&value) {
         Ok(value.round() as u64)
     } else {
         Err(ResampleError::Rate { name, value })

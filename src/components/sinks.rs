@@ -14,7 +14,10 @@ use ecgflow_operators::{Beat, Chunk};
 use serde_json::json;
 
 use super::fields::{Default as D, FieldSpec as F};
-use super::{no_check, same_fs, Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Sink, SinkWriter, Upstream};
+use super::{
+    no_check, same_fs, Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Sink,
+    SinkWriter, Upstream,
+};
 use crate::atomic_file::AtomicFile;
 use crate::config::Role;
 use crate::message::Body;
@@ -115,7 +118,10 @@ fn check_parquet(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
         Ok(_) => Vec::new(),
         Err(e) => vec![(
             "label_map".to_owned(),
-            format!("{e:#} (built-in maps: {})", LabelMap::builtin_names().join(", ")),
+            format!(
+                "{e:#} (built-in maps: {})",
+                LabelMap::builtin_names().join(", ")
+            ),
         )],
     }
 }
@@ -136,7 +142,10 @@ struct ConsoleSink {
 
 impl Sink for ConsoleSink {
     fn open(&self) -> anyhow::Result<Box<dyn SinkWriter>> {
-        Ok(Box::new(ConsoleWriter { per_stream: self.per_stream, streams: BTreeMap::new() }))
+        Ok(Box::new(ConsoleWriter {
+            per_stream: self.per_stream,
+            streams: BTreeMap::new(),
+        }))
     }
 }
 
@@ -167,9 +176,17 @@ impl SinkWriter for ConsoleWriter {
         let mut out = std::io::stdout().lock();
         let line = |out: &mut dyn Write, name: &str, c: &StreamCounts| {
             let note = if c.failed { "  failed, left out" } else { "" };
-            writeln!(out, "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8}{note}", name, c.chunks, c.samples, c.rpeaks, c.annotations, c.beats)
+            writeln!(
+                out,
+                "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8}{note}",
+                name, c.chunks, c.samples, c.rpeaks, c.annotations, c.beats
+            )
         };
-        writeln!(out, "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8}", "stream", "chunks", "samples", "rpeaks", "annots", "beats")?;
+        writeln!(
+            out,
+            "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8}",
+            "stream", "chunks", "samples", "rpeaks", "annots", "beats"
+        )?;
         for (name, c) in &self.streams {
             if self.per_stream {
                 line(&mut out, name, c)?;
@@ -261,7 +278,8 @@ impl SinkWriter for JsonlWriter {
             Body::Chunk(c) => chunk_json(c, self.include_samples),
             Body::Beat(b) => beat_json(b, self.include_samples),
             Body::Start { stream, meta } => {
-                let meta: serde_json::Map<String, serde_json::Value> = meta.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                let meta: serde_json::Map<String, serde_json::Value> =
+                    meta.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
                 json!({"kind": "start", "stream": stream, "meta": meta})
             }
             Body::End { stream } => json!({"kind": "end", "stream": stream}),
@@ -271,15 +289,26 @@ impl SinkWriter for JsonlWriter {
             }
         };
         serde_json::to_writer(&mut self.out, &value)?;
-        self.out.write_all(b"\n").with_context(|| format!("writing {}", self.file.path().display()))?;
+        self.out
+            .write_all(b"\n")
+            .with_context(|| format!("writing {}", self.file.path().display()))?;
         self.rows += 1;
         Ok(())
     }
 
     fn finish(self: Box<Self>) -> anyhow::Result<Option<String>> {
-        let JsonlWriter { file, out, mut rows, aborted, .. } = *self;
+        let JsonlWriter {
+            file,
+            out,
+            mut rows,
+            aborted,
+            ..
+        } = *self;
         let path = file.path().to_owned();
-        let handle = out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", path.display()))?;
+        let handle = out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {}", path.display()))?;
         handle.sync_all()?;
         drop(handle);
         if aborted.is_empty() {
@@ -292,7 +321,10 @@ impl SinkWriter for JsonlWriter {
             for line in BufReader::new(File::open(file.tmp_path())?).lines() {
                 let line = line?;
                 let value: serde_json::Value = serde_json::from_str(&line)?;
-                if !value["stream"].as_str().is_some_and(|s| aborted.contains(s)) {
+                if !value["stream"]
+                    .as_str()
+                    .is_some_and(|s| aborted.contains(s))
+                {
                     writeln!(w, "{line}")?;
                     rows += 1;
                 }
@@ -364,10 +396,16 @@ struct ParquetWriter {
 }
 
 impl ParquetWriter {
-    fn new_rows(&self, body: &Body, meta: &[(String, String)]) -> anyhow::Result<Option<Box<dyn Rows>>> {
+    fn new_rows(
+        &self,
+        body: &Body,
+        meta: &[(String, String)],
+    ) -> anyhow::Result<Option<Box<dyn Rows>>> {
         let path = self.sink.path.display();
         Ok(match (self.sink.schema.as_str(), body) {
-            ("auto" | "beats", Body::Beat(b)) => Some(Box::new(BeatRows::new(b, meta, self.sink.labels.clone())?)),
+            ("auto" | "beats", Body::Beat(b)) => {
+                Some(Box::new(BeatRows::new(b, meta, self.sink.labels.clone())?))
+            }
             ("auto" | "signal", Body::Chunk(_)) => Some(Box::new(SignalRows::new(meta))),
             ("ecgs", Body::Chunk(c)) => {
                 let samples = meta
@@ -377,7 +415,11 @@ impl ParquetWriter {
                     .with_context(|| format!("{path}: schema ecgs needs streams that state their length (the ptbxl source does)"))?;
                 Some(Box::new(EcgRows::new(c, samples, meta)))
             }
-            (_, Body::Chunk(_) | Body::Beat(_)) => bail!("{path}: schema {} cannot hold {}", self.sink.schema, body_kind(body)),
+            (_, Body::Chunk(_) | Body::Beat(_)) => bail!(
+                "{path}: schema {} cannot hold {}",
+                self.sink.schema,
+                body_kind(body)
+            ),
             _ => None,
         })
     }
@@ -411,8 +453,14 @@ impl SinkWriter for ParquetWriter {
         let meta = self.meta.get(stream).cloned().unwrap_or_default();
         if self.sink.per_stream {
             if !self.per_stream.contains_key(stream) {
-                let Some(rows) = self.new_rows(body, &meta)? else { return Ok(()) };
-                let table = ParquetTable::create(&self.stream_path(stream), rows, self.sink.row_group_size)?;
+                let Some(rows) = self.new_rows(body, &meta)? else {
+                    return Ok(());
+                };
+                let table = ParquetTable::create(
+                    &self.stream_path(stream),
+                    rows,
+                    self.sink.row_group_size,
+                )?;
                 self.per_stream.insert(stream.to_owned(), table);
             }
             let table = self.per_stream.get_mut(stream).expect("just inserted");
@@ -425,10 +473,19 @@ impl SinkWriter for ParquetWriter {
             }
         } else {
             if self.single.is_none() {
-                let Some(rows) = self.new_rows(body, &meta)? else { return Ok(()) };
-                self.single = Some(ParquetTable::create(&self.sink.path, rows, self.sink.row_group_size)?);
+                let Some(rows) = self.new_rows(body, &meta)? else {
+                    return Ok(());
+                };
+                self.single = Some(ParquetTable::create(
+                    &self.sink.path,
+                    rows,
+                    self.sink.row_group_size,
+                )?);
             }
-            self.single.as_mut().expect("just created").push(body, &meta)?;
+            self.single
+                .as_mut()
+                .expect("just created")
+                .push(body, &meta)?;
             if matches!(body, Body::End { .. } | Body::Abort { .. }) {
                 self.meta.remove(stream);
             }
@@ -442,14 +499,19 @@ impl SinkWriter for ParquetWriter {
             if let Some(open) = self.per_stream.keys().next() {
                 bail!("{path}: stream {open} never ended");
             }
-            return Ok(Some(format!("wrote {} rows in {} file(s) under {path}", self.rows, self.files)));
+            return Ok(Some(format!(
+                "wrote {} rows in {} file(s) under {path}",
+                self.rows, self.files
+            )));
         }
         match self.single {
             Some(table) => {
                 let rows = table.finish(&self.aborted)?;
                 Ok(Some(format!("wrote {rows} rows to {path}")))
             }
-            None => Ok(Some(format!("{path}: nothing reached this sink; no file written"))),
+            None => Ok(Some(format!(
+                "{path}: nothing reached this sink; no file written"
+            ))),
         }
     }
 }

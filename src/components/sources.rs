@@ -14,8 +14,7 @@ use ecgflow_operators::{Annotation, Chunk};
 
 use super::fields::{Default as D, FieldSpec as F};
 use super::{
-    Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Source, StreamReader,
-    Upstream,
+    Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Source, StreamReader, Upstream,
 };
 use crate::config::Role;
 
@@ -62,6 +61,12 @@ ComponentSpec {
         F::string("path", D::Required, "directory holding the records (.hea/.dat files)"),
         F::string("records", D::Str("all"), "records: names and MIT-BIH sets, e.g. \"100,101\", \"DS1\", \"all,-paced\"; \"all\" reads the directory's RECORDS file when it has one"),
         F::string("lead", D::Str("MLII"), "lead name(s) as in the header, comma-separated, or \"all\""),
+        F::choice(
+            "missing_lead",
+            &["fail", "first"],
+            "fail",
+            "a record without the lead fails (`fail`) or uses its first lead (`first`, e.g. MIT-BIH 102 and 104)",
+        ),
         F::string("annotations", D::Str("atr"), "annotation file extension to attach (\"\" for none)"),
         F::int("chunk_size", 1, 10_000_000, D::Int(3600), "samples per emitted chunk"),
     ],
@@ -206,6 +211,8 @@ pub struct WfdbSource {
     /// Lead names, or empty for every lead.
     pub leads: Vec<String>,
     pub annotations: Option<String>,
+    /// Read the first lead of records that lack the named one(s).
+    pub first_lead_if_missing: bool,
     pub chunk_size: usize,
 }
 
@@ -221,6 +228,7 @@ impl WfdbSource {
                 lead.split(',').map(|l| l.trim().to_owned()).collect()
             },
             annotations: Some(p.str("annotations").to_owned()).filter(|a| !a.is_empty()),
+            first_lead_if_missing: p.str("missing_lead") == "first",
             chunk_size: p.usize("chunk_size"),
         }
     }
@@ -258,7 +266,14 @@ impl Source for WfdbSource {
         let mut reader = RecordReader::open(&self.path, &record)?;
         if !self.leads.is_empty() {
             let names: Vec<&str> = self.leads.iter().map(String::as_str).collect();
-            reader.select_by_name(&names)?;
+            let has_all = names
+                .iter()
+                .all(|n| reader.header().signal_index(n).is_some());
+            if has_all || !self.first_lead_if_missing {
+                reader.select_by_name(&names)?;
+            } else {
+                reader.select(&[0])?;
+            }
         }
         let header = reader.header();
         let leads: Vec<String> = reader
@@ -281,15 +296,31 @@ impl Source for WfdbSource {
             }
             None => Vec::new(),
         };
-        let database = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let database = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         // MIT-BIH records 201 and 202 come from the same patient.
-        let patient = if database == "mitdb" && record == "202" { "201".to_owned() } else { record.clone() };
+        let patient = if database == "mitdb" && record == "202" {
+            "201".to_owned()
+        } else {
+            record.clone()
+        };
         let meta = vec![
             ("database".to_owned(), database),
             ("patient".to_owned(), patient),
             ("leads".to_owned(), leads.join(",")),
         ];
-        Ok(Box::new(RecordStream::new(record, reader, fs, leads, annotations, meta, self.chunk_size)))
+        Ok(Box::new(RecordStream::new(
+            record,
+            reader,
+            fs,
+            leads,
+            annotations,
+            meta,
+            self.chunk_size,
+        )))
     }
 }
 
@@ -316,7 +347,17 @@ impl RecordStream {
         meta: Vec<(String, String)>,
         chunk_size: usize,
     ) -> Self {
-        RecordStream { record, reader, fs, leads, annotations, next_annotation: 0, meta, position: 0, chunk_size }
+        RecordStream {
+            record,
+            reader,
+            fs,
+            leads,
+            annotations,
+            next_annotation: 0,
+            meta,
+            position: 0,
+            chunk_size,
+        }
     }
 }
 
@@ -357,10 +398,14 @@ pub fn parse_folds(spec: &str) -> anyhow::Result<Vec<u8>> {
     }
     let mut folds = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || anyhow::anyhow!("bad fold list {spec:?}: expected e.g. \"1-8\", \"9\" or \"1,2,3\"");
+        let bad =
+            || anyhow::anyhow!("bad fold list {spec:?}: expected e.g. \"1-8\", \"9\" or \"1,2,3\"");
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (u8, u8) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                let (a, b): (u8, u8) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
                 if a > b {
                     return Err(bad());
                 }
@@ -382,6 +427,8 @@ pub struct PtbxlSource {
     pub resolution: Resolution,
     pub limit: usize,
     pub chunk_size: usize,
+    /// The chosen rows of the database, read once.
+    chosen: std::sync::OnceLock<Vec<PtbxlRecord>>,
 }
 
 impl PtbxlSource {
@@ -389,19 +436,28 @@ impl PtbxlSource {
         Ok(PtbxlSource {
             path: PathBuf::from(p.str("path")),
             folds: parse_folds(p.str("folds"))?,
-            resolution: if p.str("sampling_rate") == "500" { Resolution::High } else { Resolution::Low },
+            resolution: if p.str("sampling_rate") == "500" {
+                Resolution::High
+            } else {
+                Resolution::Low
+            },
             limit: p.usize("limit"),
             chunk_size: p.usize("chunk_size"),
+            chosen: std::sync::OnceLock::new(),
         })
     }
 
-    fn records(&self) -> anyhow::Result<Vec<PtbxlRecord>> {
-        let all = ptbxl::load(&self.path).with_context(|| format!("reading PTB-XL from {}", self.path.display()))?;
+    fn records(&self) -> anyhow::Result<&[PtbxlRecord]> {
+        if let Some(chosen) = self.chosen.get() {
+            return Ok(chosen);
+        }
+        let all = ptbxl::load(&self.path)
+            .with_context(|| format!("reading PTB-XL from {}", self.path.display()))?;
         let mut chosen = ptbxl::filter_folds(&all, &self.folds);
         if self.limit > 0 {
             chosen.truncate(self.limit);
         }
-        Ok(chosen)
+        Ok(self.chosen.get_or_init(|| chosen))
     }
 }
 
@@ -416,16 +472,27 @@ impl Source for PtbxlSource {
     }
 
     fn total_samples(&self) -> Option<u64> {
-        let per_record = if self.resolution == Resolution::High { 5000 } else { 1000 };
+        let per_record = if self.resolution == Resolution::High {
+            5000
+        } else {
+            1000
+        };
         Some(self.records().ok()?.len() as u64 * per_record)
     }
 
     fn open(&self, index: usize) -> anyhow::Result<Box<dyn StreamReader>> {
-        let records = self.records()?;
-        let record = records.get(index).context("no such record")?.clone();
+        let record = self
+            .records()?
+            .get(index)
+            .context("no such record")?
+            .clone();
         let reader = record.open_signal(&self.path, self.resolution)?;
         let header = reader.header();
-        let leads: Vec<String> = reader.selected().iter().map(|&i| header.signals[i].description.clone()).collect();
+        let leads: Vec<String> = reader
+            .selected()
+            .iter()
+            .map(|&i| header.signals[i].description.clone())
+            .collect();
         let fs = header.fs;
         let samples = header.n_samples.unwrap_or(0);
         let mut meta = vec![
@@ -443,6 +510,14 @@ impl Source for PtbxlSource {
             meta.push(((*class).to_owned(), if on { "1" } else { "0" }.to_owned()));
         }
         let stream = ptbxl_stream(&record);
-        Ok(Box::new(RecordStream::new(stream, reader, fs, leads, Vec::new(), meta, self.chunk_size)))
+        Ok(Box::new(RecordStream::new(
+            stream,
+            reader,
+            fs,
+            leads,
+            Vec::new(),
+            meta,
+            self.chunk_size,
+        )))
     }
 }
