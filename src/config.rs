@@ -262,10 +262,12 @@ fn apply_override(table: &mut Table, arg: &str) -> Result<(), ConfigError> {
         .split_once('=')
         .ok_or_else(|| err("expected section.NAME.FIELD=VALUE"))?;
     let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts == ["on_error"] {
+        table.insert("on_error".to_owned(), parse_value(raw.trim()));
+        return Ok(());
+    }
     let [section, name, field] = parts.as_slice() else {
-        return Err(err(
-            "the key must have three parts: section.NAME.FIELD, e.g. sources.ecg.duration_s",
-        ));
+        return Err(err("the key must be on_error or have three parts: section.NAME.FIELD, e.g. sources.ecg.duration_s"));
     };
     if !Role::ALL.iter().any(|r| r.section() == *section) {
         return Err(err("the section must be sources, transforms or sinks"));

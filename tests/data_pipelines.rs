@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 use ecgflow_datasets::annotations::{is_beat, read_annotations};
 use ecgflow_datasets::wfdb::Header;
 
@@ -31,38 +33,6 @@ fn ecgflow(args: &[&str], data: &Path) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The Python with pyarrow: `ECGFLOW_PYTHON` (set by .ci/run) or python3.
-fn python_with_pyarrow() -> Option<String> {
-    let python = std::env::var("ECGFLOW_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let ok = Command::new(&python)
-        .args(["-c", "import pyarrow"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        Some(python)
-    } else if std::env::var_os("CI").is_some() {
-        panic!("CI must provide pyarrow (see .ci/run)");
-    } else {
-        eprintln!("pyarrow is not installed; skipping the cross-check");
-        None
-    }
-}
-
-fn python(python: &str, script: &str, args: &[&str]) -> String {
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 /// Beat annotations of a record whose 90 + 1 + 168 window fits inside it.
@@ -119,10 +89,10 @@ fn mitdb_conversion_holds_exactly_the_annotated_beats_with_full_windows() {
                 .map(|(s, y)| format!("{r} {s} {y}")),
         );
     }
-    let Some(py) = python_with_pyarrow() else {
+    let Some(py) = common::python_with_pyarrow() else {
         return;
     };
-    let got: Vec<String> = python(&py, CONVERT_SCRIPT, &[table.to_str().unwrap()])
+    let got: Vec<String> = common::python(&py, CONVERT_SCRIPT, &[table.to_str().unwrap()])
         .lines()
         .map(str::to_owned)
         .collect();
@@ -137,7 +107,7 @@ row = t.slice(0, 1).to_pylist()[0]
 print(row["record"], row["patient"], row["lead"], row["sample"], row["aami"], row["label"], "%.6f" % row["window"][90])
 print(t.schema.metadata[b"ecgflow.label_map"].decode(), t.schema.metadata[b"ecgflow.database"].decode())
 "#;
-    let first = python(&py, script, &[table.join("100.parquet").to_str().unwrap()]);
+    let first = common::python(&py, script, &[table.join("100.parquet").to_str().unwrap()]);
     let (_, signal) =
         ecgflow_datasets::mitdb::read_lead(&data.join("mitdb"), "100", "MLII").unwrap();
     let (sample, _) = &expected_beats(&data.join("mitdb"), "100")[0];
@@ -148,7 +118,7 @@ print(t.schema.metadata[b"ecgflow.label_map"].decode(), t.schema.metadata[b"ecgf
     );
     assert_eq!(lines[1], "aami mitdb");
     // 102 has no MLII: the pipeline falls back to its first lead and says so.
-    let lead = python(&py, "import sys,pyarrow.parquet as pq; print(set(pq.read_table(sys.argv[1]).column('lead').to_pylist()))", &[table.join("102.parquet").to_str().unwrap()]);
+    let lead = common::python(&py, "import sys,pyarrow.parquet as pq; print(set(pq.read_table(sys.argv[1]).column('lead').to_pylist()))", &[table.join("102.parquet").to_str().unwrap()]);
     assert_eq!(lead.trim(), "{'V5'}");
 }
 
@@ -188,8 +158,8 @@ fn an_interrupted_conversion_resumes_without_duplicates() {
         .collect();
     files.sort();
     assert_eq!(files, ["100.parquet", "101.parquet", "103.parquet"]);
-    if let Some(py) = python_with_pyarrow() {
-        let got = python(&py, CONVERT_SCRIPT, &[table.to_str().unwrap()]);
+    if let Some(py) = common::python_with_pyarrow() {
+        let got = common::python(&py, CONVERT_SCRIPT, &[table.to_str().unwrap()]);
         let expected: usize = ["100", "101", "103"]
             .iter()
             .map(|r| expected_beats(&data.join("mitdb"), r).len())
@@ -263,8 +233,8 @@ fn a_damaged_record_is_reported_by_name_and_the_others_are_converted() {
             .count(),
         beats_100
     );
-    if let Some(py) = python_with_pyarrow() {
-        let rows = python(&py, "import sys,pyarrow.parquet as pq; t=pq.read_table(sys.argv[1]); print(t.num_rows, set(t.column('record').to_pylist()))", &[parquet.to_str().unwrap()]);
+    if let Some(py) = common::python_with_pyarrow() {
+        let rows = common::python(&py, "import sys,pyarrow.parquet as pq; t=pq.read_table(sys.argv[1]); print(t.num_rows, set(t.column('record').to_pylist()))", &[parquet.to_str().unwrap()]);
         assert_eq!(rows.trim(), format!("{beats_100} {{'100'}}"));
     }
 
@@ -309,7 +279,7 @@ fn ptbxl_conversion_writes_one_row_per_ecg_with_its_labels() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let records = ecgflow_datasets::ptbxl::load(&data.join("ptbxl")).unwrap();
     let fold9: Vec<_> = records.iter().filter(|r| r.strat_fold == 9).collect();
-    let Some(py) = python_with_pyarrow() else {
+    let Some(py) = common::python_with_pyarrow() else {
         return;
     };
     let script = r#"
@@ -319,7 +289,7 @@ print(t.num_rows, t.schema.field("signal").type)
 for r in t.select(["ecg_id", "patient", "fold", "NORM", "MI", "STTC", "CD", "HYP"]).to_pylist():
     print(r["ecg_id"], r["patient"], r["fold"], "".join("1" if r[c] else "0" for c in ["NORM", "MI", "STTC", "CD", "HYP"]))
 "#;
-    let got = python(&py, script, &[table.to_str().unwrap()]);
+    let got = common::python(&py, script, &[table.to_str().unwrap()]);
     let mut lines = got.lines();
     let head = lines.next().unwrap();
     assert!(

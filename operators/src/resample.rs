@@ -38,8 +38,8 @@ use crate::types::{Annotation, Chunk};
 /// Why a resampler could not be built.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ResampleError {
-    /// A sampling rate is not a finite number of at least 1 Hz.
-    #[error("{name} = {value} Hz must be finite and at least 1 Hz")]
+    /// A sampling rate is not a finite number between 1 Hz and 10¹² Hz.
+    #[error("{name} = {value} Hz must be finite and between 1 Hz and 1e12 Hz")]
     Rate {
         /// `from_hz` or `to_hz`.
         name: &'static str,
