@@ -22,14 +22,12 @@ impl AtomicFile {
     /// versions of one file exist at once).
     pub fn create_with_suffix(path: &Path, suffix: &str) -> anyhow::Result<(Self, File)> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
         }
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(suffix);
         let tmp = PathBuf::from(tmp);
-        let file =
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         Ok((
             AtomicFile {
                 path: path.to_owned(),
@@ -51,13 +49,8 @@ impl AtomicFile {
 
     /// Moves the complete file to its final name.
     pub fn commit(mut self) -> anyhow::Result<()> {
-        std::fs::rename(&self.tmp, &self.path).with_context(|| {
-            format!(
-                "cannot rename {} to {}",
-                self.tmp.display(),
-                self.path.display()
-            )
-        })?;
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("cannot rename {} to {}", self.tmp.display(), self.path.display()))?;
         self.committed = true;
         Ok(())
     }

@@ -81,11 +81,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(
-        component: impl Into<String>,
-        field: Option<&str>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(component: impl Into<String>, field: Option<&str>, message: impl Into<String>) -> Self {
         Problem {
             component: component.into(),
             field: field.map(str::to_owned),
@@ -109,10 +105,7 @@ impl std::fmt::Display for Problem {
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read pipeline file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not valid TOML: {message}")]
     Toml { path: PathBuf, message: String },
     #[error("{path}: {problem}")]
@@ -132,12 +125,10 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<PipelineFile, ConfigErr
 
 /// Parses pipeline text; `path` is only used in messages.
 pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<PipelineFile, ConfigError> {
-    let mut table: Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Toml {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+    let mut table: Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Toml {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
     for arg in overrides {
         apply_override(&mut table, arg)?;
     }
@@ -187,18 +178,11 @@ pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<PipelineFi
                 )));
             };
             let mut fields = body.clone();
-            expand_table(&mut fields).map_err(|(field, message)| {
-                structure(Problem::new(&full, Some(&field), message))
-            })?;
+            expand_table(&mut fields)
+                .map_err(|(field, message)| structure(Problem::new(&full, Some(&field), message)))?;
             let type_name = match fields.remove("type") {
                 Some(Value::String(s)) => Some(s),
-                Some(_) => {
-                    return Err(structure(Problem::new(
-                        full,
-                        Some("type"),
-                        "must be a string",
-                    )))
-                }
+                Some(_) => return Err(structure(Problem::new(full, Some("type"), "must be a string"))),
                 None => None,
             };
             let inputs = match fields.remove("inputs") {
@@ -267,7 +251,9 @@ fn apply_override(table: &mut Table, arg: &str) -> Result<(), ConfigError> {
         return Ok(());
     }
     let [section, name, field] = parts.as_slice() else {
-        return Err(err("the key must be on_error or have three parts: section.NAME.FIELD, e.g. sources.ecg.duration_s"));
+        return Err(err(
+            "the key must be on_error or have three parts: section.NAME.FIELD, e.g. sources.ecg.duration_s",
+        ));
     };
     if !Role::ALL.iter().any(|r| r.section() == *section) {
         return Err(err("the section must be sources, transforms or sinks"));
@@ -287,9 +273,7 @@ fn apply_override(table: &mut Table, arg: &str) -> Result<(), ConfigError> {
 pub fn parse_value(raw: &str) -> Value {
     let doc = format!("v = {raw}");
     match doc.parse::<Table>() {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or_else(|| Value::String(raw.to_owned())),
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| Value::String(raw.to_owned())),
         Err(_) => Value::String(raw.to_owned()),
     }
 }
@@ -331,9 +315,7 @@ pub fn expand_vars(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
             out.push('$');
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| format!("unclosed ${{ in {text:?}"))?;
+            let end = body.find('}').ok_or_else(|| format!("unclosed ${{ in {text:?}"))?;
             let expr = &body[..end];
             let (name, default) = match expr.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
@@ -395,12 +377,7 @@ mod tests {
             &["sources.a.streams=3".into(), "sinks.b.path=out/x y".into()],
         )
         .unwrap();
-        let a = &file
-            .components
-            .iter()
-            .find(|c| c.name == "a")
-            .unwrap()
-            .fields;
+        let a = &file.components.iter().find(|c| c.name == "a").unwrap().fields;
         assert_eq!(a["streams"], Value::Integer(3));
         let b = &file.components.iter().find(|c| c.name == "b").unwrap();
         assert_eq!(b.fields["path"], Value::String("out/x y".into()));

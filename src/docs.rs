@@ -33,10 +33,7 @@ pub fn components_markdown() -> String {
             out.push_str(&format!(
                 "\n### `{}`\n\n{}\n\n",
                 spec.type_name,
-                spec.summary
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                spec.summary.split_whitespace().collect::<Vec<_>>().join(" ")
             ));
             if !spec.accepts.is_empty() {
                 out.push_str(&format!("- takes: {}\n", kinds(spec.accepts)));

@@ -76,11 +76,7 @@ fn counts_json(c: &MatchCounts) -> serde_json::Value {
 }
 
 /// Scores one record: reads the lead, detects, matches.
-pub fn score_record(
-    args: &RpeaksArgs,
-    method: RPeakMethod,
-    record: &str,
-) -> anyhow::Result<RecordScore> {
+pub fn score_record(args: &RpeaksArgs, method: RPeakMethod, record: &str) -> anyhow::Result<RecordScore> {
     let mut reader = RecordReader::open(&args.db, record)?;
     let header = reader.header().clone();
     let lead = header.signal_index(&args.lead).unwrap_or(0);
@@ -97,8 +93,7 @@ pub fn score_record(
         .collect();
 
     let started = Instant::now();
-    let detected =
-        detect(method, &signal, header.fs).with_context(|| format!("record {record}"))?;
+    let detected = detect(method, &signal, header.fs).with_context(|| format!("record {record}"))?;
     let seconds = started.elapsed().as_secs_f64();
 
     if let Some(dir) = &args.write_qrs {
@@ -119,8 +114,7 @@ pub fn score_record(
 fn record_list(db: &Path, spec: &str) -> anyhow::Result<Vec<String>> {
     let listing = db.join("RECORDS");
     if spec.trim() == "all" && listing.is_file() {
-        let text = std::fs::read_to_string(&listing)
-            .with_context(|| format!("reading {}", listing.display()))?;
+        let text = std::fs::read_to_string(&listing).with_context(|| format!("reading {}", listing.display()))?;
         return Ok(text.split_whitespace().map(str::to_owned).collect());
     }
     Ok(record_set(spec)?)
@@ -130,11 +124,7 @@ fn record_list(db: &Path, spec: &str) -> anyhow::Result<Vec<String>> {
 pub fn rpeaks(args: &RpeaksArgs) -> anyhow::Result<()> {
     let Some(method) = RPeakMethod::from_name(&args.method) else {
         let known: Vec<&str> = RPeakMethod::ALL.iter().map(|m| m.name()).collect();
-        bail!(
-            "unknown method {:?} (known: {})",
-            args.method,
-            known.join(", ")
-        );
+        bail!("unknown method {:?} (known: {})", args.method, known.join(", "));
     };
     if !(args.tolerance_ms > 0.0) {
         bail!("--tolerance-ms must be positive, got {}", args.tolerance_ms);
@@ -147,12 +137,8 @@ pub fn rpeaks(args: &RpeaksArgs) -> anyhow::Result<()> {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(record) = records.get(i) else { break };
-                let result =
-                    score_record(args, method, record).with_context(|| format!("record {record}"));
-                results
-                    .lock()
-                    .expect("no panics while holding the lock")
-                    .push(result);
+                let result = score_record(args, method, record).with_context(|| format!("record {record}"));
+                results.lock().expect("no panics while holding the lock").push(result);
             });
         }
     });

@@ -24,10 +24,8 @@ pub fn fetch(
     options.only = (!only.is_empty()).then_some(only);
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let bytes = AtomicU64::new(0);
     let report = fetch_files(&options, &|event| match event {
@@ -36,9 +34,7 @@ pub fn fetch(
             let total = bytes.fetch_add(n, Ordering::Relaxed) + n;
             bar.set_message(format!("{:.1} MB", total as f64 / 1e6));
         }
-        FetchEvent::Done { .. } | FetchEvent::Skipped { .. } | FetchEvent::Failed { .. } => {
-            bar.inc(1)
-        }
+        FetchEvent::Done { .. } | FetchEvent::Skipped { .. } | FetchEvent::Failed { .. } => bar.inc(1),
         FetchEvent::Retrying { path, attempt, why } => {
             bar.println(format!("retrying {path} (attempt {attempt}): {why}"))
         }

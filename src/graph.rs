@@ -4,9 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::components::{
-    self, fields::check_fields, ComponentSpec, Output, Params, PortKind, Upstream,
-};
+use crate::components::{self, fields::check_fields, ComponentSpec, Output, Params, PortKind, Upstream};
 use crate::config::{ComponentDecl, OnError, PipelineFile, Problem, Role};
 
 /// A checked component.
@@ -46,8 +44,7 @@ impl Graph {
     /// Graphviz DOT: one node per component labelled with its name and type, edges
     /// labelled with their port kind.
     pub fn to_dot(&self) -> String {
-        let mut out =
-            String::from("digraph pipeline {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n");
+        let mut out = String::from("digraph pipeline {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n");
         for node in &self.nodes {
             let shape = match node.decl.role {
                 Role::Source => "invhouse",
@@ -63,10 +60,7 @@ impl Graph {
         }
         for node in &self.nodes {
             for input in &node.decl.inputs {
-                let kind = self
-                    .node(input)
-                    .and_then(|n| n.output)
-                    .map_or("?", PortKind::name);
+                let kind = self.node(input).and_then(|n| n.output).map_or("?", PortKind::name);
                 out.push_str(&format!(
                     "  {} -> {} [label=\"{kind}\"];\n",
                     quote(input),
@@ -108,18 +102,10 @@ pub fn validate(file: &PipelineFile) -> Result<Graph, Vec<Problem>> {
         }
     }
     if !decls.iter().any(|d| d.role == Role::Source) {
-        problems.push(Problem::new(
-            "",
-            None,
-            "the pipeline has no source ([sources.NAME])",
-        ));
+        problems.push(Problem::new("", None, "the pipeline has no source ([sources.NAME])"));
     }
     if !decls.iter().any(|d| d.role == Role::Sink) {
-        problems.push(Problem::new(
-            "",
-            None,
-            "the pipeline has no sink ([sinks.NAME])",
-        ));
+        problems.push(Problem::new("", None, "the pipeline has no sink ([sinks.NAME])"));
     }
 
     // Types and fields.
@@ -177,10 +163,7 @@ pub fn validate(file: &PipelineFile) -> Result<Graph, Vec<Problem>> {
                 Some(d) if d.role == Role::Sink => problems.push(Problem::new(
                     decl.full_name(),
                     Some("inputs"),
-                    format!(
-                        "input {input:?} is a sink ({}); sinks have no output",
-                        d.full_name()
-                    ),
+                    format!("input {input:?} is a sink ({}); sinks have no output", d.full_name()),
                 )),
                 Some(_) => {}
             }
@@ -234,11 +217,7 @@ pub fn validate(file: &PipelineFile) -> Result<Graph, Vec<Problem>> {
                         kind.name(),
                         role_word(decl.role),
                         spec.type_name,
-                        spec.accepts
-                            .iter()
-                            .map(|k| k.name())
-                            .collect::<Vec<_>>()
-                            .join(" or ")
+                        spec.accepts.iter().map(|k| k.name()).collect::<Vec<_>>().join(" or ")
                     ),
                 ));
             } else if let Some(prev) = in_kind.filter(|&p| p != kind) {
@@ -273,10 +252,7 @@ pub fn validate(file: &PipelineFile) -> Result<Graph, Vec<Problem>> {
         let upstream = Upstream { fs: fs_in };
         let own = (spec.check)(params, &upstream);
         ok &= own.is_empty();
-        problems.extend(
-            own.into_iter()
-                .map(|(f, m)| Problem::new(&full, Some(&f), m)),
-        );
+        problems.extend(own.into_iter().map(|(f, m)| Problem::new(&full, Some(&f), m)));
         if !ok {
             continue;
         }
@@ -330,10 +306,7 @@ fn topological_order(decls: &[ComponentDecl]) -> Vec<&str> {
         .map(|d| {
             (
                 d.name.as_str(),
-                d.inputs
-                    .iter()
-                    .filter(|i| names.contains(&i.as_str()))
-                    .count(),
+                d.inputs.iter().filter(|i| names.contains(&i.as_str())).count(),
             )
         })
         .collect();
@@ -348,9 +321,7 @@ fn topological_order(decls: &[ComponentDecl]) -> Vec<&str> {
         for d in decls {
             for input in &d.inputs {
                 if input == name {
-                    let w = waiting
-                        .get_mut(d.name.as_str())
-                        .expect("every component is counted");
+                    let w = waiting.get_mut(d.name.as_str()).expect("every component is counted");
                     *w -= 1;
                     if *w == 0 {
                         ready.push(&d.name);
@@ -379,12 +350,7 @@ fn topological_order(decls: &[ComponentDecl]) -> Vec<&str> {
 
 /// A cycle through `start`, as the list of names from `start` back to it.
 fn find_cycle<'a>(decls: &'a [ComponentDecl], start: &'a str) -> Option<Vec<&'a str>> {
-    fn walk<'a>(
-        decls: &'a [ComponentDecl],
-        start: &str,
-        at: &'a str,
-        path: &mut Vec<&'a str>,
-    ) -> bool {
+    fn walk<'a>(decls: &'a [ComponentDecl], start: &str, at: &'a str, path: &mut Vec<&'a str>) -> bool {
         let Some(decl) = decls.iter().find(|d| d.name == at) else {
             return false;
         };

@@ -22,10 +22,6 @@ pub fn load_pipeline(path: &Path, overrides: &[String]) -> anyhow::Result<graph:
     let file = config::load(path, overrides)?;
     graph::validate(&file).map_err(|problems| {
         let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
-        anyhow::anyhow!(
-            "{} is not a valid pipeline:\n{}",
-            path.display(),
-            lines.join("\n")
-        )
+        anyhow::anyhow!("{} is not a valid pipeline:\n{}", path.display(), lines.join("\n"))
     })
 }

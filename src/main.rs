@@ -8,11 +8,7 @@ use ecgflow::runtime::{self, RunOptions};
 use ecgflow::{config, docs, eval, graph, load_pipeline};
 
 #[derive(Parser)]
-#[command(
-    name = "ecgflow",
-    version,
-    about = "A dataflow engine for electrocardiograms"
-)]
+#[command(name = "ecgflow", version, about = "A dataflow engine for electrocardiograms")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -176,10 +172,7 @@ fn validate(files: &[PathBuf], set: &[String]) -> ExitCode {
             Err(e) => vec![e.to_string()],
             Ok(file) => match graph::validate(&file) {
                 Ok(_) => Vec::new(),
-                Err(problems) => problems
-                    .iter()
-                    .map(|p| format!("{}: {p}", path.display()))
-                    .collect(),
+                Err(problems) => problems.iter().map(|p| format!("{}: {p}", path.display())).collect(),
             },
         };
         if problems.is_empty() {

@@ -1,6 +1,6 @@
 //! What travels on the dataflow's edges.
 
-use ecgflow_operators::{Beat, Chunk};
+use ecgflow_operators::{Beat, Chunk, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// One item on an edge, with the route that keeps each stream on one worker.
@@ -19,6 +19,8 @@ pub enum Body {
     Chunk(Chunk),
     /// One heartbeat (port kind `beats`).
     Beat(Beat),
+    /// A tensor or image (port kind `tensors`).
+    Tensor(Tensor),
     /// A stream begins; `meta` describes it (e.g. `patient`, `database`, PTB-XL's `fold`).
     /// Sent by sources before the first chunk and forwarded by every transform.
     Start {
@@ -38,9 +40,8 @@ impl Body {
         match self {
             Body::Chunk(c) => &c.stream,
             Body::Beat(b) => &b.stream,
-            Body::Start { stream, .. } | Body::End { stream } | Body::Abort { stream, .. } => {
-                stream
-            }
+            Body::Tensor(t) => &t.stream,
+            Body::Start { stream, .. } | Body::End { stream } | Body::Abort { stream, .. } => stream,
         }
     }
 }

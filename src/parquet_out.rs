@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use arrow_array::builder::{
-    BooleanBuilder, FixedSizeListBuilder, Float32Builder, Float64Builder, Int32Builder,
-    Int64Builder, ListBuilder, StringBuilder, UInt64Builder,
+    BooleanBuilder, FixedSizeListBuilder, Float32Builder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
+    StringBuilder, UInt64Builder,
 };
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use ecgflow_datasets::mitdb::LabelMap;
 use ecgflow_datasets::ptbxl::SUPERCLASSES;
-use ecgflow_operators::{Beat, Chunk};
+use ecgflow_operators::{Beat, Chunk, Tensor};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -96,17 +96,14 @@ impl ParquetTable {
             return Ok(self.written);
         }
         // Rare path: copy the temporary file without the failed streams' rows.
-        let source = File::open(self.file.tmp_path())
-            .with_context(|| format!("reopening {}", path.display()))?;
+        let source = File::open(self.file.tmp_path()).with_context(|| format!("reopening {}", path.display()))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(source)?.build()?;
         let (file, handle) = AtomicFile::create_with_suffix(&path, ".filtered")?;
         let mut writer = arrow_writer(handle, self.rows.schema(), self.row_group_size, &path)?;
         let mut kept = 0;
         for batch in reader {
             let batch = batch?;
-            let column = batch
-                .column_by_name("record")
-                .context("table has no record column")?;
+            let column = batch.column_by_name("record").context("table has no record column")?;
             let records = column
                 .as_any()
                 .downcast_ref::<StringArray>()
@@ -142,8 +139,7 @@ fn arrow_writer(
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(row_group_size))
         .build();
-    ArrowWriter::try_new(handle, schema, Some(props))
-        .with_context(|| format!("creating {}", path.display()))
+    ArrowWriter::try_new(handle, schema, Some(props)).with_context(|| format!("creating {}", path.display()))
 }
 
 fn schema_with(fields: Vec<Field>, pairs: Vec<(&str, String)>) -> SchemaRef {
@@ -234,8 +230,7 @@ impl BeatRows {
             rr_prev: Float32Builder::new(),
             rr_next: Float32Builder::new(),
             rr_local: Float32Builder::new(),
-            window: FixedSizeListBuilder::new(Float32Builder::new(), window_len as i32)
-                .with_field(float_item()),
+            window: FixedSizeListBuilder::new(Float32Builder::new(), window_len as i32).with_field(float_item()),
             pending: 0,
         })
     }
@@ -272,11 +267,8 @@ impl Rows for BeatRows {
             .and_then(|s| self.aami.class_of(s))
             .map(|c| self.aami.classes()[c].clone());
         self.aami_col.append_option(aami);
-        self.label.append_option(
-            symbol
-                .and_then(|s| self.labels.class_of(s))
-                .map(|c| c as i32),
-        );
+        self.label
+            .append_option(symbol.and_then(|s| self.labels.class_of(s)).map(|c| c as i32));
         self.rr_prev.append_option(beat.rr_prev);
         self.rr_next.append_option(beat.rr_next);
         self.rr_local.append_option(beat.rr_local);
@@ -437,11 +429,7 @@ impl EcgRows {
             Field::new("age", DataType::Float32, true),
             Field::new("sex", DataType::Int32, true),
         ];
-        fields.extend(
-            SUPERCLASSES
-                .iter()
-                .map(|c| Field::new(*c, DataType::Boolean, true)),
-        );
+        fields.extend(SUPERCLASSES.iter().map(|c| Field::new(*c, DataType::Boolean, true)));
         fields.push(Field::new(
             "signal",
             DataType::FixedSizeList(Arc::new(lead_field.clone()), n_leads as i32),
@@ -461,8 +449,7 @@ impl EcgRows {
                 ),
             ],
         );
-        let inner = FixedSizeListBuilder::new(Float32Builder::new(), samples as i32)
-            .with_field(float_item());
+        let inner = FixedSizeListBuilder::new(Float32Builder::new(), samples as i32).with_field(float_item());
         EcgRows {
             schema,
             leads: first.leads.clone(),
@@ -520,10 +507,8 @@ impl Rows for EcgRows {
                 }
                 let number = |key: &str| meta_value(meta, key).and_then(|v| v.parse::<f64>().ok());
                 self.record.append_value(record);
-                self.ecg_id
-                    .append_option(number("ecg_id").map(|v| v as i64));
-                self.patient
-                    .append_value(meta_value(meta, "patient").unwrap_or(record));
+                self.ecg_id.append_option(number("ecg_id").map(|v| v as i64));
+                self.patient.append_value(meta_value(meta, "patient").unwrap_or(record));
                 self.fold.append_option(number("fold").map(|v| v as i32));
                 self.age.append_option(number("age").map(|v| v as f32));
                 self.sex.append_option(number("sex").map(|v| v as i32));
@@ -560,12 +545,97 @@ impl Rows for EcgRows {
             Arc::new(self.age.finish()),
             Arc::new(self.sex.finish()),
         ];
-        columns.extend(
-            self.classes
-                .iter_mut()
-                .map(|b| Arc::new(b.finish()) as ArrayRef),
-        );
+        columns.extend(self.classes.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
         columns.push(Arc::new(self.signal.finish()));
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+/// `tensors`: one row per tensor. Columns: `record` (utf8), `sample` (uint64, nullable: the
+/// beat's R peak), `symbol` (utf8, nullable), `data` (fixed-size list of float32, row-major).
+/// The shape, the same for every row, is in the metadata `ecgflow.shape` (e.g. `1,38,259`).
+pub struct TensorRows {
+    schema: SchemaRef,
+    shape: Vec<usize>,
+    record: StringBuilder,
+    sample: UInt64Builder,
+    symbol: StringBuilder,
+    data: FixedSizeListBuilder<Float32Builder>,
+    pending: usize,
+}
+
+impl TensorRows {
+    pub fn new(first: &Tensor, meta: &[(String, String)]) -> Self {
+        let size = first.data.len();
+        let shape: Vec<String> = first.shape.iter().map(usize::to_string).collect();
+        let schema = schema_with(
+            vec![
+                Field::new("record", DataType::Utf8, false),
+                Field::new("sample", DataType::UInt64, true),
+                Field::new("symbol", DataType::Utf8, true),
+                Field::new(
+                    "data",
+                    DataType::FixedSizeList(Arc::new(float_item()), size as i32),
+                    false,
+                ),
+            ],
+            vec![
+                ("ecgflow.schema", "tensors".to_owned()),
+                ("ecgflow.shape", shape.join(",")),
+                (
+                    "ecgflow.database",
+                    meta_value(meta, "database").unwrap_or("unknown").to_owned(),
+                ),
+            ],
+        );
+        TensorRows {
+            schema,
+            shape: first.shape.clone(),
+            record: StringBuilder::new(),
+            sample: UInt64Builder::new(),
+            symbol: StringBuilder::new(),
+            data: FixedSizeListBuilder::new(Float32Builder::new(), size as i32).with_field(float_item()),
+            pending: 0,
+        }
+    }
+}
+
+impl Rows for TensorRows {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn push(&mut self, body: &Body, _meta: &[(String, String)]) -> anyhow::Result<()> {
+        let Body::Tensor(t) = body else { return Ok(()) };
+        if t.shape != self.shape || t.data.len() != self.shape.iter().product::<usize>() {
+            bail!(
+                "tensor of stream {} has shape {:?}; the table holds {:?}",
+                t.stream,
+                t.shape,
+                self.shape
+            );
+        }
+        self.record.append_value(&t.stream);
+        self.sample.append_option(t.sample);
+        self.symbol.append_option(t.symbol.as_deref());
+        self.data.values().append_slice(&t.data);
+        self.data.append(true);
+        self.pending += 1;
+        Ok(())
+    }
+
+    fn pending(&self) -> usize {
+        self.pending
+    }
+
+    fn take_batch(&mut self) -> anyhow::Result<RecordBatch> {
+        self.pending = 0;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.record.finish()),
+            Arc::new(self.sample.finish()),
+            Arc::new(self.symbol.finish()),
+            Arc::new(self.data.finish()),
+        ];
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }

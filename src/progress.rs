@@ -28,9 +28,7 @@ impl Progress {
         } else {
             "{spinner} [{elapsed_precise}] {msg}"
         };
-        bar.set_style(
-            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
+        bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let started = std::time::Instant::now();

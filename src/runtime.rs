@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use crossbeam_channel::{bounded, Receiver, TryRecvError};
+use crossbeam_channel::{bounded, Receiver, Select, TryRecvError};
 use timely::communication::Config as CommunicationConfig;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -28,6 +28,8 @@ use crate::message::{Body, Message};
 
 /// Messages a source thread may queue ahead of its worker.
 const CHANNEL_CAPACITY: usize = 64;
+/// How long an idle worker waits for its readers before stepping the dataflow again.
+const IDLE_WAIT: Duration = Duration::from_millis(1);
 /// Messages moved from a channel into the dataflow between two worker steps.
 const FEED_BATCH: usize = 256;
 
@@ -139,9 +141,7 @@ pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
         let (streams, route_offset) = match &built {
             Built::Source(source) => {
                 let streams = source.streams().with_context(|| node.full_name())?;
-                total_samples = total_samples
-                    .zip(source.total_samples())
-                    .map(|(a, b)| a + b);
+                total_samples = total_samples.zip(source.total_samples()).map(|(a, b)| a + b);
                 let offset = next_route;
                 next_route += streams.len() as u64;
                 (streams, offset)
@@ -185,26 +185,19 @@ pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
     // In a cluster each process counts the streams its own workers read.
     let peers = options.workers * options.processes;
     let first_worker = options.process * options.workers;
-    let skipped: Vec<bool> = components
-        .iter()
-        .flat_map(|c| c.skip.iter().copied())
-        .collect();
+    let skipped: Vec<bool> = components.iter().flat_map(|c| c.skip.iter().copied()).collect();
     let local = (0..next_route as usize)
-        .filter(|&r| {
-            (first_worker..first_worker + options.workers).contains(&(r % peers)) && !skipped[r]
-        })
+        .filter(|&r| (first_worker..first_worker + options.workers).contains(&(r % peers)) && !skipped[r])
         .count();
     stats.streams_total.store(local as u64, Ordering::Relaxed);
 
-    let progress = options.progress.then(|| {
-        crate::progress::Progress::start(stats.clone(), total_samples, options.processes > 1)
-    });
+    let progress = options
+        .progress
+        .then(|| crate::progress::Progress::start(stats.clone(), total_samples, options.processes > 1));
     let config = timely_config(options)?;
     let worker_stats = stats.clone();
-    let guards = timely::execute(config, move |worker| {
-        run_worker(worker, &components, &worker_stats)
-    })
-    .map_err(|e| anyhow!("cannot start the dataflow: {e}"))?;
+    let guards = timely::execute(config, move |worker| run_worker(worker, &components, &worker_stats))
+        .map_err(|e| anyhow!("cannot start the dataflow: {e}"))?;
     let mut panics = Vec::new();
     for result in guards.join() {
         if let Err(e) = result {
@@ -229,11 +222,7 @@ pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
         samples: stats.samples.load(Ordering::Relaxed),
         beats: stats.beats.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
-        sink_lines: stats
-            .sink_lines
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or_default(),
+        sink_lines: stats.sink_lines.lock().map(|l| l.clone()).unwrap_or_default(),
         skipped: stats.skipped.lock().map(|l| l.clone()).unwrap_or_default(),
         already_done,
     })
@@ -290,11 +279,7 @@ fn timely_config(options: &RunOptions) -> anyhow::Result<timely::Config> {
     })
 }
 
-fn run_worker(
-    worker: &mut timely::worker::Worker,
-    components: &Arc<Vec<Component>>,
-    stats: &Arc<RunStats>,
-) {
+fn run_worker(worker: &mut timely::worker::Worker, components: &Arc<Vec<Component>>, stats: &Arc<RunStats>) {
     let index = worker.index();
     let peers = worker.peers();
     let mut inputs: Vec<(usize, Input)> = Vec::new();
@@ -303,13 +288,7 @@ fn run_worker(
         for (i, c) in components.iter().enumerate() {
             let name = c.node.name().to_owned();
             let upstream = || {
-                let streams: Vec<MessageStream> = c
-                    .node
-                    .decl
-                    .inputs
-                    .iter()
-                    .map(|n| outputs[n].clone())
-                    .collect();
+                let streams: Vec<MessageStream> = c.node.decl.inputs.iter().map(|n| outputs[n].clone()).collect();
                 scope.concatenate(streams)
             };
             match &c.built {
@@ -319,12 +298,7 @@ fn run_worker(
                     inputs.push((i, input));
                 }
                 Built::Transform(t) => {
-                    let stream = transform_operator(
-                        upstream(),
-                        c.node.full_name(),
-                        t.clone(),
-                        stats.clone(),
-                    );
+                    let stream = transform_operator(upstream(), c.node.full_name(), t.clone(), stats.clone());
                     outputs.insert(name, stream);
                 }
                 Built::Sink(sink) => {
@@ -360,11 +334,9 @@ fn run_worker(
                                     // On failure elsewhere the writer is dropped: its temporary file goes.
                                     if !stats.failed() {
                                         match w.finish() {
-                                            Ok(Some(line)) => stats
-                                                .sink_lines
-                                                .lock()
-                                                .expect("lock")
-                                                .push(format!("{full}: {line}")),
+                                            Ok(Some(line)) => {
+                                                stats.sink_lines.lock().expect("lock").push(format!("{full}: {line}"))
+                                            }
                                             Ok(None) => {}
                                             Err(e) => stats.fail(format!("{full}: {e:#}")),
                                         }
@@ -392,16 +364,9 @@ fn run_worker(
             continue; // dropping the handle closes this worker's part of the input
         }
         let (tx, rx) = bounded(CHANNEL_CAPACITY);
-        let (source, stats, offset, full) = (
-            source.clone(),
-            stats.clone(),
-            c.route_offset,
-            c.node.full_name(),
-        );
+        let (source, stats, offset, full) = (source.clone(), stats.clone(), c.route_offset, c.node.full_name());
         let names = c.streams.clone();
-        std::thread::spawn(move || {
-            read_streams(&*source, &mine, &names, offset, &full, &tx, &stats)
-        });
+        std::thread::spawn(move || read_streams(&*source, &mine, &names, offset, &full, &tx, &stats));
         feeds.push((rx, Some(input)));
     }
 
@@ -424,10 +389,15 @@ fn run_worker(
                 }
             }
         }
+        worker.step();
         if moved == 0 {
-            worker.step_or_park(Some(Duration::from_micros(200)));
-        } else {
-            worker.step();
+            // Nothing from the readers: sleep until one sends (or briefly, so that data
+            // exchanged by other workers is not left waiting), instead of spinning.
+            let mut select = Select::new();
+            for (rx, _) in feeds.iter().filter(|(_, input)| input.is_some()) {
+                select.recv(rx);
+            }
+            let _ = select.ready_timeout(IDLE_WAIT);
         }
     }
     while worker.has_dataflows() {
@@ -463,16 +433,12 @@ fn read_streams(
                 if stats.failed() {
                     return Ok(false);
                 }
-                stats
-                    .samples
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                stats.samples.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 if !send(Body::Chunk(chunk)) {
                     return Ok(false);
                 }
             }
-            Ok(send(Body::End {
-                stream: stream.clone(),
-            }))
+            Ok(send(Body::End { stream: stream.clone() }))
         })();
         match result {
             Ok(true) => {
@@ -504,79 +470,71 @@ fn transform_operator<'scope>(
     transform: Arc<dyn Transform>,
     stats: Arc<RunStats>,
 ) -> MessageStream<'scope> {
-    input.unary(
-        Exchange::new(|m: &Message| m.route),
-        &full_name.clone(),
-        move |_, _| {
-            let mut steps: HashMap<String, Box<dyn Step>> = HashMap::new();
-            // Streams this transform failed on and aborted; their later messages are dropped.
-            let mut aborted: HashSet<String> = HashSet::new();
-            let mut out = Vec::new();
-            move |input, output| {
-                input.for_each(|cap, data| {
-                    let mut session = output.session(&cap);
-                    for Message { route, body } in data.drain(..) {
-                        let stream = body.stream().to_owned();
-                        if aborted.contains(&stream) {
-                            if matches!(body, Body::End { .. } | Body::Abort { .. }) {
-                                aborted.remove(&stream);
-                            }
-                            continue;
+    input.unary(Exchange::new(|m: &Message| m.route), &full_name.clone(), move |_, _| {
+        let mut steps: HashMap<String, Box<dyn Step>> = HashMap::new();
+        // Streams this transform failed on and aborted; their later messages are dropped.
+        let mut aborted: HashSet<String> = HashSet::new();
+        let mut out = Vec::new();
+        move |input, output| {
+            input.for_each(|cap, data| {
+                let mut session = output.session(&cap);
+                for Message { route, body } in data.drain(..) {
+                    let stream = body.stream().to_owned();
+                    if aborted.contains(&stream) {
+                        if matches!(body, Body::End { .. } | Body::Abort { .. }) {
+                            aborted.remove(&stream);
                         }
-                        let from_beats = matches!(body, Body::Beat(_));
-                        let result = match body {
-                            Body::Start { .. } => {
-                                out.push(body);
-                                Ok(())
-                            }
-                            Body::Abort { .. } => {
-                                steps.remove(&stream);
-                                out.push(body);
-                                Ok(())
-                            }
-                            Body::End { .. } => {
-                                let finished = match steps.remove(&stream) {
-                                    Some(mut step) => step.finish(&mut out),
-                                    None => Ok(()),
-                                };
-                                out.push(body);
-                                finished
-                            }
-                            body => (|| {
-                                let step = match steps.entry(stream.clone()) {
-                                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                                    std::collections::hash_map::Entry::Vacant(e) => {
-                                        e.insert(transform.open(&body)?)
-                                    }
-                                };
-                                step.process(body, &mut out)
-                            })(),
-                        };
-                        if let Err(e) = result {
-                            let reason = format!("{e:#}");
-                            steps.remove(&stream);
-                            out.clear();
-                            if stats
-                                .stream_failed(format!("{full_name}: stream {stream}: {reason}"))
-                            {
-                                aborted.insert(stream.clone());
-                                session.give(Message {
-                                    route,
-                                    body: Body::Abort { stream, reason },
-                                });
-                            }
-                            continue;
-                        }
-                        if !from_beats {
-                            let beats = out.iter().filter(|b| matches!(b, Body::Beat(_))).count();
-                            stats.beats.fetch_add(beats as u64, Ordering::Relaxed);
-                        }
-                        for body in out.drain(..) {
-                            session.give(Message { route, body });
-                        }
+                        continue;
                     }
-                });
-            }
-        },
-    )
+                    let from_beats = matches!(body, Body::Beat(_));
+                    let result = match body {
+                        Body::Start { .. } => {
+                            out.push(body);
+                            Ok(())
+                        }
+                        Body::Abort { .. } => {
+                            steps.remove(&stream);
+                            out.push(body);
+                            Ok(())
+                        }
+                        Body::End { .. } => {
+                            let finished = match steps.remove(&stream) {
+                                Some(mut step) => step.finish(&mut out),
+                                None => Ok(()),
+                            };
+                            out.push(body);
+                            finished
+                        }
+                        body => (|| {
+                            let step = match steps.entry(stream.clone()) {
+                                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                                std::collections::hash_map::Entry::Vacant(e) => e.insert(transform.open(&body)?),
+                            };
+                            step.process(body, &mut out)
+                        })(),
+                    };
+                    if let Err(e) = result {
+                        let reason = format!("{e:#}");
+                        steps.remove(&stream);
+                        out.clear();
+                        if stats.stream_failed(format!("{full_name}: stream {stream}: {reason}")) {
+                            aborted.insert(stream.clone());
+                            session.give(Message {
+                                route,
+                                body: Body::Abort { stream, reason },
+                            });
+                        }
+                        continue;
+                    }
+                    if !from_beats {
+                        let beats = out.iter().filter(|b| matches!(b, Body::Beat(_))).count();
+                        stats.beats.fetch_add(beats as u64, Ordering::Relaxed);
+                    }
+                    for body in out.drain(..) {
+                        session.give(Message { route, body });
+                    }
+                }
+            });
+        }
+    })
 }

@@ -27,10 +27,7 @@ fn root() -> PathBuf {
 #[test]
 fn every_invalid_pipeline_is_rejected_with_component_and_field() {
     let dir = root().join("tests/pipelines/invalid");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert!(files.len() >= 12, "the suite covers every error class");
     for file in files {
@@ -39,20 +36,12 @@ fn every_invalid_pipeline_is_rejected_with_component_and_field() {
             .lines()
             .filter_map(|l| l.strip_prefix("# expect: ").map(str::to_owned))
             .collect();
-        assert!(
-            !expected.is_empty(),
-            "{} states what it expects",
-            file.display()
-        );
+        assert!(!expected.is_empty(), "{} states what it expects", file.display());
         let out = run(&["validate", file.to_str().unwrap()]);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{}: {stderr}", file.display());
         for e in expected {
-            assert!(
-                stderr.contains(&e),
-                "{}: expected {e:?} in:\n{stderr}",
-                file.display()
-            );
+            assert!(stderr.contains(&e), "{}: expected {e:?} in:\n{stderr}", file.display());
         }
     }
 }
@@ -101,18 +90,9 @@ fn set_overrides_are_validated_too() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("transforms.clean.high_hz"));
-    let out = run(&[
-        "validate",
-        "pipelines/demo.toml",
-        "--set",
-        "transforms.nope.x=1",
-    ]);
+    let out = run(&["validate", "pipelines/demo.toml", "--set", "transforms.nope.x=1"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("transforms.nope"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("transforms.nope"), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -121,18 +101,9 @@ fn graph_prints_dot() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let dot = text(&out.stdout);
     assert!(dot.starts_with("digraph"), "{dot}");
-    assert!(
-        dot.contains("\"clean\" [label=\"clean\\n(bandpass)\""),
-        "{dot}"
-    );
-    assert!(
-        dot.contains("\"peaks\" -> \"beats\" [label=\"signal\"]"),
-        "{dot}"
-    );
-    assert!(
-        dot.contains("\"beats\" -> \"beats_file\" [label=\"beats\"]"),
-        "{dot}"
-    );
+    assert!(dot.contains("\"clean\" [label=\"clean\\n(bandpass)\""), "{dot}");
+    assert!(dot.contains("\"peaks\" -> \"beats\" [label=\"signal\"]"), "{dot}");
+    assert!(dot.contains("\"beats\" -> \"beats_file\" [label=\"beats\"]"), "{dot}");
 }
 
 #[test]
@@ -156,10 +127,7 @@ fn components_reference_is_in_sync_with_docs() {
         "parquet",
         "null",
     ] {
-        assert!(
-            generated.contains(&format!("### `{name}`")),
-            "{name} is documented"
-        );
+        assert!(generated.contains(&format!("### `{name}`")), "{name} is documented");
     }
 }
 
@@ -219,26 +187,12 @@ fn one_and_two_workers_give_the_same_rows() {
     for workers in ["1", "2"] {
         let out_file = dir.path().join(format!("w{workers}.jsonl"));
         let pipeline = write_pipeline(dir.path(), &out_file);
-        let out = run(&[
-            "run",
-            pipeline.to_str().unwrap(),
-            "--workers",
-            workers,
-            "--quiet",
-        ]);
+        let out = run(&["run", pipeline.to_str().unwrap(), "--workers", workers, "--quiet"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        assert!(
-            text(&out.stderr).contains("done: 5 streams"),
-            "{}",
-            text(&out.stderr)
-        );
+        assert!(text(&out.stderr).contains("done: 5 streams"), "{}", text(&out.stderr));
         outputs.push(sorted_lines(&out_file));
     }
-    assert!(
-        outputs[0].len() > 5 * 20,
-        "beats came out: {}",
-        outputs[0].len()
-    );
+    assert!(outputs[0].len() > 5 * 20, "beats came out: {}", outputs[0].len());
     assert_eq!(outputs[0], outputs[1]);
 }
 
@@ -264,10 +218,7 @@ fn two_processes_on_localhost_match_one_process() {
     let hostfile = dir.path().join("hosts");
     std::fs::write(
         &hostfile,
-        ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}\n"))
-            .collect::<String>(),
+        ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect::<String>(),
     )
     .unwrap();
     let children: Vec<_> = (0..2)
@@ -282,12 +233,7 @@ fn two_processes_on_localhost_match_one_process() {
                     "--processes",
                     "2",
                 ])
-                .args([
-                    "--process",
-                    &i.to_string(),
-                    "--hostfile",
-                    hostfile.to_str().unwrap(),
-                ])
+                .args(["--process", &i.to_string(), "--hostfile", hostfile.to_str().unwrap()])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -319,10 +265,7 @@ fn demo_runs_end_to_end() {
     ]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("done: 4 streams, 21600 samples"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("done: 4 streams, 21600 samples"), "{stderr}");
     // About 72 bpm for 15 s, four streams, less the first and last beats.
     let beats = sorted_lines(&jsonl)
         .iter()
@@ -346,11 +289,7 @@ fn ecgflow_read_back(path: &Path) -> (usize, usize) {
     let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
     let meta = reader.metadata();
     let rows = meta.file_metadata().num_rows() as usize;
-    let kv = meta
-        .file_metadata()
-        .key_value_metadata()
-        .cloned()
-        .unwrap_or_default();
+    let kv = meta.file_metadata().key_value_metadata().cloned().unwrap_or_default();
     let after: usize = kv
         .iter()
         .find(|k| k.key == "ecgflow.after")
@@ -375,10 +314,17 @@ fn a_failing_run_leaves_no_output_file() {
     let pipeline = write_pipeline(dir.path(), &out_file);
     // A lead index that the one-lead synthetic streams lack fails every stream at run time.
     let bad_lead = ["--set", "transforms.peaks.lead=3"];
-    let out = run(&[&["run", pipeline.to_str().unwrap(), "--quiet", "--set", "on_error=fail"][..], &bad_lead].concat());
+    let out = run(&[
+        &["run", pipeline.to_str().unwrap(), "--quiet", "--set", "on_error=fail"][..],
+        &bad_lead,
+    ]
+    .concat());
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("transforms.peaks") && stderr.contains("lead index 3"), "{stderr}");
+    assert!(
+        stderr.contains("transforms.peaks") && stderr.contains("lead index 3"),
+        "{stderr}"
+    );
     assert!(!out_file.exists());
     assert!(!dir.path().join("x.jsonl.tmp").exists());
 
@@ -393,7 +339,9 @@ fn a_failing_run_leaves_no_output_file() {
 
 #[test]
 fn parquet_opens_in_pyarrow() {
-    let Some(py) = common::python_with_pyarrow() else { return };
+    let Some(py) = common::python_with_pyarrow() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let parquet = dir.path().join("beats.parquet");
     let out = run(&[
@@ -418,6 +366,9 @@ assert set(t.column("record").to_pylist()) == {"syn000", "syn001", "syn002", "sy
 assert set(t.column("aami").to_pylist()) <= {"N", "V"}
 print(t.num_rows)
 "#;
-    let rows: usize = common::python(&py, script, &[parquet.to_str().unwrap()]).trim().parse().unwrap();
+    let rows: usize = common::python(&py, script, &[parquet.to_str().unwrap()])
+        .trim()
+        .parse()
+        .unwrap();
     assert!(rows > 4 * 8, "{rows} beats");
 }

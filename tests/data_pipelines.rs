@@ -108,8 +108,7 @@ print(row["record"], row["patient"], row["lead"], row["sample"], row["aami"], ro
 print(t.schema.metadata[b"ecgflow.label_map"].decode(), t.schema.metadata[b"ecgflow.database"].decode())
 "#;
     let first = common::python(&py, script, &[table.join("100.parquet").to_str().unwrap()]);
-    let (_, signal) =
-        ecgflow_datasets::mitdb::read_lead(&data.join("mitdb"), "100", "MLII").unwrap();
+    let (_, signal) = ecgflow_datasets::mitdb::read_lead(&data.join("mitdb"), "100", "MLII").unwrap();
     let (sample, _) = &expected_beats(&data.join("mitdb"), "100")[0];
     let lines: Vec<&str> = first.lines().collect();
     assert_eq!(
@@ -118,7 +117,11 @@ print(t.schema.metadata[b"ecgflow.label_map"].decode(), t.schema.metadata[b"ecgf
     );
     assert_eq!(lines[1], "aami mitdb");
     // 102 has no MLII: the pipeline falls back to its first lead and says so.
-    let lead = common::python(&py, "import sys,pyarrow.parquet as pq; print(set(pq.read_table(sys.argv[1]).column('lead').to_pylist()))", &[table.join("102.parquet").to_str().unwrap()]);
+    let lead = common::python(
+        &py,
+        "import sys,pyarrow.parquet as pq; print(set(pq.read_table(sys.argv[1]).column('lead').to_pylist()))",
+        &[table.join("102.parquet").to_str().unwrap()],
+    );
     assert_eq!(lead.trim(), "{'V5'}");
 }
 
@@ -174,11 +177,7 @@ fn damaged_copy(data: &Path, dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&db).unwrap();
     for r in ["100", "101"] {
         for ext in ["hea", "dat", "atr"] {
-            std::fs::copy(
-                data.join(format!("mitdb/{r}.{ext}")),
-                db.join(format!("{r}.{ext}")),
-            )
-            .unwrap();
+            std::fs::copy(data.join(format!("mitdb/{r}.{ext}")), db.join(format!("{r}.{ext}"))).unwrap();
         }
     }
     let dat = std::fs::read(db.join("101.dat")).unwrap();
@@ -215,10 +214,7 @@ fn a_damaged_record_is_reported_by_name_and_the_others_are_converted() {
     let out = ecgflow(&["run", pipeline.to_str().unwrap(), "--quiet"], &data);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(
-        stderr.contains("stream 101") && stderr.contains("101.dat"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("stream 101") && stderr.contains("101.dat"), "{stderr}");
     let lines = std::fs::read_to_string(&jsonl).unwrap();
     assert!(lines.contains(r#""stream":"100""#));
     assert!(
@@ -227,10 +223,7 @@ fn a_damaged_record_is_reported_by_name_and_the_others_are_converted() {
     );
     let beats_100 = expected_beats(&data.join("mitdb"), "100").len();
     assert_eq!(
-        lines
-            .lines()
-            .filter(|l| l.contains(r#""kind":"beat""#))
-            .count(),
+        lines.lines().filter(|l| l.contains(r#""kind":"beat""#)).count(),
         beats_100
     );
     if let Some(py) = common::python_with_pyarrow() {
@@ -245,10 +238,7 @@ fn a_damaged_record_is_reported_by_name_and_the_others_are_converted() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("stream 101"), "{stderr}");
-    assert!(
-        !jsonl.exists() && !parquet.exists(),
-        "a failed run completes no file"
-    );
+    assert!(!jsonl.exists() && !parquet.exists(), "a failed run completes no file");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
@@ -292,16 +282,9 @@ for r in t.select(["ecg_id", "patient", "fold", "NORM", "MI", "STTC", "CD", "HYP
     let got = common::python(&py, script, &[table.to_str().unwrap()]);
     let mut lines = got.lines();
     let head = lines.next().unwrap();
-    assert!(
-        head.starts_with(&format!("{} fixed_size_list", fold9.len())),
-        "{head}"
-    );
+    assert!(head.starts_with(&format!("{} fixed_size_list", fold9.len())), "{head}");
     for (line, r) in lines.zip(&fold9) {
-        let flags: String = r
-            .superclasses
-            .iter()
-            .map(|&b| if b { '1' } else { '0' })
-            .collect();
+        let flags: String = r.superclasses.iter().map(|&b| if b { '1' } else { '0' }).collect();
         assert_eq!(line, format!("{} {} 9 {flags}", r.ecg_id, r.patient_id));
     }
 }
@@ -333,16 +316,12 @@ fn eval_rpeaks_scores_records_and_writes_json_and_qrs() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(stdout.contains("gross (3)"), "{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["method"], "pan_tompkins");
     assert_eq!(report["tolerance_ms"], 150.0);
     let records = report["records"].as_array().unwrap();
     assert_eq!(records.len(), 3);
-    assert_eq!(
-        records[1]["lead"], "V5",
-        "104 has no MLII and uses its first lead"
-    );
+    assert_eq!(records[1]["lead"], "V5", "104 has no MLII and uses its first lead");
     let mut tp = 0;
     for r in records {
         for key in ["se", "ppv", "f1"] {
@@ -367,28 +346,13 @@ fn eval_rpeaks_rejects_bad_arguments_clearly() {
     let Some(data) = data_dir() else { return };
     let db = data.join("mitdb");
     let out = ecgflow(
-        &[
-            "eval",
-            "rpeaks",
-            "--db",
-            db.to_str().unwrap(),
-            "--method",
-            "magic",
-        ],
+        &["eval", "rpeaks", "--db", db.to_str().unwrap(), "--method", "magic"],
         &data,
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr)
-        .contains("unknown method \"magic\" (known: pan_tompkins, hamilton_tompkins)"));
+    assert!(text(&out.stderr).contains("unknown method \"magic\" (known: pan_tompkins, hamilton_tompkins)"));
     let out = ecgflow(
-        &[
-            "eval",
-            "rpeaks",
-            "--db",
-            db.to_str().unwrap(),
-            "--records",
-            "100,999",
-        ],
+        &["eval", "rpeaks", "--db", db.to_str().unwrap(), "--records", "100,999"],
         &data,
     );
     assert_eq!(out.status.code(), Some(1));

@@ -19,10 +19,13 @@ use ecgflow_operators::rpeaks::{detect, match_beats, MatchCounts, RPeakMethod};
 fn main() {
     let mut methods = Vec::new();
     let mut records = "all".to_string();
+    let mut misses = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--records" {
             records = args.next().expect("--records LIST");
+        } else if a == "--misses" {
+            misses = true;
         } else {
             methods
                 .push(RPeakMethod::from_name(&a).unwrap_or_else(|| panic!("unknown method {a}")));
@@ -34,7 +37,7 @@ fn main() {
     let fallback = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
     let dir = ecgflow_datasets::data_dir(&fallback).join("mitdb");
     let records = mitdb::record_set(&records).expect("record list");
-    let data: Vec<(String, f64, Vec<f32>, Vec<u64>)> = records
+    let data: Vec<(String, f64, Vec<f32>, Vec<(u64, String)>)> = records
         .iter()
         .map(|r| {
             let (fs, x) = read(&dir, r);
@@ -42,7 +45,7 @@ fn main() {
                 .unwrap_or_else(|e| panic!("{r}: {e}"))
                 .into_iter()
                 .filter(annotations::Annotation::is_beat)
-                .map(|a| a.sample)
+                .map(|a| (a.sample, a.symbol))
                 .collect();
             (r.clone(), fs, x, reference)
         })
@@ -57,7 +60,12 @@ fn main() {
             let found = detect(method, x, *fs).expect("detector");
             seconds += t.elapsed().as_secs_f64();
             samples += x.len();
-            let m = match_beats(reference, &found, (0.150 * fs).round() as u64);
+            let samples_ref: Vec<u64> = reference.iter().map(|r| r.0).collect();
+            let tolerance = (0.150 * fs).round() as u64;
+            let m = match_beats(&samples_ref, &found, tolerance);
+            if misses {
+                print_misses(reference, &found, tolerance, *fs);
+            }
             println!("{r:>6} {:>7} {}", reference.len(), row(&m));
             all += m;
             if !mitdb::PACED.contains(&r.as_str()) {
@@ -88,6 +96,42 @@ fn read(dir: &Path, record: &str) -> (f64, Vec<f32>) {
         x.extend_from_slice(&c[0]);
     }
     (fs, x)
+}
+
+/// Lists the unmatched reference beats (FN, with their symbol) and detections (FP), at
+/// their time in seconds, by the same pairing as [`match_beats`].
+fn print_misses(reference: &[(u64, String)], detected: &[u64], tolerance: u64, fs: f64) {
+    let (mut i, mut j) = (0, 0);
+    let mut line = Vec::new();
+    while i < reference.len() || j < detected.len() {
+        let (r, d) = (reference.get(i).map(|r| r.0), detected.get(j).copied());
+        let (Some(r), Some(d)) = (r, d) else {
+            if let Some(r) = r {
+                line.push(format!("FN {:.2}{}", r as f64 / fs, reference[i].1));
+                i += 1;
+            } else {
+                line.push(format!("FP {:.2}", detected[j] as f64 / fs));
+                j += 1;
+            }
+            continue;
+        };
+        let dist = r.abs_diff(d);
+        let better_ref = reference.get(i + 1).is_some_and(|r2| r2.0.abs_diff(d) < dist);
+        let better_det = detected.get(j + 1).is_some_and(|&d2| d2.abs_diff(r) < dist);
+        if dist <= tolerance && !(r <= d && better_ref) && !(d < r && better_det) {
+            i += 1;
+            j += 1;
+        } else if r <= d {
+            line.push(format!("FN {:.2}{}", r as f64 / fs, reference[i].1));
+            i += 1;
+        } else {
+            line.push(format!("FP {:.2}", d as f64 / fs));
+            j += 1;
+        }
+    }
+    if !line.is_empty() {
+        println!("    {}", line.join(" "));
+    }
 }
 
 fn row(m: &MatchCounts) -> String {

@@ -15,4 +15,4 @@ pub mod smote;
 pub mod synthetic;
 pub mod types;
 
-pub use types::{Annotation, Beat, Chunk};
+pub use types::{Annotation, Beat, Chunk, Tensor};

@@ -94,3 +94,20 @@ pub struct Beat {
     /// Reference annotation symbol matched to this beat, when the stream carries them.
     pub symbol: Option<String>,
 }
+
+/// A tensor or image made from a beat or a record (a CWT scalogram, a rendered 12-lead
+/// image), row-major.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tensor {
+    /// Stream key: record or patient identifier.
+    pub stream: String,
+    /// R-peak sample of the beat it was made from; `None` when made from a whole record.
+    pub sample: Option<u64>,
+    /// Dimensions, outermost first (e.g. `[1, 38, 259]` leads × scales × samples, or
+    /// `[224, 224]` height × width).
+    pub shape: Vec<usize>,
+    /// Values, row-major; `shape.iter().product()` of them.
+    pub data: Vec<f32>,
+    /// Reference annotation symbol of the beat, when known.
+    pub symbol: Option<String>,
+}

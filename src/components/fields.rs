@@ -50,13 +50,7 @@ pub struct FieldSpec {
 
 impl FieldSpec {
     /// A float field with inclusive bounds.
-    pub const fn float(
-        name: &'static str,
-        min: f64,
-        max: f64,
-        default: Default,
-        doc: &'static str,
-    ) -> Self {
+    pub const fn float(name: &'static str, min: f64, max: f64, default: Default, doc: &'static str) -> Self {
         FieldSpec {
             name,
             ty: FieldType::Float {
@@ -69,13 +63,7 @@ impl FieldSpec {
         }
     }
     /// A float field that must be strictly greater than `min`.
-    pub const fn positive(
-        name: &'static str,
-        min: f64,
-        max: f64,
-        default: Default,
-        doc: &'static str,
-    ) -> Self {
+    pub const fn positive(name: &'static str, min: f64, max: f64, default: Default, doc: &'static str) -> Self {
         FieldSpec {
             name,
             ty: FieldType::Float {
@@ -87,13 +75,7 @@ impl FieldSpec {
             doc,
         }
     }
-    pub const fn int(
-        name: &'static str,
-        min: i64,
-        max: i64,
-        default: Default,
-        doc: &'static str,
-    ) -> Self {
+    pub const fn int(name: &'static str, min: i64, max: i64, default: Default, doc: &'static str) -> Self {
         FieldSpec {
             name,
             ty: FieldType::Int { min, max },
@@ -156,10 +138,7 @@ impl FieldSpec {
             FieldType::Str => "string".to_owned(),
             FieldType::Choice(c) => format!(
                 "one of {}",
-                c.iter()
-                    .map(|s| format!("\"{s}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                c.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
             ),
         }
     }
@@ -260,10 +239,7 @@ pub fn check_fields(specs: &[FieldSpec], fields: &Table) -> (Params, Vec<(String
             None => {
                 let default = match spec.default {
                     Default::Required => {
-                        problems.push((
-                            spec.name.to_owned(),
-                            format!("missing required field ({})", spec.doc),
-                        ));
+                        problems.push((spec.name.to_owned(), format!("missing required field ({})", spec.doc)));
                         continue;
                     }
                     Default::Absent => continue,
@@ -301,19 +277,13 @@ fn check_value(spec: &FieldSpec, value: &Value) -> Result<ParamValue, String> {
             };
             let too_low = if min_exclusive { v <= min } else { v < min };
             if !v.is_finite() || too_low || v > max {
-                return Err(format!(
-                    "{shown} is out of range (expected {})",
-                    spec.describe_type()
-                ));
+                return Err(format!("{shown} is out of range (expected {})", spec.describe_type()));
             }
             Ok(ParamValue::Float(v))
         }
         FieldType::Int { min, max } => match value {
             Value::Integer(i) if (min..=max).contains(i) => Ok(ParamValue::Int(*i)),
-            Value::Integer(_) => Err(format!(
-                "{shown} is out of range (expected {})",
-                spec.describe_type()
-            )),
+            Value::Integer(_) => Err(format!("{shown} is out of range (expected {})", spec.describe_type())),
             _ => Err(format!("expected an integer, got {shown}")),
         },
         FieldType::Bool => value
@@ -324,11 +294,7 @@ fn check_value(spec: &FieldSpec, value: &Value) -> Result<ParamValue, String> {
             Value::String(s) => Ok(ParamValue::Str(s.clone())),
             // Lists of names are accepted where a string list makes sense (records, leads).
             Value::Array(items) if items.iter().all(Value::is_str) => Ok(ParamValue::Str(
-                items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
+                items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
             )),
             Value::Integer(i) => Ok(ParamValue::Str(i.to_string())),
             _ => Err(format!("expected a string, got {shown}")),
@@ -345,13 +311,7 @@ mod tests {
     use super::*;
 
     const SPECS: &[FieldSpec] = &[
-        FieldSpec::positive(
-            "low_hz",
-            0.0,
-            f64::INFINITY,
-            Default::Float(0.5),
-            "low cut-off",
-        ),
+        FieldSpec::positive("low_hz", 0.0, f64::INFINITY, Default::Float(0.5), "low cut-off"),
         FieldSpec::int("before", 0, 100_000, Default::Int(90), "samples before"),
         FieldSpec::choice("mode", &["causal", "zero_phase"], "causal", "filter mode"),
         FieldSpec::string("path", Default::Required, "output path"),
@@ -366,9 +326,7 @@ mod tests {
         assert_eq!(p.usize("before"), 90);
         assert_eq!(p.str("mode"), "causal");
 
-        let bad: Table = "low_hz = -1\nbefore = -3\nmode = 'x'\ncolour = 1"
-            .parse()
-            .unwrap();
+        let bad: Table = "low_hz = -1\nbefore = -3\nmode = 'x'\ncolour = 1".parse().unwrap();
         let (_, problems) = check_fields(SPECS, &bad);
         let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, ["colour", "low_hz", "before", "mode", "path"]);

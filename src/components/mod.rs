@@ -2,6 +2,7 @@
 //! The registry here is the single source for validation, `ecgflow components` and
 //! `docs/components.md`.
 
+mod features;
 pub mod fields;
 mod sinks;
 mod sources;
@@ -157,6 +158,7 @@ pub fn registry() -> Vec<&'static ComponentSpec> {
     sources::SPECS
         .iter()
         .chain(transforms::SPECS)
+        .chain(features::SPECS)
         .chain(sinks::SPECS)
         .collect()
 }

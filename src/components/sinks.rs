@@ -15,26 +15,33 @@ use serde_json::json;
 
 use super::fields::{Default as D, FieldSpec as F};
 use super::{
-    no_check, same_fs, Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Sink,
-    SinkWriter, Upstream,
+    no_check, same_fs, Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Sink, SinkWriter, Upstream,
 };
 use crate::atomic_file::AtomicFile;
 use crate::config::Role;
 use crate::message::Body;
-use crate::parquet_out::{BeatRows, EcgRows, ParquetTable, Rows, SignalRows};
+use crate::parquet_out::{BeatRows, EcgRows, ParquetTable, Rows, SignalRows, TensorRows};
 
 pub static SPECS: &[ComponentSpec] = &[
     ComponentSpec {
         type_name: "console",
         role: Role::Sink,
         summary: "Prints a summary table at the end of the run: per stream, the chunks, samples, detected \
-                  R peaks, reference annotations and beats that reached it.",
-        accepts: &[PortKind::Signal, PortKind::Beats],
+                  R peaks, reference annotations, beats and tensors that reached it.",
+        accepts: &[PortKind::Signal, PortKind::Beats, PortKind::Tensors],
         output: Output::None,
-        fields: &[F::boolean("per_stream", true, "print one line per stream (otherwise only the totals)")],
+        fields: &[F::boolean(
+            "per_stream",
+            true,
+            "print one line per stream (otherwise only the totals)",
+        )],
         check: no_check,
         output_fs: same_fs,
-        build: |p| Ok(Built::Sink(Arc::new(ConsoleSink { per_stream: p.bool("per_stream") }))),
+        build: |p| {
+            Ok(Built::Sink(Arc::new(ConsoleSink {
+                per_stream: p.bool("per_stream"),
+            })))
+        },
     },
     ComponentSpec {
         type_name: "jsonl",
@@ -42,18 +49,26 @@ pub static SPECS: &[ComponentSpec] = &[
         summary: "Writes one JSON object per line: `{\"kind\":\"start\",\"stream\",\"meta\"}` when a stream \
                   begins, `{\"kind\":\"chunk\",...}` for signal chunks (stream, start, fs, leads, len, rpeaks, \
                   annotations), `{\"kind\":\"beat\",...}` for beats (stream, sample, fs, leads, before, after, \
-                  symbol, rr_prev, rr_next, rr_local) and `{\"kind\":\"end\",\"stream\"}` when it ends. \
-                  Samples are included on request.",
-        accepts: &[PortKind::Signal, PortKind::Beats],
+                  symbol, rr_prev, rr_next, rr_local), `{\"kind\":\"tensor\",...}` for tensors (stream, \
+                  sample, shape, symbol) and `{\"kind\":\"end\",\"stream\"}` when it ends. Samples (and \
+                  tensor values) are included on request.",
+        accepts: &[PortKind::Signal, PortKind::Beats, PortKind::Tensors],
         output: Output::None,
         fields: &[
             F::string("path", D::Required, "output file; parent directories are created"),
-            F::boolean("include_samples", false, "include `samples` (chunks) and `window` (beats)"),
+            F::boolean(
+                "include_samples",
+                false,
+                "include `samples` (chunks) and `window` (beats)",
+            ),
         ],
         check: no_check,
         output_fs: same_fs,
         build: |p| {
-            Ok(Built::Sink(Arc::new(JsonlSink { path: PathBuf::from(p.str("path")), include_samples: p.bool("include_samples") })))
+            Ok(Built::Sink(Arc::new(JsonlSink {
+                path: PathBuf::from(p.str("path")),
+                include_samples: p.bool("include_samples"),
+            })))
         },
     },
     ComponentSpec {
@@ -61,17 +76,41 @@ pub static SPECS: &[ComponentSpec] = &[
         role: Role::Sink,
         summary: "Writes Apache Parquet (Snappy), readable by pyarrow, pandas, polars or DuckDB; schemas in \
                   docs/parquet.md. `beats`: one row per beat, labelled with a label map; `signal`: one row \
-                  per chunk and lead; `ecgs`: one row per record with its 12 × N signal and PTB-XL metadata. \
+                  per chunk and lead; `ecgs`: one row per record with its 12 × N signal and PTB-XL metadata; \
+                  `tensors`: one row per tensor (scalograms, images). \
                   With `per_stream = true`, `path` is a directory holding one file per stream, each complete \
                   when it appears: a run started again skips the streams already written (resume).",
-        accepts: &[PortKind::Signal, PortKind::Beats],
+        accepts: &[PortKind::Signal, PortKind::Beats, PortKind::Tensors],
         output: Output::None,
         fields: &[
-            F::string("path", D::Required, "output file, or directory with per_stream; parent directories are created"),
-            F::choice("schema", &["auto", "beats", "signal", "ecgs"], "auto", "table layout; auto = beats for beats, signal for signal"),
-            F::string("label_map", D::Str("aami"), "beats: label map for the `label` column (aami, study6, raw, or a CSV file of symbol,class)"),
-            F::boolean("per_stream", false, "write one file per stream into the directory `path` (resumable)"),
-            F::int("row_group_size", 1, 10_000_000, D::Int(65_536), "rows per Parquet row group"),
+            F::string(
+                "path",
+                D::Required,
+                "output file, or directory with per_stream; parent directories are created",
+            ),
+            F::choice(
+                "schema",
+                &["auto", "beats", "signal", "ecgs", "tensors"],
+                "auto",
+                "table layout; auto = beats for beats, signal for signal, tensors for tensors",
+            ),
+            F::string(
+                "label_map",
+                D::Str("aami"),
+                "beats: label map for the `label` column (aami, study6, raw, or a CSV file of symbol,class)",
+            ),
+            F::boolean(
+                "per_stream",
+                false,
+                "write one file per stream into the directory `path` (resumable)",
+            ),
+            F::int(
+                "row_group_size",
+                1,
+                10_000_000,
+                D::Int(65_536),
+                "rows per Parquet row group",
+            ),
         ],
         check: check_parquet,
         output_fs: same_fs,
@@ -82,6 +121,36 @@ pub static SPECS: &[ComponentSpec] = &[
                 labels: label_map(p.str("label_map"))?,
                 per_stream: p.bool("per_stream"),
                 row_group_size: p.usize("row_group_size"),
+            })))
+        },
+    },
+    ComponentSpec {
+        type_name: "png",
+        role: Role::Sink,
+        summary: "Writes tensors as 8-bit grayscale PNG pictures a person can look at: DIR/STREAM.png for a \
+                  record's image, DIR/STREAM_SAMPLE.png for a beat's. A tensor's last two dimensions are the \
+                  picture; several leads are stacked vertically. Values are scaled to the picture's own \
+                  min..max (`scale = \"minmax\"`, for scalograms) or taken as 0..1 (`\"unit\"`, for images).",
+        accepts: &[PortKind::Tensors],
+        output: Output::None,
+        fields: &[
+            F::string("path", D::Required, "output directory"),
+            F::choice("scale", &["minmax", "unit"], "minmax", "how values map to gray levels"),
+            F::int(
+                "max_per_stream",
+                0,
+                i64::MAX,
+                D::Int(20),
+                "pictures written per stream at most (0: all)",
+            ),
+        ],
+        check: no_check,
+        output_fs: same_fs,
+        build: |p| {
+            Ok(Built::Sink(Arc::new(PngSink {
+                dir: PathBuf::from(p.str("path")),
+                minmax: p.str("scale") == "minmax",
+                max_per_stream: p.usize("max_per_stream"),
             })))
         },
     },
@@ -118,10 +187,7 @@ fn check_parquet(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
         Ok(_) => Vec::new(),
         Err(e) => vec![(
             "label_map".to_owned(),
-            format!(
-                "{e:#} (built-in maps: {})",
-                LabelMap::builtin_names().join(", ")
-            ),
+            format!("{e:#} (built-in maps: {})", LabelMap::builtin_names().join(", ")),
         )],
     }
 }
@@ -133,6 +199,7 @@ struct StreamCounts {
     rpeaks: u64,
     annotations: u64,
     beats: u64,
+    tensors: u64,
     failed: bool,
 }
 
@@ -165,6 +232,7 @@ impl SinkWriter for ConsoleWriter {
                 counts.annotations += c.annotations.len() as u64;
             }
             Body::Beat(_) => counts.beats += 1,
+            Body::Tensor(_) => counts.tensors += 1,
             Body::Abort { .. } => counts.failed = true,
             Body::Start { .. } | Body::End { .. } => {}
         }
@@ -178,14 +246,14 @@ impl SinkWriter for ConsoleWriter {
             let note = if c.failed { "  failed, left out" } else { "" };
             writeln!(
                 out,
-                "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8}{note}",
-                name, c.chunks, c.samples, c.rpeaks, c.annotations, c.beats
+                "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8} {:>8}{note}",
+                name, c.chunks, c.samples, c.rpeaks, c.annotations, c.beats, c.tensors
             )
         };
         writeln!(
             out,
-            "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8}",
-            "stream", "chunks", "samples", "rpeaks", "annots", "beats"
+            "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8} {:>8}",
+            "stream", "chunks", "samples", "rpeaks", "annots", "beats", "tensors"
         )?;
         for (name, c) in &self.streams {
             if self.per_stream {
@@ -196,6 +264,7 @@ impl SinkWriter for ConsoleWriter {
             total.rpeaks += c.rpeaks;
             total.annotations += c.annotations;
             total.beats += c.beats;
+            total.tensors += c.tensors;
         }
         line(&mut out, &format!("total ({})", self.streams.len()), &total)?;
         Ok(None)
@@ -277,6 +346,13 @@ impl SinkWriter for JsonlWriter {
         let value = match body {
             Body::Chunk(c) => chunk_json(c, self.include_samples),
             Body::Beat(b) => beat_json(b, self.include_samples),
+            Body::Tensor(t) => {
+                let mut v = json!({"kind": "tensor", "stream": t.stream, "sample": t.sample, "shape": t.shape, "symbol": t.symbol});
+                if self.include_samples {
+                    v["data"] = json!(t.data);
+                }
+                v
+            }
             Body::Start { stream, meta } => {
                 let meta: serde_json::Map<String, serde_json::Value> =
                     meta.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
@@ -321,10 +397,7 @@ impl SinkWriter for JsonlWriter {
             for line in BufReader::new(File::open(file.tmp_path())?).lines() {
                 let line = line?;
                 let value: serde_json::Value = serde_json::from_str(&line)?;
-                if !value["stream"]
-                    .as_str()
-                    .is_some_and(|s| aborted.contains(s))
-                {
+                if !value["stream"].as_str().is_some_and(|s| aborted.contains(s)) {
                     writeln!(w, "{line}")?;
                     rows += 1;
                 }
@@ -396,30 +469,25 @@ struct ParquetWriter {
 }
 
 impl ParquetWriter {
-    fn new_rows(
-        &self,
-        body: &Body,
-        meta: &[(String, String)],
-    ) -> anyhow::Result<Option<Box<dyn Rows>>> {
+    fn new_rows(&self, body: &Body, meta: &[(String, String)]) -> anyhow::Result<Option<Box<dyn Rows>>> {
         let path = self.sink.path.display();
         Ok(match (self.sink.schema.as_str(), body) {
-            ("auto" | "beats", Body::Beat(b)) => {
-                Some(Box::new(BeatRows::new(b, meta, self.sink.labels.clone())?))
-            }
+            ("auto" | "beats", Body::Beat(b)) => Some(Box::new(BeatRows::new(b, meta, self.sink.labels.clone())?)),
             ("auto" | "signal", Body::Chunk(_)) => Some(Box::new(SignalRows::new(meta))),
+            ("auto" | "tensors", Body::Tensor(t)) => Some(Box::new(TensorRows::new(t, meta))),
             ("ecgs", Body::Chunk(c)) => {
                 let samples = meta
                     .iter()
                     .find(|(k, _)| k == "samples")
                     .and_then(|(_, v)| v.parse().ok())
-                    .with_context(|| format!("{path}: schema ecgs needs streams that state their length (the ptbxl source does)"))?;
+                    .with_context(|| {
+                        format!("{path}: schema ecgs needs streams that state their length (the ptbxl source does)")
+                    })?;
                 Some(Box::new(EcgRows::new(c, samples, meta)))
             }
-            (_, Body::Chunk(_) | Body::Beat(_)) => bail!(
-                "{path}: schema {} cannot hold {}",
-                self.sink.schema,
-                body_kind(body)
-            ),
+            (_, Body::Chunk(_) | Body::Beat(_) | Body::Tensor(_)) => {
+                bail!("{path}: schema {} cannot hold {}", self.sink.schema, body_kind(body))
+            }
             _ => None,
         })
     }
@@ -432,6 +500,7 @@ impl ParquetWriter {
 fn body_kind(body: &Body) -> &'static str {
     match body {
         Body::Beat(_) => "beats",
+        Body::Tensor(_) => "tensors",
         _ => "signal chunks",
     }
 }
@@ -456,11 +525,7 @@ impl SinkWriter for ParquetWriter {
                 let Some(rows) = self.new_rows(body, &meta)? else {
                     return Ok(());
                 };
-                let table = ParquetTable::create(
-                    &self.stream_path(stream),
-                    rows,
-                    self.sink.row_group_size,
-                )?;
+                let table = ParquetTable::create(&self.stream_path(stream), rows, self.sink.row_group_size)?;
                 self.per_stream.insert(stream.to_owned(), table);
             }
             let table = self.per_stream.get_mut(stream).expect("just inserted");
@@ -476,16 +541,9 @@ impl SinkWriter for ParquetWriter {
                 let Some(rows) = self.new_rows(body, &meta)? else {
                     return Ok(());
                 };
-                self.single = Some(ParquetTable::create(
-                    &self.sink.path,
-                    rows,
-                    self.sink.row_group_size,
-                )?);
+                self.single = Some(ParquetTable::create(&self.sink.path, rows, self.sink.row_group_size)?);
             }
-            self.single
-                .as_mut()
-                .expect("just created")
-                .push(body, &meta)?;
+            self.single.as_mut().expect("just created").push(body, &meta)?;
             if matches!(body, Body::End { .. } | Body::Abort { .. }) {
                 self.meta.remove(stream);
             }
@@ -509,10 +567,73 @@ impl SinkWriter for ParquetWriter {
                 let rows = table.finish(&self.aborted)?;
                 Ok(Some(format!("wrote {rows} rows to {path}")))
             }
-            None => Ok(Some(format!(
-                "{path}: nothing reached this sink; no file written"
-            ))),
+            None => Ok(Some(format!("{path}: nothing reached this sink; no file written"))),
         }
+    }
+}
+
+struct PngSink {
+    dir: PathBuf,
+    minmax: bool,
+    max_per_stream: usize,
+}
+
+impl Sink for PngSink {
+    fn open(&self) -> anyhow::Result<Box<dyn SinkWriter>> {
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        Ok(Box::new(PngWriter {
+            sink: PngSink {
+                dir: self.dir.clone(),
+                ..*self
+            },
+            written: HashMap::new(),
+            total: 0,
+        }))
+    }
+}
+
+struct PngWriter {
+    sink: PngSink,
+    written: HashMap<String, usize>,
+    total: u64,
+}
+
+impl SinkWriter for PngWriter {
+    fn write(&mut self, body: &Body) -> anyhow::Result<()> {
+        let Body::Tensor(t) = body else { return Ok(()) };
+        let count = self.written.entry(t.stream.clone()).or_default();
+        if self.sink.max_per_stream > 0 && *count >= self.sink.max_per_stream {
+            return Ok(());
+        }
+        // Leading dimensions (e.g. leads) stack the pictures vertically.
+        let width = match t.shape.as_slice() {
+            [.., _, w] if *w > 0 => *w,
+            _ => bail!("stream {}: a tensor of shape {:?} is not a picture", t.stream, t.shape),
+        };
+        let height = t.data.len() / width;
+        let mut pixels = t.data.clone();
+        if self.sink.minmax {
+            let finite = pixels.iter().copied().filter(|v| v.is_finite());
+            let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            let span = if hi > lo { hi - lo } else { 1.0 };
+            pixels.iter_mut().for_each(|v| *v = (*v - lo) / span);
+        }
+        let name = match t.sample {
+            Some(sample) => format!("{}_{sample}.png", t.stream),
+            None => format!("{}.png", t.stream),
+        };
+        ecgflow_operators::render::write_png(&self.sink.dir.join(name), &pixels, width, height)?;
+        *count += 1;
+        self.total += 1;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> anyhow::Result<Option<String>> {
+        Ok(Some(format!(
+            "wrote {} picture(s) to {}",
+            self.total,
+            self.sink.dir.display()
+        )))
     }
 }
 

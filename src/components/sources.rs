@@ -13,9 +13,7 @@ use ecgflow_operators::synthetic::{SyntheticConfig, SyntheticEcg, SyntheticError
 use ecgflow_operators::{Annotation, Chunk};
 
 use super::fields::{Default as D, FieldSpec as F};
-use super::{
-    Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Source, StreamReader, Upstream,
-};
+use super::{Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Source, StreamReader, Upstream};
 use crate::config::Role;
 
 pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
@@ -147,8 +145,7 @@ impl Source for SyntheticSource {
     }
 
     fn open(&self, index: usize) -> anyhow::Result<Box<dyn StreamReader>> {
-        let ecg = SyntheticEcg::new(&self.config, index)
-            .with_context(|| format!("synthetic stream {index}"))?;
+        let ecg = SyntheticEcg::new(&self.config, index).with_context(|| format!("synthetic stream {index}"))?;
         Ok(Box::new(SyntheticReader {
             ecg,
             chunk_size: self.chunk_size,
@@ -172,16 +169,11 @@ fn check_wfdb(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
     if !source.path.is_dir() {
         return vec![(
             "path".to_owned(),
-            format!(
-                "{} is not a directory (is ECGFLOW_DATA set?)",
-                source.path.display()
-            ),
+            format!("{} is not a directory (is ECGFLOW_DATA set?)", source.path.display()),
         )];
     }
     let records = match source.records() {
-        Ok(r) if r.is_empty() => {
-            return vec![("records".to_owned(), "selects no record".to_owned())]
-        }
+        Ok(r) if r.is_empty() => return vec![("records".to_owned(), "selects no record".to_owned())],
         Ok(r) => r,
         Err(e) => return vec![("records".to_owned(), format!("{e:#}"))],
     };
@@ -237,8 +229,7 @@ impl WfdbSource {
     fn records(&self) -> anyhow::Result<Vec<String>> {
         let listing = self.path.join("RECORDS");
         if self.records.trim() == "all" && listing.is_file() {
-            let text = std::fs::read_to_string(&listing)
-                .with_context(|| format!("reading {}", listing.display()))?;
+            let text = std::fs::read_to_string(&listing).with_context(|| format!("reading {}", listing.display()))?;
             return Ok(text.split_whitespace().map(str::to_owned).collect());
         }
         Ok(record_set(&self.records)?)
@@ -253,9 +244,7 @@ impl Source for WfdbSource {
     fn total_samples(&self) -> Option<u64> {
         let mut total = 0;
         for record in self.records().ok()? {
-            total += Header::read(&self.path.join(format!("{record}.hea")))
-                .ok()?
-                .n_samples?;
+            total += Header::read(&self.path.join(format!("{record}.hea"))).ok()?.n_samples?;
         }
         Some(total)
     }
@@ -266,9 +255,7 @@ impl Source for WfdbSource {
         let mut reader = RecordReader::open(&self.path, &record)?;
         if !self.leads.is_empty() {
             let names: Vec<&str> = self.leads.iter().map(String::as_str).collect();
-            let has_all = names
-                .iter()
-                .all(|n| reader.header().signal_index(n).is_some());
+            let has_all = names.iter().all(|n| reader.header().signal_index(n).is_some());
             if has_all || !self.first_lead_if_missing {
                 reader.select_by_name(&names)?;
             } else {
@@ -370,19 +357,9 @@ impl StreamReader for RecordStream {
         let Some(samples) = self.reader.read_chunk(self.chunk_size)? else {
             return Ok(None);
         };
-        let mut chunk = Chunk::new(
-            self.record.clone(),
-            self.fs,
-            self.position,
-            self.leads.clone(),
-            samples,
-        );
+        let mut chunk = Chunk::new(self.record.clone(), self.fs, self.position, self.leads.clone(), samples);
         let end = chunk.end();
-        while let Some(a) = self
-            .annotations
-            .get(self.next_annotation)
-            .filter(|a| a.sample < end)
-        {
+        while let Some(a) = self.annotations.get(self.next_annotation).filter(|a| a.sample < end) {
             chunk.annotations.push(a.clone());
             self.next_annotation += 1;
         }
@@ -398,8 +375,7 @@ pub fn parse_folds(spec: &str) -> anyhow::Result<Vec<u8>> {
     }
     let mut folds = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad =
-            || anyhow::anyhow!("bad fold list {spec:?}: expected e.g. \"1-8\", \"9\" or \"1,2,3\"");
+        let bad = || anyhow::anyhow!("bad fold list {spec:?}: expected e.g. \"1-8\", \"9\" or \"1,2,3\"");
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b): (u8, u8) = (
@@ -451,8 +427,7 @@ impl PtbxlSource {
         if let Some(chosen) = self.chosen.get() {
             return Ok(chosen);
         }
-        let all = ptbxl::load(&self.path)
-            .with_context(|| format!("reading PTB-XL from {}", self.path.display()))?;
+        let all = ptbxl::load(&self.path).with_context(|| format!("reading PTB-XL from {}", self.path.display()))?;
         let mut chosen = ptbxl::filter_folds(&all, &self.folds);
         if self.limit > 0 {
             chosen.truncate(self.limit);
@@ -481,11 +456,7 @@ impl Source for PtbxlSource {
     }
 
     fn open(&self, index: usize) -> anyhow::Result<Box<dyn StreamReader>> {
-        let record = self
-            .records()?
-            .get(index)
-            .context("no such record")?
-            .clone();
+        let record = self.records()?.get(index).context("no such record")?.clone();
         let reader = record.open_signal(&self.path, self.resolution)?;
         let header = reader.header();
         let leads: Vec<String> = reader

@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use ecgflow_operators::filter::{Bandpass, FilterMode};
+use ecgflow_operators::resample::Resampler;
 use ecgflow_operators::rpeaks::{RPeakDetector, RPeakMethod};
 use ecgflow_operators::segment::Segmenter;
 use ecgflow_operators::Chunk;
 
 use super::fields::{Default as D, FieldSpec as F};
 use super::{
-    no_check, same_fs, Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Step,
-    Transform, Upstream,
+    no_check, same_fs, Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Step, Transform, Upstream,
 };
 use crate::config::Role;
 use crate::message::Body;
@@ -40,15 +40,42 @@ pub static SPECS: &[ComponentSpec] = &[
         accepts: &[PortKind::Signal],
         output: Output::Kind(PortKind::Signal),
         fields: &[
-            F::positive("low_hz", 0.0, f64::INFINITY, D::Float(0.5), "lower cut-off frequency in Hz"),
-            F::positive("high_hz", 0.0, f64::INFINITY, D::Float(40.0), "upper cut-off frequency in Hz, below Nyquist"),
-            F::int("order", 1, 10, D::Int(2), "Butterworth order of each edge (the band-pass has twice as many poles)"),
-            F::choice("mode", &["causal", "zero_phase"], "causal", "causal (streaming) or zero_phase (forward-backward, batch)"),
+            F::positive(
+                "low_hz",
+                0.0,
+                f64::INFINITY,
+                D::Float(0.5),
+                "lower cut-off frequency in Hz",
+            ),
+            F::positive(
+                "high_hz",
+                0.0,
+                f64::INFINITY,
+                D::Float(40.0),
+                "upper cut-off frequency in Hz, below Nyquist",
+            ),
+            F::int(
+                "order",
+                1,
+                10,
+                D::Int(2),
+                "Butterworth order of each edge (the band-pass has twice as many poles)",
+            ),
+            F::choice(
+                "mode",
+                &["causal", "zero_phase"],
+                "causal",
+                "causal (streaming) or zero_phase (forward-backward, batch)",
+            ),
         ],
         check: check_bandpass,
         output_fs: same_fs,
         build: |p| {
-            let mode = if p.str("mode") == "zero_phase" { FilterMode::ZeroPhase } else { FilterMode::Causal };
+            let mode = if p.str("mode") == "zero_phase" {
+                FilterMode::ZeroPhase
+            } else {
+                FilterMode::Causal
+            };
             let (low, high, order) = (p.f64("low_hz"), p.f64("high_hz"), p.usize("order"));
             chunk_transform(move |c| Ok(Bandpass::new(low, high, order, mode, c.fs, c.samples.len())?))
         },
@@ -77,7 +104,11 @@ pub static SPECS: &[ComponentSpec] = &[
             let method = RPeakMethod::from_name(p.str("method"));
             chunk_transform(move |c| -> anyhow::Result<Box<dyn ChunkOperator>> {
                 if lead >= c.samples.len() {
-                    bail!("stream {} has {} lead(s); lead index {lead} does not exist", c.stream, c.samples.len());
+                    bail!(
+                        "stream {} has {} lead(s); lead index {lead} does not exist",
+                        c.stream,
+                        c.samples.len()
+                    );
                 }
                 Ok(match method {
                     Some(m) => Box::new(RPeakDetector::new(m, c.fs, lead)?),
@@ -102,6 +133,28 @@ pub static SPECS: &[ComponentSpec] = &[
         build: |p| {
             let (before, after) = (p.usize("before"), p.usize("after"));
             Ok(Built::Transform(Arc::new(SegmentTransform { before, after })))
+        },
+    },
+    ComponentSpec {
+        type_name: "resample",
+        role: Role::Transform,
+        summary: "Resamples every lead to another rate (polyphase Kaiser windowed-sinc on the rational ratio of \
+                  the two rates, e.g. 500 → 360 Hz is 18/25), streaming; annotation and R-peak positions are \
+                  mapped to the new rate.",
+        accepts: &[PortKind::Signal],
+        output: Output::Kind(PortKind::Signal),
+        fields: &[F::positive(
+            "to_hz",
+            0.0,
+            100_000.0,
+            D::Required,
+            "the new sampling rate in Hz",
+        )],
+        check: no_check,
+        output_fs: |p, _| Some(p.f64("to_hz")),
+        build: |p| {
+            let to_hz = p.f64("to_hz");
+            chunk_transform(move |c| Ok(Resampler::new(c.fs, to_hz, c.samples.len())?))
         },
     },
     ComponentSpec {
@@ -152,6 +205,15 @@ impl ChunkOperator for Bandpass {
     }
     fn finish(&mut self) -> Vec<Chunk> {
         Bandpass::finish(self)
+    }
+}
+
+impl ChunkOperator for Resampler {
+    fn process(&mut self, chunk: Chunk) -> Vec<Chunk> {
+        Resampler::process(self, chunk)
+    }
+    fn finish(&mut self) -> Vec<Chunk> {
+        Resampler::finish(self)
     }
 }
 
@@ -206,6 +268,7 @@ fn kind_of(body: &Body) -> &'static str {
     match body {
         Body::Chunk(_) => "a signal chunk",
         Body::Beat(_) => "a beat",
+        Body::Tensor(_) => "a tensor",
         Body::Start { .. } | Body::End { .. } | Body::Abort { .. } => "a stream event",
     }
 }

@@ -6,7 +6,10 @@ use std::process::Command;
 /// is a failure; elsewhere the cross-checks are skipped with a note.
 pub fn python_with_pyarrow() -> Option<String> {
     let python = std::env::var("ECGFLOW_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let ok = Command::new(&python).args(["-c", "import pyarrow"]).output().is_ok_and(|o| o.status.success());
+    let ok = Command::new(&python)
+        .args(["-c", "import pyarrow"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if ok {
         Some(python)
     } else if std::env::var_os("CI").is_some() {
@@ -19,7 +22,16 @@ pub fn python_with_pyarrow() -> Option<String> {
 
 /// Runs a Python script with arguments and returns its standard output.
 pub fn python(python: &str, script: &str, args: &[&str]) -> String {
-    let out = Command::new(python).arg("-c").arg(script).args(args).output().expect("python starts");
-    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python starts");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

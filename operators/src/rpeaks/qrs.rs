@@ -38,6 +38,10 @@ pub(super) struct Rules {
     pub search_back_rr: f64,
     /// Halve the thresholds while the rhythm is irregular (PT).
     pub halve_irregular: bool,
+    /// Reject candidates within 360 ms of the previous QRS with less than half its slope.
+    pub t_wave_rule: bool,
+    /// Search-back ignores candidates closer than this to the previous QRS, s.
+    pub search_back_min_s: f64,
 }
 
 // Parameters common to the methods, in seconds.
@@ -421,8 +425,8 @@ impl Qrs {
     fn classify(&mut self, c: Candidate, out: &mut Vec<u64>) {
         let since_last = self.last_qrs.map(|q| (c.at.saturating_sub(q.at), q.slope));
         let refractory = since_last.is_some_and(|(dt, _)| dt < self.t.refractory);
-        let t_wave =
-            since_last.is_some_and(|(dt, slope)| dt < self.t.t_wave && c.slope < 0.5 * slope);
+        let t_wave = self.rules.t_wave_rule
+            && since_last.is_some_and(|(dt, slope)| dt < self.t.t_wave && c.slope < 0.5 * slope);
         // PT: with an irregular rhythm the thresholds are halved for sensitivity.
         let k = if self.rules.halve_irregular && self.irregular() {
             0.5
@@ -471,9 +475,11 @@ impl Qrs {
         let coefficient = self.rules.coefficient;
         let ti = 0.5 * self.level_i.threshold(coefficient);
         let tf = 0.5 * self.level_f.threshold(coefficient);
+        let min_at = self.last_qrs.map_or(0, |q| q.at + (self.rules.search_back_min_s * self.fs as f64) as u64);
         let best = self
             .noise
             .iter()
+            .filter(|c| c.at >= min_at)
             .filter(|c| c.peak_i > ti && (!self.rules.filtered_threshold || c.peak_f > tf))
             .max_by(|a, b| a.peak_i.total_cmp(&b.peak_i))
             .copied();
