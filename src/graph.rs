@@ -301,51 +301,22 @@ fn type_names(role: Role) -> String {
 /// one) are left out. Unknown inputs are ignored here (reported elsewhere).
 fn topological_order(decls: &[ComponentDecl]) -> Vec<&str> {
     let names: Vec<&str> = decls.iter().map(|d| d.name.as_str()).collect();
-    let mut waiting: HashMap<&str, usize> = decls
-        .iter()
-        .map(|d| {
-            (
-                d.name.as_str(),
-                d.inputs.iter().filter(|i| names.contains(&i.as_str())).count(),
-            )
-        })
-        .collect();
-    let mut order = Vec::new();
-    let mut ready: Vec<&str> = decls
-        .iter()
-        .filter(|d| waiting[d.name.as_str()] == 0)
-        .map(|d| d.name.as_str())
-        .collect();
-    while let Some(name) = ready.pop() {
-        order.push(name);
-        for d in decls {
-            for input in &d.inputs {
-                if input == name {
-                    let w = waiting.get_mut(d.name.as_str()).expect("every component is counted");
-                    *w -= 1;
-                    if *w == 0 {
-                        ready.push(&d.name);
-                    }
-                }
-            }
-        }
-    }
-    // Keep the file's order where dependencies allow, for stable messages and output.
-    let mut ordered = Vec::new();
-    while ordered.len() < order.len() {
+    // Repeatedly take, in file order (for stable messages and output), every component
+    // whose inputs are all placed; what never becomes ready lies on or after a cycle.
+    let mut ordered: Vec<&str> = Vec::new();
+    loop {
+        let before = ordered.len();
         for d in decls {
             let n = d.name.as_str();
-            if order.contains(&n)
-                && !ordered.contains(&n)
-                && d.inputs
-                    .iter()
-                    .all(|i| !names.contains(&i.as_str()) || ordered.contains(&i.as_str()))
-            {
+            let ready = d.inputs.iter().all(|i| !names.contains(&i.as_str()) || ordered.contains(&i.as_str()));
+            if ready && !ordered.contains(&n) {
                 ordered.push(n);
             }
         }
+        if ordered.len() == before {
+            return ordered;
+        }
     }
-    ordered
 }
 
 /// A cycle through `start`, as the list of names from `start` back to it.

@@ -74,8 +74,6 @@ impl RPeakMethod {
                 coefficient: 0.25,
                 search_back_rr: 1.66,
                 halve_irregular: true,
-                t_wave_rule: true,
-                search_back_min_s: 0.0,
             },
             RPeakMethod::HamiltonTompkins => Rules {
                 band: (5.0, 15.0),
@@ -86,8 +84,6 @@ impl RPeakMethod {
                 coefficient: 0.3125,
                 search_back_rr: 1.5,
                 halve_irregular: false,
-                t_wave_rule: std::env::var("TW").is_ok(),
-                search_back_min_s: std::env::var("SBMIN").map(|v| v.parse().unwrap()).unwrap_or(0.0),
             },
         }
     }

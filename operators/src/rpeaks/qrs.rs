@@ -38,10 +38,6 @@ pub(super) struct Rules {
     pub search_back_rr: f64,
     /// Halve the thresholds while the rhythm is irregular (PT).
     pub halve_irregular: bool,
-    /// Reject candidates within 360 ms of the previous QRS with less than half its slope.
-    pub t_wave_rule: bool,
-    /// Search-back ignores candidates closer than this to the previous QRS, s.
-    pub search_back_min_s: f64,
 }
 
 // Parameters common to the methods, in seconds.
@@ -129,38 +125,6 @@ impl Levels {
     }
 }
 
-/// A ring of the latest samples of one intermediate signal, indexed by absolute sample
-/// index. Reads before the run's first sample are never made (callers clamp).
-#[derive(Clone, Debug)]
-struct History {
-    buf: Vec<f32>,
-    mask: usize,
-}
-
-impl History {
-    fn new(len: usize, fill: f32) -> Self {
-        let n = len.next_power_of_two();
-        History {
-            buf: vec![fill; n],
-            mask: n - 1,
-        }
-    }
-    #[inline(always)]
-    fn set(&mut self, i: u64, v: f32) {
-        self.buf[i as usize & self.mask] = v;
-    }
-    #[inline(always)]
-    fn at(&self, i: u64) -> f32 {
-        self.buf[i as usize & self.mask]
-    }
-    /// The sample `k` before `i`; before the run's start this reads the initial fill, as
-    /// the ring is fresh for each run and longer than any look-back.
-    #[inline(always)]
-    fn back(&self, i: u64, k: u64) -> f32 {
-        self.buf[i.wrapping_sub(k) as usize & self.mask]
-    }
-}
-
 /// Sample counts derived from the rules and the sampling rate.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Timing {
@@ -171,7 +135,11 @@ pub(super) struct Timing {
     max_rr: u64,
     refine: u64,
     bp_delay: u64,
+    /// Samples kept behind the newest one: the longest look-back of a candidate.
     history: usize,
+    /// Zero samples placed before a run's first sample, so that the derivative and the
+    /// integration window read the filters' rest (0) there without a branch.
+    lead_in: usize,
 }
 
 impl Timing {
@@ -192,6 +160,7 @@ impl Timing {
             refine,
             bp_delay,
             history: (2 * refractory + mwi_len + bp_delay + 2 * refine + 8) as usize,
+            lead_in: mwi_len as usize + 4,
         }
     }
 
@@ -208,22 +177,42 @@ impl Timing {
     }
 }
 
+/// Samples filtered per block before the detection logic walks over them: long enough to
+/// amortise the per-block work, short enough to stay in L1 cache.
+const BLOCK: usize = 1024;
+
 /// The detector over one run of finite samples.
+///
+/// Samples are processed in blocks, in two stages. First a tight loop runs the
+/// band-pass, derivative, rectification and integration over the block, with the filter
+/// state in registers, appending to the traces. Then the detection logic walks over the
+/// block only at the samples where something can happen (a local maximum of the MWI
+/// signal, the end of learning, search-back), in the same order as a sample-by-sample
+/// loop would, so the peaks do not depend on how the stream is cut into chunks.
 #[derive(Clone, Debug)]
 pub(super) struct Qrs {
     rules: Rules,
     t: Timing,
     fs: f32,
     bp_state: Biquads,
-    /// Histories of the input, band-passed, derivative and MWI signals.
-    x: History,
-    bp: History,
-    deriv: History,
-    mwi: History,
+    /// The input, band-passed, derivative and MWI traces: `buf[pos(n)]` is sample `n`.
+    /// They hold the last `history` samples at least, after `lead_in` rest samples
+    /// before the run's first sample.
+    x: Vec<f32>,
+    bp: Vec<f32>,
+    deriv: Vec<f32>,
+    mwi: Vec<f32>,
+    /// `base - lead_in` is the sample index of the traces' position 0 (kept shifted by
+    /// `lead_in` so that it never goes below 0).
+    base: u64,
     mwi_sum: f64,
     /// Index of the first sample of the run, and of the next sample.
     first: u64,
     n: u64,
+    /// While flushing past the end of the run: the index of its end.
+    run_end: Option<u64>,
+    /// Local maxima of the MWI signal found in the current block (reused buffer).
+    maxima: Vec<u64>,
     /// Learning phase: running statistics, and candidates waiting for thresholds.
     learned: bool,
     max_i: f32,
@@ -248,18 +237,26 @@ impl Qrs {
     /// A run starting at absolute sample `first` with value `x0` (the filter starts in
     /// its steady state for `x0`, so a baseline offset gives no transient).
     pub fn new(rules: Rules, bandpass: &Sos, t: Timing, fs: f64, first: u64, x0: f32) -> Self {
+        let trace = |fill: f32| {
+            let mut v = Vec::with_capacity(t.lead_in + t.history + BLOCK);
+            v.resize(t.lead_in, fill);
+            v
+        };
         Qrs {
             rules,
             t,
             fs: fs as f32,
             bp_state: Biquads::steady(bandpass, x0),
-            x: History::new(t.history, x0),
-            bp: History::new(t.history, 0.0),
-            deriv: History::new(t.history, 0.0),
-            mwi: History::new(t.history, 0.0),
+            x: trace(x0),
+            bp: trace(0.0),
+            deriv: trace(0.0),
+            mwi: trace(0.0),
+            base: first,
             mwi_sum: 0.0,
             first,
             n: first,
+            run_end: None,
+            maxima: Vec::new(),
             learned: false,
             max_i: 0.0,
             sum_i: 0.0,
@@ -283,10 +280,25 @@ impl Qrs {
         self.n
     }
 
+    /// Position of sample `n` in the traces.
+    #[inline(always)]
+    fn pos(&self, n: u64) -> usize {
+        (n + self.t.lead_in as u64 - self.base) as usize
+    }
+
     /// Processes finite samples; confirmed R peaks are appended to `out`.
-    pub fn push_slice(&mut self, xs: &[f32], out: &mut Vec<u64>) {
-        for &x in xs {
-            self.push(x, None, out);
+    pub fn push_slice(&mut self, mut xs: &[f32], out: &mut Vec<u64>) {
+        while !xs.is_empty() {
+            let len = xs.len().min(BLOCK);
+            self.make_room(len);
+            let n0 = self.n;
+            if self.rules.squared {
+                self.filter_block::<true>(&xs[..len]);
+            } else {
+                self.filter_block::<false>(&xs[..len]);
+            }
+            self.detect_block(n0, n0 + len as u64, out);
+            xs = &xs[len..];
         }
     }
 
@@ -297,47 +309,109 @@ impl Qrs {
         if end == self.first {
             return;
         }
-        let last = self.x.at(end - 1);
-        for _ in 0..self.t.flush() {
-            self.push(last, Some(end), out);
-        }
+        let last = self.x[self.pos(end - 1)];
+        self.run_end = Some(end);
+        self.push_slice(&vec![last; self.t.flush() as usize], out);
         if !self.learned {
             self.end_learning(out);
         }
     }
 
-    /// Processes one input sample; `run_end` is set while flushing past the end.
-    #[inline(always)]
-    fn push(&mut self, x: f32, run_end: Option<u64>, out: &mut Vec<u64>) {
-        let n = self.n;
-        let bp = self.bp_state.step(x);
-        self.x.set(n, x);
-        self.bp.set(n, bp);
-        // Five-point derivative (PT); samples before the run read as the filter's rest, 0.
-        let h = &self.bp;
-        let d = (2.0 * bp + h.back(n, 1) - h.back(n, 3) - 2.0 * h.back(n, 4)) * (self.fs / 8.0);
-        self.deriv.set(n, d);
-        let r = |d: f32| if self.rules.squared { d * d } else { d.abs() };
-        let old = self.deriv.back(n, self.t.mwi_len);
-        // The running sum is kept in f64 so that it does not drift over hours.
-        self.mwi_sum += r(d) as f64 - r(old) as f64;
-        let mwi = (self.mwi_sum.max(0.0) / self.t.mwi_len as f64) as f32;
-        self.mwi.set(n, mwi);
-        self.n += 1;
-
-        if !self.learned {
-            self.max_i = self.max_i.max(mwi);
-            self.sum_i += mwi as f64;
-            self.max_f = self.max_f.max(bp.abs());
-            self.sum_f += bp.abs() as f64;
+    /// Drops the oldest samples of the traces, keeping `history`, if `len` more would
+    /// not fit in their capacity (so the traces never reallocate).
+    fn make_room(&mut self, len: usize) {
+        let used = self.x.len();
+        if used + len <= self.x.capacity() {
+            return;
         }
-        // A candidate is centred `refractory` samples back, once its neighbourhood is in.
-        if n >= self.first + 1 + self.t.refractory {
-            let c = n - self.t.refractory;
-            // Cheap test first: most samples are not local maxima.
-            let v = self.mwi.at(c);
-            if v > 0.0 && v > self.mwi.at(c - 1) && v >= self.mwi.at(c + 1) {
-                if let Some(c) = self.candidate_at(c, run_end) {
+        let drop = used - self.t.history;
+        for v in [&mut self.x, &mut self.bp, &mut self.deriv, &mut self.mwi] {
+            v.copy_within(drop.., 0);
+            v.truncate(used - drop);
+        }
+        self.base += drop as u64;
+    }
+
+    /// Stage 1 over a block: band-pass, five-point derivative (PT), rectification
+    /// (squared or absolute value) and moving-window integration, appended to the traces.
+    fn filter_block<const SQUARED: bool>(&mut self, xs: &[f32]) {
+        let rect = |d: f32| if SQUARED { d * d } else { d.abs() };
+        let l = self.t.mwi_len as usize;
+        let inv_len = self.t.mwi_len as f64;
+        let k = self.fs / 8.0;
+        let mut bq = self.bp_state.clone();
+        let mut sum = self.mwi_sum;
+        // The last four band-passed samples (the lead-in reads as the filter's rest, 0).
+        let p = self.bp.len();
+        let (mut b1, mut b2, mut b3, mut b4) = (self.bp[p - 1], self.bp[p - 2], self.bp[p - 3], self.bp[p - 4]);
+        self.x.extend_from_slice(xs);
+        // Sub-blocks of at most the integration length, so that the derivative leaving
+        // the window is already in the trace and the loop can run over plain slices.
+        for xs in xs.chunks(l) {
+            let p = self.bp.len();
+            self.bp.resize(p + xs.len(), 0.0);
+            self.deriv.resize(p + xs.len(), 0.0);
+            self.mwi.resize(p + xs.len(), 0.0);
+            let (past, new) = self.deriv.split_at_mut(p);
+            let leaving = &past[p - l..p - l + xs.len()];
+            let samples = xs.iter().zip(leaving).zip(&mut self.bp[p..]).zip(new).zip(&mut self.mwi[p..]);
+            for ((((&x, &old), bp_out), d_out), mwi_out) in samples {
+                let bp = bq.step(x);
+                let d = (2.0 * bp + b1 - b3 - 2.0 * b4) * k;
+                (b4, b3, b2, b1) = (b3, b2, b1, bp);
+                // The running sum is kept in f64 so that it does not drift over hours.
+                sum += rect(d) as f64 - rect(old) as f64;
+                *bp_out = bp;
+                *d_out = d;
+                *mwi_out = (sum.max(0.0) / inv_len) as f32;
+            }
+        }
+        self.bp_state = bq;
+        self.mwi_sum = sum;
+    }
+
+    /// Stage 2 over samples `n0..n1`, already filtered: the learning statistics, then the
+    /// candidates, end of learning and search-back at the samples where they fall, in
+    /// the order a sample-by-sample loop takes them (at sample `n`: the candidate centred
+    /// `refractory` samples back, then the end of learning, then search-back).
+    fn detect_block(&mut self, n0: u64, n1: u64, out: &mut Vec<u64>) {
+        let learn_end = self.first + self.t.learning - 1;
+        if !self.learned && n0 <= learn_end {
+            let (a, b) = (self.pos(n0), self.pos(n1.min(learn_end + 1)));
+            for (&mwi, &bp) in self.mwi[a..b].iter().zip(&self.bp[a..b]) {
+                self.max_i = self.max_i.max(mwi);
+                self.sum_i += mwi as f64;
+                self.max_f = self.max_f.max(bp.abs());
+                self.sum_f += bp.abs() as f64;
+            }
+        }
+        // A candidate is centred `refractory` samples back from the sample where it is
+        // examined, once its neighbourhood is in; most samples are not local maxima.
+        let refractory = self.t.refractory;
+        let c0 = n0.saturating_sub(refractory).max(self.first + 1);
+        let c1 = n1.saturating_sub(refractory);
+        self.maxima.clear();
+        if c0 < c1 {
+            let (a, b) = (self.pos(c0), self.pos(c1));
+            for (c, w) in (c0..).zip(self.mwi[a - 1..b + 1].windows(3)) {
+                if w[1] > 0.0 && w[1] > w[0] && w[1] >= w[2] {
+                    self.maxima.push(c);
+                }
+            }
+        }
+        let mut next_max = 0;
+        let mut n = n0;
+        while n < n1 {
+            let due = if self.learned { self.search_at } else { learn_end };
+            let candidate = self.maxima.get(next_max).map_or(u64::MAX, |&c| c + refractory);
+            n = n.max(candidate.min(due));
+            if n >= n1 {
+                break;
+            }
+            self.n = n + 1;
+            if candidate == n {
+                next_max += 1;
+                if let Some(c) = self.candidate_at(n - refractory) {
                     if self.learned {
                         self.classify(c, out);
                     } else {
@@ -345,24 +419,28 @@ impl Qrs {
                     }
                 }
             }
+            if !self.learned && n >= learn_end {
+                self.end_learning(out);
+            }
+            if self.learned && n >= self.search_at {
+                self.search_back(out);
+            }
+            n += 1;
         }
-        if !self.learned && self.n - self.first >= self.t.learning {
-            self.end_learning(out);
-        }
-        if self.learned && n >= self.search_at {
-            self.search_back(out);
-        }
+        self.n = n1;
     }
 
-    /// The candidate centred at sample `c`, if the MWI signal peaks there: higher than
-    /// the `refractory` samples before and at least as high as those after (all known).
-    fn candidate_at(&self, c: u64, run_end: Option<u64>) -> Option<Candidate> {
+    /// The candidate centred at sample `c`, a local maximum of the MWI signal, if it is
+    /// higher than the `refractory` samples before and at least as high as those after
+    /// (all known).
+    fn candidate_at(&self, c: u64) -> Option<Candidate> {
         let now = self.n - 1;
         let first = self.first;
-        let v = self.mwi.at(c);
-        let higher_before =
-            (c.saturating_sub(self.t.refractory).max(first)..c).any(|j| self.mwi.at(j) >= v);
-        let higher_after = (c + 1..=now).any(|j| self.mwi.at(j) > v);
+        let pos = |n: u64| self.pos(n);
+        let v = self.mwi[pos(c)];
+        let before = c.saturating_sub(self.t.refractory).max(first);
+        let higher_before = self.mwi[pos(before)..pos(c)].iter().any(|&m| m >= v);
+        let higher_after = self.mwi[pos(c) + 1..=pos(now)].iter().any(|&m| m > v);
         if higher_before || higher_after {
             return None;
         }
@@ -370,26 +448,28 @@ impl Qrs {
         // samples of delay.
         let from = c.saturating_sub(self.t.mwi_len + 2).max(first);
         let slope_from = (c + 1).saturating_sub(self.t.mwi_len).max(first);
-        let slope = (slope_from..=c)
-            .map(|j| self.deriv.at(j).abs())
+        let slope = self.deriv[pos(slope_from)..=pos(c)]
+            .iter()
+            .map(|d| d.abs())
             .fold(0.0, f32::max);
         let (mut pf, mut peak_f) = (c, 0.0);
-        for j in from..=c {
-            if self.bp.at(j).abs() > peak_f {
-                (pf, peak_f) = (j, self.bp.at(j).abs());
+        for (j, b) in (from..).zip(&self.bp[pos(from)..=pos(c)]) {
+            if b.abs() > peak_f {
+                (pf, peak_f) = (j, b.abs());
             }
         }
         // Refine to the input's extremum (largest deviation from the local mean) around
         // the band-passed peak less the band-pass delay: the R wave whatever its
         // polarity.
         let centre = pf.saturating_sub(self.t.bp_delay).max(first);
-        let last = run_end.map_or(now, |e| e - 1);
+        let last = self.run_end.map_or(now, |e| e - 1);
         let lo = centre.saturating_sub(self.t.refine).max(first).min(last);
         let hi = (centre + self.t.refine).min(last);
-        let mean = (lo..=hi).map(|j| self.x.at(j)).sum::<f32>() / (hi - lo + 1) as f32;
-        let mut r = lo;
-        for j in lo..=hi {
-            if (self.x.at(j) - mean).abs() > (self.x.at(r) - mean).abs() {
+        let xs = &self.x[pos(lo)..=pos(hi)];
+        let mean = xs.iter().sum::<f32>() / xs.len() as f32;
+        let mut r = 0;
+        for (j, x) in xs.iter().enumerate() {
+            if (x - mean).abs() > (xs[r] - mean).abs() {
                 r = j;
             }
         }
@@ -398,7 +478,7 @@ impl Qrs {
             peak_i: v,
             peak_f,
             slope,
-            r,
+            r: lo + r as u64,
         })
     }
 
@@ -425,8 +505,8 @@ impl Qrs {
     fn classify(&mut self, c: Candidate, out: &mut Vec<u64>) {
         let since_last = self.last_qrs.map(|q| (c.at.saturating_sub(q.at), q.slope));
         let refractory = since_last.is_some_and(|(dt, _)| dt < self.t.refractory);
-        let t_wave = self.rules.t_wave_rule
-            && since_last.is_some_and(|(dt, slope)| dt < self.t.t_wave && c.slope < 0.5 * slope);
+        let t_wave =
+            since_last.is_some_and(|(dt, slope)| dt < self.t.t_wave && c.slope < 0.5 * slope);
         // PT: with an irregular rhythm the thresholds are halved for sensitivity.
         let k = if self.rules.halve_irregular && self.irregular() {
             0.5
@@ -475,11 +555,9 @@ impl Qrs {
         let coefficient = self.rules.coefficient;
         let ti = 0.5 * self.level_i.threshold(coefficient);
         let tf = 0.5 * self.level_f.threshold(coefficient);
-        let min_at = self.last_qrs.map_or(0, |q| q.at + (self.rules.search_back_min_s * self.fs as f64) as u64);
         let best = self
             .noise
             .iter()
-            .filter(|c| c.at >= min_at)
             .filter(|c| c.peak_i > ti && (!self.rules.filtered_threshold || c.peak_f > tf))
             .max_by(|a, b| a.peak_i.total_cmp(&b.peak_i))
             .copied();
@@ -550,7 +628,7 @@ fn mean(v: &[u64]) -> Option<f64> {
 /// The band-pass as two second-order sections in f32 (direct form II transposed): the
 /// coefficients come from [`Sos`] in f64; f32 arithmetic is ample for a 5-15 Hz band at
 /// the rates accepted and is what makes the hot loop fast.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Biquads {
     s: [[f32; 5]; 2],
     z: [[f32; 2]; 2],
