@@ -126,7 +126,7 @@ pub fn rpeaks(args: &RpeaksArgs) -> anyhow::Result<()> {
         let known: Vec<&str> = RPeakMethod::ALL.iter().map(|m| m.name()).collect();
         bail!("unknown method {:?} (known: {})", args.method, known.join(", "));
     };
-    if !(args.tolerance_ms > 0.0) {
+    if !args.tolerance_ms.is_finite() || args.tolerance_ms <= 0.0 {
         bail!("--tolerance-ms must be positive, got {}", args.tolerance_ms);
     }
     let records = record_list(&args.db, &args.records)?;

@@ -308,7 +308,10 @@ fn topological_order(decls: &[ComponentDecl]) -> Vec<&str> {
         let before = ordered.len();
         for d in decls {
             let n = d.name.as_str();
-            let ready = d.inputs.iter().all(|i| !names.contains(&i.as_str()) || ordered.contains(&i.as_str()));
+            let ready = d
+                .inputs
+                .iter()
+                .all(|i| !names.contains(&i.as_str()) || ordered.contains(&i.as_str()));
             if ready && !ordered.contains(&n) {
                 ordered.push(n);
             }

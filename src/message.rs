@@ -50,3 +50,11 @@ impl Body {
 pub fn meta_value<'a>(meta: &'a [(String, String)], key: &str) -> Option<&'a str> {
     meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
+
+/// FNV-1a of a stream name: stable across machines, runs and processes (for routes and
+/// per-stream seeds).
+pub fn stream_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

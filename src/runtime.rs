@@ -24,7 +24,7 @@ use timely::WorkerConfig;
 use crate::components::{Built, Source, Step, Transform};
 use crate::config::OnError;
 use crate::graph::{Graph, Node};
-use crate::message::{Body, Message};
+use crate::message::{stream_hash, Body, Message};
 
 /// Messages a source thread may queue ahead of its worker.
 const CHANNEL_CAPACITY: usize = 64;
@@ -294,8 +294,12 @@ fn run_worker(worker: &mut timely::worker::Worker, components: &Arc<Vec<Componen
             match &c.built {
                 Built::Source(_) => {
                     let mut input = Input::new();
-                    outputs.insert(name, input.to_stream(scope.clone()));
+                    outputs.insert(name, input.to_stream(scope));
                     inputs.push((i, input));
+                }
+                Built::Transform(t) if t.global() => {
+                    let stream = global_operator(upstream(), c.node.full_name(), t.clone(), stats.clone());
+                    outputs.insert(name, stream);
                 }
                 Built::Transform(t) => {
                     let stream = transform_operator(upstream(), c.node.full_name(), t.clone(), stats.clone());
@@ -537,4 +541,60 @@ fn transform_operator<'scope>(
             });
         }
     })
+}
+
+/// Wraps a global transform: everything goes to worker 0, into one step, which is finished
+/// once all input has arrived. Emitted payloads keep their stream's route.
+fn global_operator<'scope>(
+    input: MessageStream<'scope>,
+    full_name: String,
+    transform: Arc<dyn Transform>,
+    stats: Arc<RunStats>,
+) -> MessageStream<'scope> {
+    input.unary_frontier(
+        Exchange::new(|_: &Message| 0),
+        &full_name.clone(),
+        move |capability, _| {
+            let mut capability = Some(capability);
+            let mut step: Option<Box<dyn Step>> = None;
+            let mut routes: HashMap<String, u64> = HashMap::new();
+            let mut out = Vec::new();
+            move |(input, frontier), output| {
+                input.for_each(|_, data| {
+                    for Message { route, body } in data.drain(..) {
+                        routes.insert(body.stream().to_owned(), route);
+                        let result = match step.as_mut() {
+                            Some(s) => s.process(body, &mut out),
+                            None => transform.open(&body).and_then(|mut s| {
+                                let r = s.process(body, &mut out);
+                                step = Some(s);
+                                r
+                            }),
+                        };
+                        if let Err(e) = result {
+                            // A global step's failure concerns every stream: the run fails.
+                            stats.fail(format!("{full_name}: {e:#}"));
+                        }
+                    }
+                });
+                if frontier.is_empty() {
+                    if let Some(cap) = capability.take() {
+                        if let Some(mut s) = step.take() {
+                            if let Err(e) = s.finish(&mut out) {
+                                stats.fail(format!("{full_name}: {e:#}"));
+                            }
+                        }
+                        let mut session = output.session(&cap);
+                        for body in out.drain(..) {
+                            let route = routes
+                                .get(body.stream())
+                                .copied()
+                                .unwrap_or_else(|| stream_hash(body.stream()));
+                            session.give(Message { route, body });
+                        }
+                    }
+                }
+            }
+        },
+    )
 }

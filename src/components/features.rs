@@ -4,16 +4,18 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use ecgflow_datasets::mitdb::LabelMap;
 use ecgflow_operators::augment::{Augmentation, Augmenter, Fill};
 use ecgflow_operators::cwt::{Cwt, Wavelet};
 use ecgflow_operators::normalize::{normalize_beat, Normalization};
 use ecgflow_operators::render::{Layout, RenderConfig, Renderer};
+use ecgflow_operators::smote::{Smote, Target};
 use ecgflow_operators::{Beat, Chunk, Tensor};
 
 use super::fields::{Default as D, FieldSpec as F};
 use super::{no_check, same_fs, Built, ComponentSpec, Output, Params, PortKind, Step, Transform};
 use crate::config::Role;
-use crate::message::Body;
+use crate::message::{stream_hash, Body};
 
 pub static SPECS: &[ComponentSpec] = &[
     ComponentSpec {
@@ -95,6 +97,50 @@ pub static SPECS: &[ComponentSpec] = &[
         },
         output_fs: same_fs,
         build: build_augment,
+    },
+    ComponentSpec {
+        type_name: "smote",
+        role: Role::Transform,
+        summary: "SMOTE (Chawla et al. 2002) over all beats of all streams, for training pipelines only: \
+                  holds every beat until the input ends, then emits them followed by synthetic beats of the \
+                  minority classes (each on the segment between a beat and one of its k nearest neighbours of \
+                  the same class, in window space), as stream `smote`. Classes come from the label map; beats \
+                  without a class pass through untouched. A synthetic beat's symbol is its class's first \
+                  symbol in the map; its RR intervals are empty.",
+        accepts: &[PortKind::Beats],
+        output: Output::Kind(PortKind::Beats),
+        fields: &[
+            F::string(
+                "label_map",
+                D::Str("aami"),
+                "classes: aami, study6, raw, or a CSV file of symbol,class",
+            ),
+            F::int("k", 1, 1000, D::Int(5), "nearest neighbours"),
+            F::positive(
+                "ratio",
+                0.0,
+                1.0,
+                D::Float(1.0),
+                "each class is raised to ratio × the majority class's count",
+            ),
+            F::int("seed", 0, i64::MAX, D::Int(1), "random seed"),
+        ],
+        check: |p, _| match super::sinks::label_map(p.str("label_map")) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![("label_map".to_owned(), format!("{e:#}"))],
+        },
+        output_fs: same_fs,
+        build: |p| {
+            let smote = Smote {
+                k: p.usize("k"),
+                target: Target::Ratio(p.f64("ratio")),
+                seed: p.i64("seed") as u64,
+            };
+            Ok(Built::Transform(Arc::new(SmoteTransform {
+                labels: super::sinks::label_map(p.str("label_map"))?,
+                smote,
+            })))
+        },
     },
     ComponentSpec {
         type_name: "cwt",
@@ -291,13 +337,6 @@ impl Transform for AugmentTransform {
     }
 }
 
-/// FNV-1a: a stable hash of a stream name (the same on every machine and run).
-fn stream_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// Reads `"1-38"` (whole numbers) or `"1,2,4.5"`.
 pub fn parse_scales(spec: &str) -> anyhow::Result<Vec<f64>> {
     let spec = spec.trim();
@@ -316,7 +355,7 @@ pub fn parse_scales(spec: &str) -> anyhow::Result<Vec<f64>> {
                 .with_context(|| format!("bad scale {s:?} in {spec:?}"))
         })
         .collect::<anyhow::Result<Vec<f64>>>()?;
-    if scales.is_empty() || scales.iter().any(|s| !(*s > 0.0) || !s.is_finite()) {
+    if scales.is_empty() || scales.iter().any(|s| !s.is_finite() || *s <= 0.0) {
         bail!("scales must be positive numbers, got {spec:?}");
     }
     Ok(scales)
@@ -447,6 +486,97 @@ impl Step for RenderStep {
             symbol: None,
         }));
         self.chunks.clear();
+        Ok(())
+    }
+}
+
+struct SmoteTransform {
+    labels: LabelMap,
+    smote: Smote,
+}
+
+impl Transform for SmoteTransform {
+    fn open(&self, _first: &Body) -> anyhow::Result<Box<dyn Step>> {
+        Ok(Box::new(SmoteStep {
+            labels: self.labels.clone(),
+            smote: self.smote.clone(),
+            held: Vec::new(),
+        }))
+    }
+    fn global(&self) -> bool {
+        true
+    }
+}
+
+/// Holds everything until the input ends, so that streams keep their order of events.
+struct SmoteStep {
+    labels: LabelMap,
+    smote: Smote,
+    held: Vec<Body>,
+}
+
+/// The stream that synthetic beats belong to.
+pub const SMOTE_STREAM: &str = "smote";
+
+impl Step for SmoteStep {
+    fn process(&mut self, body: Body, _out: &mut Vec<Body>) -> anyhow::Result<()> {
+        if let Body::Abort { stream, .. } = &body {
+            let stream = stream.clone();
+            self.held
+                .retain(|b| b.stream() != stream || matches!(b, Body::Start { .. }));
+        }
+        self.held.push(body);
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<Body>) -> anyhow::Result<()> {
+        let beats: Vec<&Beat> = self
+            .held
+            .iter()
+            .filter_map(|b| if let Body::Beat(b) = b { Some(b) } else { None })
+            .collect();
+        let labelled: Vec<(&Beat, usize)> = beats
+            .iter()
+            .filter_map(|b| Some((*b, self.labels.class_of(b.symbol.as_deref()?)?)))
+            .collect();
+        let mut synthetic = Vec::new();
+        if let Some((first, _)) = labelled.first() {
+            let dim = first.window.len();
+            if labelled.iter().any(|(b, _)| b.window.len() != dim) {
+                bail!("SMOTE needs beats of one window length");
+            }
+            let features: Vec<f32> = labelled.iter().flat_map(|(b, _)| b.window.iter().copied()).collect();
+            let labels: Vec<usize> = labelled.iter().map(|(_, c)| *c).collect();
+            let (all, all_labels) = self.smote.resample(&features, dim, &labels)?;
+            for (i, (window, class)) in all.chunks(dim).zip(&all_labels).enumerate().skip(labelled.len()) {
+                let symbol = self.labels.symbols_of(*class).first().map(|s| (*s).to_owned());
+                synthetic.push(Body::Beat(Beat {
+                    stream: SMOTE_STREAM.to_owned(),
+                    fs: first.fs,
+                    sample: (i - labelled.len()) as u64,
+                    leads: first.leads.clone(),
+                    before: first.before,
+                    after: first.after,
+                    window: window.to_vec(),
+                    rr_prev: None,
+                    rr_next: None,
+                    rr_local: None,
+                    symbol,
+                }));
+            }
+        }
+        out.append(&mut self.held);
+        if !synthetic.is_empty() {
+            let meta = vec![("database".to_owned(), "smote".to_owned())];
+            out.push(Body::Start {
+                stream: SMOTE_STREAM.to_owned(),
+                meta,
+            });
+            out.append(&mut synthetic);
+            out.push(Body::End {
+                stream: SMOTE_STREAM.to_owned(),
+            });
+        }
         Ok(())
     }
 }

@@ -125,6 +125,11 @@ pub trait StreamReader: Send {
 pub trait Transform: Send + Sync {
     /// A new step for the stream whose first payload is `first`.
     fn open(&self, first: &Body) -> anyhow::Result<Box<dyn Step>>;
+    /// True for a transform that needs every stream at once (e.g. SMOTE): it gets one step
+    /// on one worker, fed everything, and finished when all input has arrived.
+    fn global(&self) -> bool {
+        false
+    }
 }
 
 /// The per-stream state of a transform.

@@ -174,7 +174,8 @@ pub static SPECS: &[ComponentSpec] = &[
     },
 ];
 
-fn label_map(name: &str) -> anyhow::Result<LabelMap> {
+/// A built-in label map by name, or one read from a CSV file.
+pub fn label_map(name: &str) -> anyhow::Result<LabelMap> {
     if LabelMap::builtin_names().contains(&name) {
         Ok(LabelMap::builtin(name)?)
     } else {
