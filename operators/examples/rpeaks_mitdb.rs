@@ -2,8 +2,11 @@
 //! like PhysioNet's `bxb` over whole records with a 150 ms window, and their speed.
 //!
 //! ```text
-//! cargo run --release -p ecgflow-operators --example rpeaks_mitdb [-- METHOD... [--records LIST]]
+//! cargo run --release -p ecgflow-operators --example rpeaks_mitdb [-- METHOD... [--records LIST] [--misses]]
 //! ```
+//!
+//! `--misses` also lists, per record, the missed reference beats (`FN` time s + symbol)
+//! and the false detections (`FP` time s).
 //!
 //! Lead MLII (the first lead for 102 and 104); reference = the beat annotations of
 //! `.atr`. Speed is band-pass + detection alone (`detect` over the whole record in
@@ -27,8 +30,7 @@ fn main() {
         } else if a == "--misses" {
             misses = true;
         } else {
-            methods
-                .push(RPeakMethod::from_name(&a).unwrap_or_else(|| panic!("unknown method {a}")));
+            methods.push(RPeakMethod::from_name(&a).unwrap_or_else(|| panic!("unknown method {a}")));
         }
     }
     if methods.is_empty() {
@@ -37,7 +39,7 @@ fn main() {
     let fallback = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
     let dir = ecgflow_datasets::data_dir(&fallback).join("mitdb");
     let records = mitdb::record_set(&records).expect("record list");
-    let data: Vec<(String, f64, Vec<f32>, Vec<(u64, String)>)> = records
+    let data: Vec<Record> = records
         .iter()
         .map(|r| {
             let (fs, x) = read(&dir, r);
@@ -73,17 +75,16 @@ fn main() {
             }
         }
         println!("gross  {:>7} {}", all.tp + all.fn_, row(&all));
-        println!(
-            "nonpaced {:>5} {}",
-            nonpaced.tp + nonpaced.fn_,
-            row(&nonpaced)
-        );
+        println!("nonpaced {:>5} {}", nonpaced.tp + nonpaced.fn_, row(&nonpaced));
         println!(
             "speed: {samples} samples in {seconds:.3} s = {:.1} M samples/s (band-pass + detection, 1 thread)",
             samples as f64 / seconds / 1e6
         );
     }
 }
+
+/// A record: name, sampling rate, lead samples, reference beats (sample, symbol).
+type Record = (String, f64, Vec<f32>, Vec<(u64, String)>);
 
 /// Lead MLII, or the first lead of records without one (102, 104).
 fn read(dir: &Path, record: &str) -> (f64, Vec<f32>) {

@@ -93,7 +93,9 @@ impl RPeakMethod {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum RPeakError {
     /// The sampling rate cannot carry the QRS band.
-    #[error("sampling rate fs = {0} Hz is not supported for R-peak detection: it must be finite and at least {MIN_FS} Hz")]
+    #[error(
+        "sampling rate fs = {0} Hz is not supported for R-peak detection: it must be finite and at least {MIN_FS} Hz"
+    )]
     SampleRate(f64),
     /// A chunk did not carry the lead the detector reads; its span was treated as a gap.
     #[error("R-peak detector: lead {lead} requested but the chunk of stream {stream} at sample {start} has {leads} leads; its {len} samples are treated as a gap")]
@@ -290,10 +292,7 @@ impl RPeakDetector {
     fn push_signal(&mut self, mut signal: &[f32], mut from: u64) {
         while !signal.is_empty() {
             // One pass to find the finite run, so that the hot loop has no check.
-            let finite = signal
-                .iter()
-                .position(|v| !v.is_finite())
-                .unwrap_or(signal.len());
+            let finite = signal.iter().position(|v| !v.is_finite()).unwrap_or(signal.len());
             if finite > 0 {
                 let run = match &mut self.run {
                     Some(run) => run,
@@ -303,14 +302,7 @@ impl RPeakDetector {
                                 self.gaps.push(gap..from);
                             }
                         }
-                        let qrs = Qrs::new(
-                            self.rules,
-                            &self.bandpass,
-                            self.timing,
-                            self.fs,
-                            from,
-                            signal[0],
-                        );
+                        let qrs = Qrs::new(self.rules, &self.bandpass, self.timing, self.fs, from, signal[0]);
                         self.run.insert(qrs)
                     }
                 };
@@ -347,13 +339,7 @@ pub fn detect(method: RPeakMethod, signal: &[f32], fs: f64) -> Result<Vec<u64>, 
     let mut detector = RPeakDetector::new(method, fs, 0)?;
     detector.push_signal(signal, 0);
     detector.next = Some(signal.len() as u64);
-    detector.template = Some(Chunk::new(
-        "signal",
-        fs,
-        0,
-        vec!["signal".into()],
-        vec![Vec::new()],
-    ));
+    detector.template = Some(Chunk::new("signal", fs, 0, vec!["signal".into()], vec![Vec::new()]));
     let mut peaks = std::mem::take(&mut detector.out);
     peaks.extend(detector.finish().into_iter().flat_map(|c| c.rpeaks));
     Ok(peaks)
@@ -408,9 +394,7 @@ pub fn match_beats(reference: &[u64], detected: &[u64], tolerance: u64) -> Match
     while i < reference.len() && j < detected.len() {
         let (r, d) = (reference[i], detected[j]);
         let dist = r.abs_diff(d);
-        let better_ref = reference
-            .get(i + 1)
-            .is_some_and(|&r2| r2.abs_diff(d) < dist);
+        let better_ref = reference.get(i + 1).is_some_and(|&r2| r2.abs_diff(d) < dist);
         let better_det = detected.get(j + 1).is_some_and(|&d2| d2.abs_diff(r) < dist);
         if dist <= tolerance && !(r <= d && better_ref) && !(d < r && better_det) {
             counts.tp += 1;

@@ -146,11 +146,7 @@ impl Timing {
     pub fn new(rules: &Rules, bandpass: &Sos, fs: f64) -> Self {
         let samples = |s: f64| ((s * fs).round() as u64).max(1);
         let bp_delay = bandpass.group_delay(10.0, fs).round().max(0.0) as u64;
-        let (mwi_len, refractory, refine) = (
-            samples(rules.mwi_s),
-            samples(REFRACTORY_S),
-            samples(REFINE_S),
-        );
+        let (mwi_len, refractory, refine) = (samples(rules.mwi_s), samples(REFRACTORY_S), samples(REFINE_S));
         Timing {
             mwi_len,
             refractory,
@@ -340,7 +336,7 @@ impl Qrs {
         // A multiplication rather than a division: the division was most of the loop.
         let inv_len = 1.0 / self.t.mwi_len as f64;
         let k = self.fs / 8.0;
-        let mut bq = self.bp_state.clone();
+        let mut bq = self.bp_state;
         let mut sum = self.mwi_sum;
         // The last four band-passed samples (the lead-in reads as the filter's rest, 0).
         let p = self.bp.len();
@@ -355,7 +351,12 @@ impl Qrs {
             self.mwi.resize(p + xs.len(), 0.0);
             let (past, new) = self.deriv.split_at_mut(p);
             let leaving = &past[p - l..p - l + xs.len()];
-            let samples = xs.iter().zip(leaving).zip(&mut self.bp[p..]).zip(new).zip(&mut self.mwi[p..]);
+            let samples = xs
+                .iter()
+                .zip(leaving)
+                .zip(&mut self.bp[p..])
+                .zip(new)
+                .zip(&mut self.mwi[p..]);
             for ((((&x, &old), bp_out), d_out), mwi_out) in samples {
                 let bp = bq.step(x);
                 let d = (2.0 * bp + b1 - b3 - 2.0 * b4) * k;
@@ -440,9 +441,9 @@ impl Qrs {
         let pos = |n: u64| self.pos(n);
         let v = self.mwi[pos(c)];
         let before = c.saturating_sub(self.t.refractory).max(first);
-        let higher_before = self.mwi[pos(before)..pos(c)].iter().any(|&m| m >= v);
+        // Nearest samples first: a small ripple is rejected after a few reads.
         let higher_after = self.mwi[pos(c) + 1..=pos(now)].iter().any(|&m| m > v);
-        if higher_before || higher_after {
+        if higher_after || self.mwi[pos(before)..pos(c)].iter().rev().any(|&m| m >= v) {
             return None;
         }
         // QRS window of the MWI peak: the integration window and the derivative's two
@@ -506,8 +507,7 @@ impl Qrs {
     fn classify(&mut self, c: Candidate, out: &mut Vec<u64>) {
         let since_last = self.last_qrs.map(|q| (c.at.saturating_sub(q.at), q.slope));
         let refractory = since_last.is_some_and(|(dt, _)| dt < self.t.refractory);
-        let t_wave =
-            since_last.is_some_and(|(dt, slope)| dt < self.t.t_wave && c.slope < 0.5 * slope);
+        let t_wave = since_last.is_some_and(|(dt, slope)| dt < self.t.t_wave && c.slope < 0.5 * slope);
         // PT: with an irregular rhythm the thresholds are halved for sensitivity.
         let k = if self.rules.halve_irregular && self.irregular() {
             0.5
@@ -516,8 +516,7 @@ impl Qrs {
         };
         let coefficient = self.rules.coefficient;
         let above = c.peak_i > k * self.level_i.threshold(coefficient)
-            && (!self.rules.filtered_threshold
-                || c.peak_f > k * self.level_f.threshold(coefficient));
+            && (!self.rules.filtered_threshold || c.peak_f > k * self.level_f.threshold(coefficient));
         let estimator = self.rules.estimator;
         if above && !refractory && !t_wave {
             self.level_i.signal.update(c.peak_i, estimator, false);
@@ -626,29 +625,37 @@ fn mean(v: &[u64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<u64>() as f64 / v.len() as f64)
 }
 
-/// The band-pass as two second-order sections in f32 (direct form II transposed): the
+/// The band-pass as two second-order sections in f32, in direct form I: the
 /// coefficients come from [`Sos`] in f64; f32 arithmetic is ample for a 5-15 Hz band at
-/// the rates accepted and is what makes the hot loop fast.
+/// the rates accepted and is what makes the hot loop fast. Direct form I is used because
+/// its loop-carried dependency is one multiply and one subtraction per section (the
+/// transposed form chains an add, a multiply and two more adds), which bounds the
+/// samples per second a single core can filter.
 #[derive(Clone, Copy, Debug)]
 struct Biquads {
+    /// Per section: b0, b1, b2, a1, a2 (a0 = 1).
     s: [[f32; 5]; 2],
-    z: [[f32; 2]; 2],
+    /// Per section: the last two inputs and outputs, x1, x2, y1, y2.
+    z: [[f32; 4]; 2],
 }
 
 impl Biquads {
     /// Steady state for a constant input `x0`.
     fn steady(sos: &Sos, x0: f32) -> Self {
-        let (sections, zi) = (sos.sections(), sos.zi());
+        let sections = sos.sections();
         assert_eq!(sections.len(), 2, "an order-2 band-pass has two sections");
         let mut b = Biquads {
             s: [[0.0; 5]; 2],
-            z: [[0.0; 2]; 2],
+            z: [[0.0; 4]; 2],
         };
-        for k in 0..2 {
-            let c = sections[k];
+        let mut input = x0 as f64;
+        for (k, c) in sections.iter().enumerate() {
             // Normalised so that a0 = 1, as scipy's sections are.
-            b.s[k] = [c[0], c[1], c[2], c[4], c[5]].map(|v| (v / c[3]) as f32);
-            b.z[k] = [(zi[k][0] * x0 as f64) as f32, (zi[k][1] * x0 as f64) as f32];
+            let n = [c[0], c[1], c[2], c[4], c[5]].map(|v| v / c[3]);
+            b.s[k] = n.map(|v| v as f32);
+            let output = input * (n[0] + n[1] + n[2]) / (1.0 + n[3] + n[4]);
+            b.z[k] = [input as f32, input as f32, output as f32, output as f32];
+            input = output;
         }
         b
     }
@@ -657,9 +664,10 @@ impl Biquads {
     fn step(&mut self, x: f32) -> f32 {
         let mut cur = x;
         for (s, z) in self.s.iter().zip(self.z.iter_mut()) {
-            let y = s[0] * cur + z[0];
-            z[0] = s[1] * cur - s[3] * y + z[1];
-            z[1] = s[2] * cur - s[4] * y;
+            let [x1, x2, y1, y2] = *z;
+            // The term with y1, the only one on the loop-carried path, comes last.
+            let y = (s[0] * cur + s[1] * x1 + s[2] * x2 - s[4] * y2) - s[3] * y1;
+            *z = [cur, x1, y, y1];
             cur = y;
         }
         cur
