@@ -213,7 +213,7 @@ pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
     let errors = stats.errors.lock().map(|e| e.clone()).unwrap_or_default();
     if !errors.is_empty() {
         bail!(
-            "the run failed; no output file was completed:\n  {}",
+            "the run failed; unfinished output files were removed:\n  {}",
             errors.join("\n  ")
         );
     }
