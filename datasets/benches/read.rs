@@ -16,11 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 fn mitdb_dir() -> Option<PathBuf> {
-    let d = ecgflow_datasets::data_dir(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data"
-    )))
-    .join("mitdb");
+    let d =
+        ecgflow_datasets::data_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data"))).join("mitdb");
     d.join("100.hea").is_file().then_some(d)
 }
 
@@ -52,9 +49,7 @@ fn bench(c: &mut Criterion, dir: &Path, records: &[String]) {
     let mut g = c.benchmark_group("mitdb_48_records");
     g.sample_size(10);
     g.throughput(Throughput::Elements(samples as u64));
-    g.bench_function("read_record_physical", |b| {
-        b.iter(|| black_box(read_all(dir, records)))
-    });
+    g.bench_function("read_record_physical", |b| b.iter(|| black_box(read_all(dir, records))));
     g.bench_function("read_chunk_4096_physical", |b| {
         b.iter(|| black_box(stream_all(dir, records)))
     });

@@ -145,9 +145,7 @@ pub const CODES: &[(u8, &str)] = &[
 
 /// Codes the WFDB library counts as QRS complexes (its `isqrs` table): N L R a V F
 /// J A S E j / Q (1-13), B (25), ? (30), ! (31), e (34), n (35), f (38), r (41).
-const QRS_CODES: &[u8] = &[
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 25, 30, 31, 34, 35, 38, 41,
-];
+const QRS_CODES: &[u8] = &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 25, 30, 31, 34, 35, 38, 41];
 
 /// The mnemonic of an annotation code: the standard one, or `[n]` for other codes
 /// in 0..=49 (as WFDB's `annstr`).
@@ -187,16 +185,12 @@ pub fn read_annotations(path: &Path) -> Result<Vec<Annotation>, AnnotationError>
 }
 
 /// Reads annotations from any reader; `path` only names the source in errors.
-pub fn read_annotations_from(
-    mut r: impl Read,
-    path: &Path,
-) -> Result<Vec<Annotation>, AnnotationError> {
+pub fn read_annotations_from(mut r: impl Read, path: &Path) -> Result<Vec<Annotation>, AnnotationError> {
     let mut bytes = Vec::new();
-    r.read_to_end(&mut bytes)
-        .map_err(|source| AnnotationError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    r.read_to_end(&mut bytes).map_err(|source| AnnotationError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse_annotations(&bytes, path)
 }
 
@@ -211,11 +205,7 @@ fn parse_annotations(bytes: &[u8], path: &Path) -> Result<Vec<Annotation>, Annot
         count,
         message,
     };
-    let word = |pos: usize| -> Option<u16> {
-        bytes
-            .get(pos..pos + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-    };
+    let word = |pos: usize| -> Option<u16> { bytes.get(pos..pos + 2).map(|b| u16::from_le_bytes([b[0], b[1]])) };
     loop {
         let Some(w) = word(pos) else {
             if pos == bytes.len() {
@@ -231,11 +221,7 @@ fn parse_annotations(bytes: &[u8], path: &Path) -> Result<Vec<Annotation>, Annot
             0 if i == 0 => break,
             SKIP => {
                 let (Some(hi), Some(lo)) = (word(pos), word(pos + 2)) else {
-                    return Err(err(
-                        here,
-                        out.len(),
-                        "file ends inside a SKIP interval".into(),
-                    ));
+                    return Err(err(here, out.len(), "file ends inside a SKIP interval".into()));
                 };
                 pos += 4;
                 let skip = (((hi as u32) << 16) | lo as u32) as i32;
@@ -262,8 +248,7 @@ fn parse_annotations(bytes: &[u8], path: &Path) -> Result<Vec<Annotation>, Annot
                     _ => {
                         let len = i as usize;
                         // The string and its padding byte (when `len` is odd) must be there.
-                        let Some(text) = bytes.get(pos..pos + len + (len & 1)).map(|t| &t[..len])
-                        else {
+                        let Some(text) = bytes.get(pos..pos + len + (len & 1)).map(|t| &t[..len]) else {
                             return Err(err(
                                 here,
                                 out.len(),
@@ -280,11 +265,7 @@ fn parse_annotations(bytes: &[u8], path: &Path) -> Result<Vec<Annotation>, Annot
             _ => {
                 time += i as i64;
                 if time < 0 {
-                    return Err(err(
-                        here,
-                        out.len(),
-                        format!("annotation at negative sample {time}"),
-                    ));
+                    return Err(err(here, out.len(), format!("annotation at negative sample {time}")));
                 }
                 out.push(Annotation {
                     sample: time as u64,
@@ -314,9 +295,7 @@ fn parse_annotations(bytes: &[u8], path: &Path) -> Result<Vec<Annotation>, Annot
 /// Encodes annotations in the MIT format (with the end marker).
 pub fn encode_annotations(anns: &[Annotation], path: &Path) -> Result<Vec<u8>, AnnotationError> {
     let mut b: Vec<u8> = Vec::with_capacity(anns.len() * 2 + 2);
-    let put = |b: &mut Vec<u8>, a: u16, i: u16| {
-        b.extend_from_slice(&((a << 10) | (i & 0x3ff)).to_le_bytes())
-    };
+    let put = |b: &mut Vec<u8>, a: u16, i: u16| b.extend_from_slice(&((a << 10) | (i & 0x3ff)).to_le_bytes());
     let (mut time, mut chan, mut num) = (0u64, 0u8, 0i8);
     for (index, ann) in anns.iter().enumerate() {
         let werr = |message: String| AnnotationError::Write {
@@ -362,10 +341,7 @@ pub fn encode_annotations(anns: &[Annotation], path: &Path) -> Result<Vec<u8>, A
             // includes its NUL terminator; the total is padded to an even length.
             let bytes = aux.as_bytes();
             if bytes.len() > 254 {
-                return Err(werr(format!(
-                    "aux text of {} bytes exceeds 254",
-                    bytes.len()
-                )));
+                return Err(werr(format!("aux text of {} bytes exceeds 254", bytes.len())));
             }
             if bytes.contains(&0) {
                 return Err(werr("aux text contains a NUL byte".into()));
@@ -402,14 +378,7 @@ mod tests {
     use super::*;
     use crate::testutil::TempDir;
 
-    fn ann(
-        sample: u64,
-        symbol: &str,
-        subtype: i8,
-        chan: u8,
-        num: i8,
-        aux: Option<&str>,
-    ) -> Annotation {
+    fn ann(sample: u64, symbol: &str, subtype: i8, chan: u8, num: i8, aux: Option<&str>) -> Annotation {
         Annotation {
             sample,
             symbol: symbol.into(),
@@ -442,11 +411,7 @@ mod tests {
         assert_eq!(code_of("[15]"), Some(15));
         assert_eq!(code_of("[50]"), None);
         assert_eq!(code_of("X"), None);
-        let beats: String = CODES
-            .iter()
-            .filter(|(_, s)| is_beat(s))
-            .map(|(_, s)| *s)
-            .collect();
+        let beats: String = CODES.iter().filter(|(_, s)| is_beat(s)).map(|(_, s)| *s).collect();
         assert_eq!(beats, "NLRaVFJASEj/QB?!enfr");
         assert!(!is_beat("+") && !is_beat("~") && !is_beat("|") && !is_beat("x") && !is_beat(""));
     }
@@ -458,17 +423,10 @@ mod tests {
         let anns = vec![
             ann(0, "+", 0, 0, 0, Some("(N")),
             ann(18, "N", 0, 0, 0, None),
-            ann(18, "V", -3, 1, 0, None), // same sample, chan change, negative subtype
-            ann(1041, "N", 0, 1, 0, None), // delta 1023: no SKIP
+            ann(18, "V", -3, 1, 0, None),   // same sample, chan change, negative subtype
+            ann(1041, "N", 0, 1, 0, None),  // delta 1023: no SKIP
             ann(2065, "A", 5, 1, -7, None), // delta 1024: SKIP, num change
-            ann(
-                2065 + 5_000_000_000 % (1 << 31),
-                "+",
-                0,
-                0,
-                -7,
-                Some("(AFIB"),
-            ),
+            ann(2065 + 5_000_000_000 % (1 << 31), "+", 0, 0, -7, Some("(AFIB")),
             ann(3_000_000_000, "~", 0, 255, 127, Some("")),
             ann(3_000_000_001, "[17]", 0, 255, 127, Some("odd")),
             ann(3_000_000_001, "\"", 0, 255, 127, Some(&"x".repeat(254))),
@@ -490,8 +448,7 @@ mod tests {
     #[test]
     fn writer_rejects_bad_annotations() {
         let p = Path::new("x.atr");
-        let e = encode_annotations(&[ann(5, "N", 0, 0, 0, None), ann(4, "N", 0, 0, 0, None)], p)
-            .unwrap_err();
+        let e = encode_annotations(&[ann(5, "N", 0, 0, 0, None), ann(4, "N", 0, 0, 0, None)], p).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -514,10 +471,7 @@ mod tests {
     #[test]
     fn truncated_and_malformed_files_are_errors() {
         let p = Path::new("t.atr");
-        let anns = vec![
-            ann(10, "N", 0, 0, 0, None),
-            ann(5000, "+", 0, 0, 0, Some("(VT")),
-        ];
+        let anns = vec![ann(10, "N", 0, 0, 0, None), ann(5000, "+", 0, 0, 0, Some("(VT"))];
         let bytes = encode_annotations(&anns, p).unwrap();
         // Every truncation either errors or yields a prefix; never panics.
         for cut in 0..bytes.len() {
@@ -528,16 +482,12 @@ mod tests {
         }
         assert!(parse_annotations(&bytes[..3], p).is_err());
         // Missing end marker is tolerated.
-        assert_eq!(
-            parse_annotations(&bytes[..bytes.len() - 2], p).unwrap(),
-            anns
-        );
+        assert_eq!(parse_annotations(&bytes[..bytes.len() - 2], p).unwrap(), anns);
         // AUX before any annotation.
         let e = parse_annotations(&[0x02, 0xfc, b'a', b'b'], p).unwrap_err();
         assert!(e.to_string().contains("before any annotation"), "{e}");
         // Negative SKIP past zero.
-        let e =
-            parse_annotations(&[0, 59 << 2, 0xff, 0xff, 0xf0, 0xff, 0x00, 0x04], p).unwrap_err();
+        let e = parse_annotations(&[0, 59 << 2, 0xff, 0xff, 0xf0, 0xff, 0x00, 0x04], p).unwrap_err();
         assert!(e.to_string().contains("negative"), "{e}");
         // Random garbage never panics.
         let mut x: u32 = 99;

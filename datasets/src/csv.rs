@@ -98,15 +98,9 @@ mod tests {
         let rows = parse_csv(t).unwrap();
         assert_eq!(rows[0], (1, vec!["a".into(), "b".into(), "c".into()]));
         assert_eq!(rows[1].1, ["1", "x, y", "say \"hi\""]);
-        assert_eq!(
-            rows[2],
-            (4, vec!["2".into(), "multi\nline".into(), "".into()])
-        );
+        assert_eq!(rows[2], (4, vec!["2".into(), "multi\nline".into(), "".into()]));
         assert_eq!(rows[3], (6, vec!["3".into()]));
-        assert_eq!(
-            parse_csv("a,\"b").unwrap_err(),
-            CsvError::UnterminatedQuote { line: 1 }
-        );
+        assert_eq!(parse_csv("a,\"b").unwrap_err(), CsvError::UnterminatedQuote { line: 1 });
         assert!(matches!(
             parse_csv("\"a\"b").unwrap_err(),
             CsvError::AfterQuote { found: 'b', .. }

@@ -56,11 +56,7 @@ pub fn base_url(db: &str) -> Result<&'static str, FetchError> {
         .map(|(_, url)| *url)
         .ok_or_else(|| FetchError::UnknownDatabase {
             name: db.to_string(),
-            known: DATABASES
-                .iter()
-                .map(|(name, _)| *name)
-                .collect::<Vec<_>>()
-                .join(", "),
+            known: DATABASES.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", "),
         })
 }
 
@@ -204,10 +200,7 @@ pub enum FetchError {
 /// Returns `Ok` with [`FetchReport::failed`] non-empty when some files failed (the
 /// others are still fetched), and `Err` only when nothing can be done: the sums
 /// file is unreachable or malformed, or `dest` is not writable.
-pub fn fetch(
-    options: &FetchOptions,
-    progress: &(dyn Fn(FetchEvent) + Sync),
-) -> Result<FetchReport, FetchError> {
+pub fn fetch(options: &FetchOptions, progress: &(dyn Fn(FetchEvent) + Sync)) -> Result<FetchReport, FetchError> {
     let dest = &options.dest;
     fs::create_dir_all(dest).map_err(|source| FetchError::Dest {
         path: dest.clone(),
@@ -223,11 +216,9 @@ pub fn fetch(
     let sums_url = format!("{base}{SUMS_FILE}");
     let sums_text = download_text(&agent, &sums_url)?;
     let entries = parse_sums(&sums_text, &sums_url)?;
-    write_atomically(&dest.join(SUMS_FILE), sums_text.as_bytes()).map_err(|source| {
-        FetchError::Dest {
-            path: dest.join(SUMS_FILE),
-            source,
-        }
+    write_atomically(&dest.join(SUMS_FILE), sums_text.as_bytes()).map_err(|source| FetchError::Dest {
+        path: dest.join(SUMS_FILE),
+        source,
     })?;
 
     let selected: Vec<&SumsEntry> = entries
@@ -237,9 +228,7 @@ pub fn fetch(
             Some(prefixes) => prefixes.iter().any(|p| e.path.starts_with(p.as_str())),
         })
         .collect();
-    progress(FetchEvent::Listed {
-        files: selected.len(),
-    });
+    progress(FetchEvent::Listed { files: selected.len() });
 
     let report = Mutex::new(FetchReport::default());
     let next = AtomicUsize::new(0);
@@ -313,10 +302,7 @@ fn parse_sums(text: &str, url: &str) -> Result<Vec<SumsEntry>, FetchError> {
             return Err(malformed(i + 1, "expected `<sha256>  <path>`".into()));
         };
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(malformed(
-                i + 1,
-                format!("`{hash}` is not a SHA-256 (64 hex digits)"),
-            ));
+            return Err(malformed(i + 1, format!("`{hash}` is not a SHA-256 (64 hex digits)")));
         }
         let path = rest.trim_start();
         let path = path.strip_prefix('*').unwrap_or(path);
@@ -406,13 +392,8 @@ fn fetch_one(
     loop {
         match download(agent, &url, entry, &part, progress, bytes) {
             Ok((actual, _)) if actual == entry.sha256 => {
-                fs::rename(&part, &target).map_err(|e| {
-                    format!(
-                        "cannot rename {} to {}: {e}",
-                        part.display(),
-                        target.display()
-                    )
-                })?;
+                fs::rename(&part, &target)
+                    .map_err(|e| format!("cannot rename {} to {}: {e}", part.display(), target.display()))?;
                 return Ok(Outcome::Downloaded);
             }
             Ok((actual, resumed)) => {
@@ -470,9 +451,7 @@ fn download(
     if have > 0 {
         request = request.header("Range", format!("bytes={have}-"));
     }
-    let response = request
-        .call()
-        .map_err(|e| AttemptError::Retry(e.to_string()))?;
+    let response = request.call().map_err(|e| AttemptError::Retry(e.to_string()))?;
     let status = response.status().as_u16();
     let header = |name: &str| {
         response
@@ -670,14 +649,8 @@ mod tests {
 
     #[test]
     fn known_and_unknown_databases() {
-        assert_eq!(
-            base_url("mitdb").unwrap(),
-            "https://physionet.org/files/mitdb/1.0.0/"
-        );
-        assert_eq!(
-            base_url("ptbxl").unwrap(),
-            "https://physionet.org/files/ptb-xl/1.0.3/"
-        );
+        assert_eq!(base_url("mitdb").unwrap(), "https://physionet.org/files/mitdb/1.0.0/");
+        assert_eq!(base_url("ptbxl").unwrap(), "https://physionet.org/files/ptb-xl/1.0.3/");
         let e = base_url("foo").unwrap_err().to_string();
         assert!(e.contains("foo") && e.contains("mitdb, ptbxl"), "{e}");
     }
@@ -719,10 +692,7 @@ mod tests {
     #[test]
     fn helpers() {
         assert_eq!(encode_path("a b/c%.dat"), "a%20b/c%25.dat");
-        assert_eq!(
-            content_range_start(Some("bytes 100-199/200".into())),
-            Some(100)
-        );
+        assert_eq!(content_range_start(Some("bytes 100-199/200".into())), Some(100));
         assert_eq!(content_range_start(Some("items 1-2/3".into())), None);
         assert_eq!(backoff(2), Duration::from_millis(500));
         assert_eq!(backoff(3), Duration::from_millis(1000));

@@ -64,20 +64,19 @@ pub enum MitdbError {
 
 /// The 48 records of the MIT-BIH Arrhythmia Database.
 pub const ALL: [&str; 48] = [
-    "100", "101", "102", "103", "104", "105", "106", "107", "108", "109", "111", "112", "113",
-    "114", "115", "116", "117", "118", "119", "121", "122", "123", "124", "200", "201", "202",
-    "203", "205", "207", "208", "209", "210", "212", "213", "214", "215", "217", "219", "220",
-    "221", "222", "223", "228", "230", "231", "232", "233", "234",
+    "100", "101", "102", "103", "104", "105", "106", "107", "108", "109", "111", "112", "113", "114", "115", "116",
+    "117", "118", "119", "121", "122", "123", "124", "200", "201", "202", "203", "205", "207", "208", "209", "210",
+    "212", "213", "214", "215", "217", "219", "220", "221", "222", "223", "228", "230", "231", "232", "233", "234",
 ];
 /// De Chazal et al. (2004) inter-patient training set DS1 (22 records, no paced records).
 pub const DS1: [&str; 22] = [
-    "101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201",
-    "203", "205", "207", "208", "209", "215", "220", "223", "230",
+    "101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201", "203", "205", "207",
+    "208", "209", "215", "220", "223", "230",
 ];
 /// De Chazal et al. (2004) inter-patient test set DS2 (22 records, no paced records).
 pub const DS2: [&str; 22] = [
-    "100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213",
-    "214", "219", "221", "222", "228", "231", "232", "233", "234",
+    "100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213", "214", "219", "221",
+    "222", "228", "231", "232", "233", "234",
 ];
 /// The paced records.
 pub const PACED: [&str; 4] = ["102", "104", "107", "217"];
@@ -142,18 +141,16 @@ pub fn record_set(spec: &str) -> Result<Vec<String>, MitdbError> {
 /// Index of the signal whose description is `lead` (e.g. `"MLII"`), or an error
 /// naming the record and the leads it has.
 pub fn lead_index(header: &Header, record: &str, lead: &str) -> Result<usize, MitdbError> {
-    header
-        .signal_index(lead)
-        .ok_or_else(|| MitdbError::MissingLead {
-            record: record.to_string(),
-            lead: lead.to_string(),
-            available: header
-                .signals
-                .iter()
-                .map(|s| s.description.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+    header.signal_index(lead).ok_or_else(|| MitdbError::MissingLead {
+        record: record.to_string(),
+        lead: lead.to_string(),
+        available: header
+            .signals
+            .iter()
+            .map(|s| s.description.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
 }
 
 /// Opens record `record` in `dir` with only `lead` selected, for chunked reading.
@@ -307,10 +304,7 @@ impl LabelMap {
 
     /// The class of a beat symbol, or `None` if the map leaves it out.
     pub fn class_of(&self, symbol: &str) -> Option<usize> {
-        self.entries
-            .iter()
-            .find(|(s, _)| s == symbol)
-            .map(|&(_, c)| c)
+        self.entries.iter().find(|(s, _)| s == symbol).map(|&(_, c)| c)
     }
 
     /// The symbols mapped to class `class`.
@@ -341,10 +335,7 @@ mod tests {
         let mut both = record_set("DS1,DS2").unwrap();
         both.sort();
         assert_eq!(both, nonpaced);
-        assert_eq!(
-            record_set("100, 101 100,DS1").unwrap()[..3],
-            ["100", "101", "106"]
-        );
+        assert_eq!(record_set("100, 101 100,DS1").unwrap()[..3], ["100", "101", "106"]);
         let e = record_set("100,110").unwrap_err();
         assert!(e.to_string().contains("\"110\""), "{e}");
         assert!(record_set("").is_err());
@@ -353,14 +344,19 @@ mod tests {
 
     #[test]
     fn lead_by_name() {
-        let h114 = Header::parse("114 2 360 650000\n114.dat 212 200 11 1024 1015 -11371 0 V5\n114.dat 212 200 11 1024 1027 -13230 0 MLII\n", "114").unwrap();
+        let h114 = Header::parse(
+            "114 2 360 650000\n114.dat 212 200 11 1024 1015 -11371 0 V5\n114.dat 212 200 11 1024 1027 -13230 0 MLII\n",
+            "114",
+        )
+        .unwrap();
         assert_eq!(lead_index(&h114, "114", "MLII").unwrap(), 1);
-        let h102 = Header::parse("102 2 360 650000\n102.dat 212 200 11 1024 984 -28574 0 V5\n102.dat 212 200 11 1024 1025 13743 0 V2\n", "102").unwrap();
+        let h102 = Header::parse(
+            "102 2 360 650000\n102.dat 212 200 11 1024 984 -28574 0 V5\n102.dat 212 200 11 1024 1025 13743 0 V2\n",
+            "102",
+        )
+        .unwrap();
         let e = lead_index(&h102, "102", "MLII").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "record 102 has no lead \"MLII\" (it has: V5, V2)"
-        );
+        assert_eq!(e.to_string(), "record 102 has no lead \"MLII\" (it has: V5, V2)");
     }
 
     #[test]
@@ -389,10 +385,7 @@ mod tests {
     #[test]
     fn label_map_errors_name_the_line() {
         let e = LabelMap::parse("# c\nN,N\nN,X\n", "m").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "label map m, line 3: symbol \"N\" is mapped twice"
-        );
+        assert_eq!(e.to_string(), "label map m, line 3: symbol \"N\" is mapped twice");
         assert!(LabelMap::parse("N,N,N\n", "m")
             .unwrap_err()
             .to_string()

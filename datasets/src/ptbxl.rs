@@ -148,11 +148,7 @@ impl PtbxlRecord {
     }
 
     /// Reads the record's whole signal: the header and one vector per lead in mV.
-    pub fn read_signal(
-        &self,
-        dir: &Path,
-        res: Resolution,
-    ) -> Result<(Header, Vec<Vec<f32>>), PtbxlError> {
+    pub fn read_signal(&self, dir: &Path, res: Resolution) -> Result<(Header, Vec<Vec<f32>>), PtbxlError> {
         let mut r = self.open_signal(dir, res)?;
         let mut out = vec![Vec::new(); r.header().signals.len()];
         let wrap = |source| PtbxlError::Wfdb {
@@ -245,10 +241,7 @@ pub fn parse_statements(text: &str, path: &Path) -> Result<HashMap<String, Strin
 /// Reads `ptbxl_database.csv` (official full file or a subset with at least the
 /// columns ecg_id, patient_id, age, sex, scp_codes, strat_fold, filename_lr),
 /// joining `scp_codes` with `statements` (from [`read_statements`]).
-pub fn read_database(
-    path: &Path,
-    statements: &HashMap<String, String>,
-) -> Result<Vec<PtbxlRecord>, PtbxlError> {
+pub fn read_database(path: &Path, statements: &HashMap<String, String>) -> Result<Vec<PtbxlRecord>, PtbxlError> {
     parse_database(&read_text(path)?, path, statements)
 }
 
@@ -333,9 +326,7 @@ pub fn parse_database(
         if filename_lr.is_empty() {
             return Err(ferr("filename_lr", "empty".into()));
         }
-        let filename_hr = c_hr
-            .map(|c| row[c].trim().to_string())
-            .filter(|s| !s.is_empty());
+        let filename_hr = c_hr.map(|c| row[c].trim().to_string()).filter(|s| !s.is_empty());
         out.push(PtbxlRecord {
             ecg_id,
             patient_id,
@@ -383,10 +374,7 @@ pub fn parse_scp_codes(s: &str) -> Result<Vec<(String, f32)>, String> {
             .parse()
             .map_err(|_| format!("bad likelihood {vtext:?} for key {key:?}"))?;
         out.push((key, v));
-        rest = rest[vend..]
-            .strip_prefix(',')
-            .unwrap_or(&rest[vend..])
-            .trim_start();
+        rest = rest[vend..].strip_prefix(',').unwrap_or(&rest[vend..]).trim_start();
     }
     Ok(out)
 }
@@ -408,8 +396,7 @@ pub fn superclass_counts(records: &[PtbxlRecord]) -> ([usize; 5], usize) {
 mod tests {
     use super::*;
 
-    const STATEMENTS: &str =
-        ",description,diagnostic,form,rhythm,diagnostic_class,diagnostic_subclass\n\
+    const STATEMENTS: &str = ",description,diagnostic,form,rhythm,diagnostic_class,diagnostic_subclass\n\
 NDT,\"non-diagnostic T abnormalities, long\",1.0,1.0,,STTC,STTC\n\
 NORM,normal ECG,1.0,,,NORM,NORM\n\
 IMI,inferior myocardial infarction,1.0,,,MI,IMI\n\
@@ -427,14 +414,7 @@ SR,sinus rhythm,,,1.0,,\n";
             parse_scp_codes(" {\"IMI\": 35.5} ").unwrap(),
             vec![("IMI".into(), 35.5)]
         );
-        for bad in [
-            "",
-            "NORM",
-            "{'NORM' 100}",
-            "{'NORM': x}",
-            "{'NORM: 1}",
-            "{NORM: 1}",
-        ] {
+        for bad in ["", "NORM", "{'NORM' 100}", "{'NORM': x}", "{'NORM: 1}", "{NORM: 1}"] {
             assert!(parse_scp_codes(bad).is_err(), "{bad}");
         }
     }
@@ -465,10 +445,7 @@ SR,sinus rhythm,,,1.0,,\n";
             ),
             (1, 15709, Some(56.0), 1, 3)
         );
-        assert_eq!(
-            recs[0].filename(Resolution::High).unwrap(),
-            "records500/00000/00001_hr"
-        );
+        assert_eq!(recs[0].filename(Resolution::High).unwrap(), "records500/00000/00001_hr");
         assert_eq!(recs[1].superclasses, [false, true, true, false, true]);
         assert_eq!(recs[1].age, None);
         assert_eq!(recs[2].superclasses, [false; 5]);
@@ -492,32 +469,14 @@ SR,sinus rhythm,,,1.0,,\n";
             m.contains("db.csv") && m.contains("ecg_id 7") && m.contains("scp_codes"),
             "{m}"
         );
-        let e = parse_database(
-            &format!("{head}8,1.0,50,2,{{}},3,r/8\n"),
-            Path::new("db.csv"),
-            &st,
-        )
-        .unwrap_err();
+        let e = parse_database(&format!("{head}8,1.0,50,2,{{}},3,r/8\n"), Path::new("db.csv"), &st).unwrap_err();
         assert!(e.to_string().contains("sex"), "{e}");
-        let e = parse_database(
-            &format!("{head}9,1.0,50,1,{{}},3\n"),
-            Path::new("db.csv"),
-            &st,
-        )
-        .unwrap_err();
+        let e = parse_database(&format!("{head}9,1.0,50,1,{{}},3\n"), Path::new("db.csv"), &st).unwrap_err();
         assert!(e.to_string().contains("fields"), "{e}");
         let e = parse_database("ecg_id,age\n1,2\n", Path::new("db.csv"), &st).unwrap_err();
         assert!(e.to_string().contains("patient_id"), "{e}");
-        let e = parse_database(
-            &format!("{head}9,1.0,50,1,\"{{}}\n"),
-            Path::new("db.csv"),
-            &st,
-        )
-        .unwrap_err();
+        let e = parse_database(&format!("{head}9,1.0,50,1,\"{{}}\n"), Path::new("db.csv"), &st).unwrap_err();
         assert!(e.to_string().contains("unterminated"), "{e}");
-        assert!(matches!(
-            load(Path::new("/nonexistent")),
-            Err(PtbxlError::Io { .. })
-        ));
+        assert!(matches!(load(Path::new("/nonexistent")), Err(PtbxlError::Io { .. })));
     }
 }

@@ -50,7 +50,9 @@ pub enum WfdbError {
         message: String,
     },
     /// Multi-segment records are not supported.
-    #[error("record {record} is a multi-segment record ({segments} segments); only single-segment records are supported")]
+    #[error(
+        "record {record} is a multi-segment record ({segments} segments); only single-segment records are supported"
+    )]
     MultiSegment {
         /// Record name.
         record: String,
@@ -257,12 +259,7 @@ fn invalid_value(format: u16) -> Option<i32> {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(
-    s: &str,
-    what: &str,
-    record: &str,
-    line: usize,
-) -> Result<T, WfdbError> {
+fn parse_num<T: std::str::FromStr>(s: &str, what: &str, record: &str, line: usize) -> Result<T, WfdbError> {
     s.parse::<T>().map_err(|_| WfdbError::Header {
         record: record.to_string(),
         line,
@@ -346,17 +343,14 @@ impl Header {
             };
             fs = parse_num(fpart, "sampling frequency", record, rline)?;
             if !(fs.is_finite() && fs > 0.0) {
-                return Err(herr(
-                    rline,
-                    format!("sampling frequency {fs} must be positive"),
-                ));
+                return Err(herr(rline, format!("sampling frequency {fs} must be positive")));
             }
             if let Some(c) = cpart {
                 let (cf, bc) = match c.split_once('(') {
                     Some((a, b)) => {
-                        let b = b.strip_suffix(')').ok_or_else(|| {
-                            herr(rline, format!("unclosed base counter in {s:?}"))
-                        })?;
+                        let b = b
+                            .strip_suffix(')')
+                            .ok_or_else(|| herr(rline, format!("unclosed base counter in {s:?}")))?;
                         (a, Some(b))
                     }
                     None => (c, None),
@@ -368,9 +362,7 @@ impl Header {
             }
         }
         let n_samples = match f.next() {
-            Some(s) => {
-                Some(parse_num::<u64>(s, "number of samples", record, rline)?).filter(|&n| n > 0)
-            }
+            Some(s) => Some(parse_num::<u64>(s, "number of samples", record, rline)?).filter(|&n| n > 0),
             None => None,
         };
         let base_time = f.next().map(str::to_string);
@@ -507,9 +499,7 @@ fn parse_signal_line(l: &str, k: usize, record: &str, ln: usize) -> Result<Signa
     let file = fields[0].to_string();
     // format[xspf][:skew][+offset]
     let fmt_field = fields[1];
-    let digits_end = fmt_field
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(fmt_field.len());
+    let digits_end = fmt_field.find(|c: char| !c.is_ascii_digit()).unwrap_or(fmt_field.len());
     let format: u16 = fmt_field[..digits_end]
         .parse()
         .map_err(|_| herr(format!("bad format {fmt_field:?}")))?;
@@ -526,11 +516,7 @@ fn parse_signal_line(l: &str, k: usize, record: &str, ln: usize) -> Result<Signa
                     .parse()
                     .map_err(|_| herr(format!("bad samples per frame in {fmt_field:?}")))?
             }
-            ':' => {
-                skew = num
-                    .parse()
-                    .map_err(|_| herr(format!("bad skew in {fmt_field:?}")))?
-            }
+            ':' => skew = num.parse().map_err(|_| herr(format!("bad skew in {fmt_field:?}")))?,
             '+' => {
                 offset = num
                     .parse()
@@ -541,9 +527,7 @@ fn parse_signal_line(l: &str, k: usize, record: &str, ln: usize) -> Result<Signa
         tail = &body[end..];
     }
     if spf == 0 {
-        return Err(herr(format!(
-            "samples per frame must be at least 1 in {fmt_field:?}"
-        )));
+        return Err(herr(format!("samples per frame must be at least 1 in {fmt_field:?}")));
     }
     // gain[(baseline)][/units]
     let (mut gain, mut baseline, mut units) = (0.0f64, None, "mV".to_string());
@@ -593,10 +577,8 @@ fn parse_signal_line(l: &str, k: usize, record: &str, ln: usize) -> Result<Signa
         None => None,
     };
     let block_size = num_field(7, "block size")?.unwrap_or(0);
-    let to_i32 =
-        |v: i64, what: &str| i32::try_from(v).map_err(|_| herr(format!("{what} {v} out of range")));
-    let to_u32 =
-        |v: i64, what: &str| u32::try_from(v).map_err(|_| herr(format!("{what} {v} out of range")));
+    let to_i32 = |v: i64, what: &str| i32::try_from(v).map_err(|_| herr(format!("{what} {v} out of range")));
+    let to_u32 = |v: i64, what: &str| u32::try_from(v).map_err(|_| herr(format!("{what} {v} out of range")));
     let adc_zero = to_i32(adc_zero, "ADC zero")?;
     Ok(SignalSpec {
         file,
@@ -667,23 +649,14 @@ impl Decoder {
         let b = &self.bytes[..got];
         let sx = |v: i32, bits: u32| (v << (32 - bits)) >> (32 - bits);
         match self.format {
-            16 => out.extend(
-                b.chunks_exact(2)
-                    .map(|c| i16::from_le_bytes([c[0], c[1]]) as i32),
-            ),
-            61 => out.extend(
-                b.chunks_exact(2)
-                    .map(|c| i16::from_be_bytes([c[0], c[1]]) as i32),
-            ),
+            16 => out.extend(b.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i32)),
+            61 => out.extend(b.chunks_exact(2).map(|c| i16::from_be_bytes([c[0], c[1]]) as i32)),
             80 => out.extend(b.iter().map(|&x| x as i32 - 128)),
             24 => out.extend(
                 b.chunks_exact(3)
                     .map(|c| sx(i32::from_le_bytes([c[0], c[1], c[2], 0]), 24)),
             ),
-            32 => out.extend(
-                b.chunks_exact(4)
-                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            ),
+            32 => out.extend(b.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
             8 => {
                 let n = self.prev.len();
                 for &d in b {
@@ -971,8 +944,7 @@ impl RecordReader {
             let first = &self.header.signals[g.signals[0]];
             let mut f = File::open(&g.path).map_err(io_err(&g.path))?;
             if first.byte_offset > 0 {
-                f.seek(SeekFrom::Start(first.byte_offset))
-                    .map_err(io_err(&g.path))?;
+                f.seek(SeekFrom::Start(first.byte_offset)).map_err(io_err(&g.path))?;
             }
             let prev = g
                 .signals
@@ -1071,12 +1043,7 @@ impl RecordReader {
         }
         if error.is_none() && got_frames.windows(2).any(|w| w[0] != w[1]) {
             let k = got_frames.windows(2).position(|w| w[0] != w[1]).unwrap() + 1;
-            let g = self
-                .groups
-                .iter()
-                .filter(|g| g.active)
-                .nth(k)
-                .expect("active");
+            let g = self.groups.iter().filter(|g| g.active).nth(k).expect("active");
             return Err(WfdbError::BadLength {
                 record: self.record.clone(),
                 file: g.file.clone(),
@@ -1227,11 +1194,7 @@ pub fn read_record(dir: &Path, record: &str) -> Result<(Header, Vec<Vec<f32>>), 
 /// (and 1 sample per frame, no skew or byte offset). The returned header is the one
 /// written: `n_samples`, `checksum` and `initial_value` are filled in from the data.
 /// Each file is written under a temporary name and renamed into place.
-pub fn write_record(
-    dir: &Path,
-    header: &Header,
-    digital: &[Vec<i32>],
-) -> Result<Header, WfdbError> {
+pub fn write_record(dir: &Path, header: &Header, digital: &[Vec<i32>]) -> Result<Header, WfdbError> {
     let record = header.record.clone();
     let werr = |message: String| WfdbError::Write {
         record: record.clone(),
@@ -1249,10 +1212,7 @@ pub fn write_record(
     h.n_samples = Some(n as u64);
     for (i, (s, d)) in h.signals.iter_mut().zip(digital).enumerate() {
         if d.len() != n {
-            return Err(werr(format!(
-                "signal {i} has {} samples, signal 0 has {n}",
-                d.len()
-            )));
+            return Err(werr(format!("signal {i} has {} samples, signal 0 has {n}", d.len())));
         }
         if !matches!(s.format, 16 | 61 | 80 | 212) {
             return Err(werr(format!(
@@ -1286,14 +1246,10 @@ pub fn write_record(
         }
     }
     for file in files {
-        let idx: Vec<usize> = (0..h.signals.len())
-            .filter(|&i| h.signals[i].file == file)
-            .collect();
+        let idx: Vec<usize> = (0..h.signals.len()).filter(|&i| h.signals[i].file == file).collect();
         let format = h.signals[idx[0]].format;
         if idx.iter().any(|&i| h.signals[i].format != format) {
-            return Err(werr(format!(
-                "signals in file {file} have different formats"
-            )));
+            return Err(werr(format!("signals in file {file} have different formats")));
         }
         let mut bytes = Vec::with_capacity(n * idx.len() * 2);
         let mut pending: Option<i32> = None;
@@ -1322,10 +1278,7 @@ pub fn write_record(
         }
         write_atomic(&dir.join(file), &bytes)?;
     }
-    write_atomic(
-        &dir.join(format!("{}.hea", h.record)),
-        h.to_text().as_bytes(),
-    )?;
+    write_atomic(&dir.join(format!("{}.hea", h.record)), h.to_text().as_bytes())?;
     Ok(h)
 }
 
@@ -1365,13 +1318,7 @@ mod tests {
         assert_eq!(h.signals.len(), 2);
         let s = &h.signals[0];
         assert_eq!(
-            (
-                s.file.as_str(),
-                s.format,
-                s.gain,
-                s.adc_resolution,
-                s.adc_zero
-            ),
+            (s.file.as_str(), s.format, s.gain, s.adc_resolution, s.adc_zero),
             ("100.dat", 212, 200.0, 11, 1024)
         );
         assert_eq!(
@@ -1407,22 +1354,13 @@ mod tests {
                  a.dat 212\r\n\
                  b.dat 16 0/mmHg\r\n";
         let h = Header::parse(t, "rec").unwrap();
-        assert_eq!(
-            (h.fs, h.counter_freq, h.base_counter),
-            (360.0, Some(720.0), Some(12.0))
-        );
+        assert_eq!((h.fs, h.counter_freq, h.base_counter), (360.0, Some(720.0), Some(12.0)));
         assert_eq!(h.base_time.as_deref(), Some("12:00:00"));
         assert_eq!(h.base_date.as_deref(), Some("01/02/2003"));
         let s = &h.signals[0];
         assert_eq!((s.samples_per_frame, s.skew, s.byte_offset), (4, 2, 512));
         assert_eq!(
-            (
-                s.gain,
-                s.baseline,
-                s.units.as_str(),
-                s.adc_zero,
-                s.initial_value
-            ),
+            (s.gain, s.baseline, s.units.as_str(), s.adc_zero, s.initial_value),
             (100.0, -5, "uV", 3, 7)
         );
         assert_eq!(s.description, "ECG lead II");
@@ -1530,13 +1468,7 @@ mod tests {
             let mut data = Vec::new();
             // 3 signals x 7 samples: an odd total, exercising 212's 2-byte tail.
             for k in 0..3 {
-                let mut s = SignalSpec::new(
-                    &format!("{rec}.dat"),
-                    fmt,
-                    100.0 + k as f64,
-                    "mV",
-                    &format!("S{k}"),
-                );
+                let mut s = SignalSpec::new(&format!("{rec}.dat"), fmt, 100.0 + k as f64, "mV", &format!("S{k}"));
                 s.baseline = k * 3;
                 specs.push(s);
                 data.push(
@@ -1551,10 +1483,7 @@ mod tests {
             assert_eq!(reread, h);
             let (_, sig) = read_record(dir.path(), &rec).unwrap();
             for k in 0..3 {
-                let want: Vec<f32> = data[k]
-                    .iter()
-                    .map(|&v| h.signals[k].to_physical(v))
-                    .collect();
+                let want: Vec<f32> = data[k].iter().map(|&v| h.signals[k].to_physical(v)).collect();
                 assert_eq!(sig[k], want, "format {fmt} signal {k}");
             }
             for n in [1, 2, 3, 5, 100] {
@@ -1595,10 +1524,7 @@ mod tests {
             e.to_string().contains("MLII, V5, ABP") && e.to_string().contains("two"),
             "{e}"
         );
-        assert!(RecordReader::open(dir.path(), "two")
-            .unwrap()
-            .select(&[3])
-            .is_err());
+        assert!(RecordReader::open(dir.path(), "two").unwrap().select(&[3]).is_err());
         // Only b.dat is read when only ABP is selected: a.dat may even be missing.
         std::fs::remove_file(dir.path().join("a.dat")).unwrap();
         let mut r = RecordReader::open(dir.path(), "two").unwrap();
@@ -1639,10 +1565,7 @@ mod tests {
         let mut r = RecordReader::open(dir.path(), "ck").unwrap();
         assert_eq!(r.read_chunk(4).unwrap().unwrap()[1].len(), 4);
         assert_eq!(r.read_chunk(4).unwrap().unwrap()[1], vec![9.0 / 200.0]);
-        assert!(matches!(
-            r.read_chunk(4),
-            Err(WfdbError::Checksum { signal: 1, .. })
-        ));
+        assert!(matches!(r.read_chunk(4), Err(WfdbError::Checksum { signal: 1, .. })));
         assert_eq!(r.read_chunk(4).unwrap(), None);
         // Corrupting a data byte is caught too.
         h.signals[1].checksum = Some(h.signals[1].checksum.unwrap().wrapping_sub(1));
@@ -1663,10 +1586,7 @@ mod tests {
             SignalSpec::new("t.dat", 212, 200.0, "mV", "I"),
             SignalSpec::new("t.dat", 212, 200.0, "mV", "II"),
         ];
-        let data = vec![
-            (0..100).collect::<Vec<i32>>(),
-            (0..100).map(|v| -v).collect(),
-        ];
+        let data = vec![(0..100).collect::<Vec<i32>>(), (0..100).map(|v| -v).collect()];
         let h = write_record(dir.path(), &header("tr", specs), &data).unwrap();
         let path = dir.path().join("t.dat");
         let bytes = std::fs::read(&path).unwrap();
@@ -1700,20 +1620,10 @@ mod tests {
             "{e}"
         );
         std::fs::write(&path, []).unwrap();
-        assert_eq!(
-            read_record(dir.path(), "tr").unwrap().1,
-            vec![Vec::<f32>::new(); 2]
-        );
+        assert_eq!(read_record(dir.path(), "tr").unwrap().1, vec![Vec::<f32>::new(); 2]);
     }
 
-    fn raw_record(
-        dir: &Path,
-        rec: &str,
-        sig_lines: &str,
-        n_sig: usize,
-        n: u64,
-        bytes: &[u8],
-    ) -> Vec<Vec<f32>> {
+    fn raw_record(dir: &Path, rec: &str, sig_lines: &str, n_sig: usize, n: u64, bytes: &[u8]) -> Vec<Vec<f32>> {
         std::fs::write(
             dir.join(format!("{rec}.hea")),
             format!("{rec} {n_sig} 100 {n}\n{sig_lines}"),
@@ -1738,14 +1648,7 @@ mod tests {
         );
         assert_eq!(s, vec![vec![11.0, 13.0, -115.0], vec![-4.0, -5.0, -2.0]]);
         // Format 24 and 32: little-endian signed.
-        let s = raw_record(
-            d,
-            "f24",
-            "f24.dat 24 1\n",
-            1,
-            2,
-            &[0xff, 0xff, 0xff, 0x01, 0x00, 0x80],
-        );
+        let s = raw_record(d, "f24", "f24.dat 24 1\n", 1, 2, &[0xff, 0xff, 0xff, 0x01, 0x00, 0x80]);
         assert_eq!(s, vec![vec![-1.0, -8388607.0]]);
         let s = raw_record(d, "f32", "f32.dat 32 1\n", 1, 1, &(-70000i32).to_le_bytes());
         assert_eq!(s, vec![vec![-70000.0]]);
@@ -1762,10 +1665,7 @@ mod tests {
         assert_eq!(s, vec![vec![-511.0, 511.0, -2.0, 100.0, -100.0]]);
         let lines = "f3.dat 310 1\nf3.dat 310 1\nf3.dat 310 1\n";
         let s = raw_record(d, "f3", lines, 3, 2, &b);
-        assert_eq!(
-            s,
-            vec![vec![-511.0, 100.0], vec![511.0, -100.0], vec![-2.0, 300.0]]
-        );
+        assert_eq!(s, vec![vec![-511.0, 100.0], vec![511.0, -100.0], vec![-2.0, 300.0]]);
         // Samples per frame 2 for the first signal, byte offset 4, invalid marker -> NaN.
         let mut b = vec![9u8; 4];
         for v in [1i16, 2, 10, 3, 4, 20, 5, -32768, 30] {
@@ -1785,15 +1685,9 @@ mod tests {
         // Unsupported format and skew are named errors.
         std::fs::write(d.join("u.hea"), "u 1 100 1\nu.dat 311 1 10 0 0 0 0 ECG\n").unwrap();
         let e = RecordReader::open(d, "u").unwrap_err();
-        assert!(
-            e.to_string().contains("311") && e.to_string().contains("ECG"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("311") && e.to_string().contains("ECG"), "{e}");
         std::fs::write(d.join("u.hea"), "u 1 100 1\nu.dat 16:3 1\n").unwrap();
-        assert!(RecordReader::open(d, "u")
-            .unwrap_err()
-            .to_string()
-            .contains("skew"));
+        assert!(RecordReader::open(d, "u").unwrap_err().to_string().contains("skew"));
         assert!(matches!(
             RecordReader::open(d, "missing").unwrap_err(),
             WfdbError::Io { .. }
@@ -1806,20 +1700,13 @@ mod tests {
         let d = dir.path();
         std::fs::write(d.join("h.dat"), [1u8, 0, 2, 0]).unwrap();
         // A header claiming an absurd length: a Truncated error, no giant allocation.
-        std::fs::write(
-            d.join("h.hea"),
-            "h 1 100 18446744073709551615\nh.dat 16 1\n",
-        )
-        .unwrap();
+        std::fs::write(d.join("h.hea"), "h 1 100 18446744073709551615\nh.dat 16 1\n").unwrap();
         let e = read_record(d, "h").unwrap_err();
         assert!(matches!(e, WfdbError::Truncated { found: 2, .. }), "{e}");
         // Unknown length, a huge chunk request.
         std::fs::write(d.join("h.hea"), "h 1 100\nh.dat 16 1\n").unwrap();
         let mut r = RecordReader::open(d, "h").unwrap();
-        assert_eq!(
-            r.read_chunk(usize::MAX).unwrap().unwrap(),
-            vec![vec![1.0, 2.0]]
-        );
+        assert_eq!(r.read_chunk(usize::MAX).unwrap().unwrap(), vec![vec![1.0, 2.0]]);
         assert_eq!(r.read_chunk(usize::MAX).unwrap(), None);
         // Absurd samples per frame.
         std::fs::write(d.join("h.hea"), "h 1 100\nh.dat 16x4000000000 1\n").unwrap();

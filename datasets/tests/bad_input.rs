@@ -2,9 +2,7 @@
 //! line or byte at fault, never a panic, and loses nothing that could be read.
 //! The bad files are written into a temporary directory.
 
-use ecgflow_datasets::annotations::{
-    encode_annotations, read_annotations, Annotation, AnnotationError,
-};
+use ecgflow_datasets::annotations::{encode_annotations, read_annotations, Annotation, AnnotationError};
 use ecgflow_datasets::mitdb;
 use ecgflow_datasets::ptbxl::{self, PtbxlError, Resolution};
 use ecgflow_datasets::wfdb::{write_record, Header, RecordReader, SignalSpec, WfdbError};
@@ -127,10 +125,7 @@ fn truncated_dat_names_file_and_byte_and_keeps_the_frames_before() {
     );
     // Nothing lost: the 333 complete frames came before the error, all correct.
     for k in 0..2 {
-        let want: Vec<f32> = data[k][..333]
-            .iter()
-            .map(|&d| h.signals[k].to_physical(d))
-            .collect();
+        let want: Vec<f32> = data[k][..333].iter().map(|&d| h.signals[k].to_physical(d)).collect();
         assert_eq!(sig[k], want, "signal {k}");
     }
     // Whole-record reading reports the same error.
@@ -184,10 +179,7 @@ fn header_with_missing_or_non_numeric_field_names_file_and_line() {
             format!("h 2 360 650000\n{sig}"),
             vec!["line 1", "2 signals", "1 signal lines"],
         ),
-        (
-            "h 1 360 650000\nh.dat\n".to_string(),
-            vec!["line 2", "format"],
-        ),
+        ("h 1 360 650000\nh.dat\n".to_string(), vec!["line 2", "format"]),
         // Non-numeric fields.
         (
             format!("h two 360\n{sig}"),
@@ -239,22 +231,13 @@ fn unknown_storage_format_names_record_signal_and_format() {
     )
     .unwrap();
     // The header itself parses (the format is only a number to it) ...
-    assert_eq!(
-        Header::read(&dir.path().join("u.hea")).unwrap().signals[1].format,
-        999
-    );
+    assert_eq!(Header::read(&dir.path().join("u.hea")).unwrap().signals[1].format, 999);
     // ... but the reader refuses it before touching any file.
     let e = RecordReader::open(dir.path(), "u").unwrap_err();
     assert!(matches!(e, WfdbError::Unsupported { signal: 1, .. }), "{e}");
     assert_names(
         &e.to_string(),
-        &[
-            "record u",
-            "signal 1 (V5)",
-            "format 999",
-            "u.hea",
-            "supported: ",
-        ],
+        &["record u", "signal 1 (V5)", "format 999", "u.hea", "supported: "],
     );
 }
 
@@ -263,10 +246,7 @@ fn sample_annotations() -> Vec<Annotation> {
     let mut anns = vec![Annotation::new(18, "+")];
     anns[0].aux = Some("(N".into());
     for i in 1..10u64 {
-        anns.push(Annotation::new(
-            18 + i * 300,
-            if i == 5 { "V" } else { "N" },
-        ));
+        anns.push(Annotation::new(18 + i * 300, if i == 5 { "V" } else { "N" }));
     }
     let mut noise = Annotation::new(5_000, "~");
     noise.subtype = 1;
@@ -299,22 +279,14 @@ fn annotation_file_cut_mid_record_names_file_and_byte() {
     ] {
         std::fs::write(&path, &bytes[..cut]).unwrap();
         let e = read_annotations(&path).unwrap_err();
-        let AnnotationError::Format {
-            offset, count: c, ..
-        } = &e
-        else {
+        let AnnotationError::Format { offset, count: c, .. } = &e else {
             panic!("{e}")
         };
         assert!(*offset <= cut, "{e}");
         assert_eq!(*c, count, "{e}");
         assert_names(
             &e.to_string(),
-            &[
-                "a.atr",
-                what,
-                "at byte",
-                &format!("after {count} annotations"),
-            ],
+            &["a.atr", what, "at byte", &format!("after {count} annotations")],
         );
     }
     // Every cut gives an error or a prefix of the annotations, never a panic.
@@ -332,8 +304,7 @@ fn annotation_file_cut_mid_record_names_file_and_byte() {
     }
 }
 
-const STATEMENTS: &str =
-    ",description,diagnostic,form,rhythm,diagnostic_class,diagnostic_subclass\n\
+const STATEMENTS: &str = ",description,diagnostic,form,rhythm,diagnostic_class,diagnostic_subclass\n\
 NORM,normal ECG,1.0,,,NORM,NORM\n\
 IMI,inferior myocardial infarction,1.0,,,MI,IMI\n\
 SR,sinus rhythm,,,1.0,,\n";
@@ -418,10 +389,7 @@ fn ptbxl_scp_codes_cell_that_does_not_parse_names_file_line_and_row() {
         let db = format!("{head}{good}{good}7,42.0,60.0,0,{bad},5,records100/00000/00007_lr\n");
         let dir = ptbxl_dir("scp", &db);
         let e = ptbxl::load(dir.path()).unwrap_err();
-        assert!(
-            matches!(&e, PtbxlError::Field { line: 4, .. }),
-            "{bad}: {e}"
-        );
+        assert!(matches!(&e, PtbxlError::Field { line: 4, .. }), "{bad}: {e}");
         assert_names(
             &e.to_string(),
             &["ptbxl_database.csv", "line 4", "ecg_id 7", "scp_codes"],
@@ -443,11 +411,7 @@ fn record_listed_but_absent_names_the_missing_file() {
             Err(e) => errors.push(e),
         }
     }
-    assert_eq!(
-        errors.len(),
-        1,
-        "the present record reads, the absent one errs"
-    );
+    assert_eq!(errors.len(), 1, "the present record reads, the absent one errs");
     assert!(matches!(&errors[0], WfdbError::Io { path, .. } if path.ends_with("101.hea")));
     assert_names(&errors[0].to_string(), &["101.hea"]);
     // A record of a named set (DS2 starts with 100, 103): 103 is absent.
@@ -470,13 +434,9 @@ fn record_listed_but_absent_names_the_missing_file() {
     let db = format!("{head}2,13243.0,19.0,0,\"{{'NORM': 80.0}}\",2,records100/00000/00002_lr\n");
     let dir = ptbxl_dir("absent-ptbxl", &db);
     let recs = ptbxl::load(dir.path()).unwrap();
-    let e = recs[0]
-        .read_signal(dir.path(), Resolution::Low)
-        .unwrap_err();
+    let e = recs[0].read_signal(dir.path(), Resolution::Low).unwrap_err();
     assert!(matches!(e, PtbxlError::Wfdb { ecg_id: 2, .. }), "{e}");
     assert_names(&e.to_string(), &["ecg_id 2", "00002_lr.hea"]);
-    let e = recs[0]
-        .read_signal(dir.path(), Resolution::High)
-        .unwrap_err();
+    let e = recs[0].read_signal(dir.path(), Resolution::High).unwrap_err();
     assert_names(&e.to_string(), &["ecg_id 2", "500 Hz"]);
 }

@@ -57,10 +57,7 @@ impl Server {
     /// Serve the files under `root` (the thread lives as long as the test process).
     fn start(root: &Path) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!(
-            "http://{}/files/mitdb/1.0.0/",
-            listener.local_addr().unwrap()
-        );
+        let url = format!("http://{}/files/mitdb/1.0.0/", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(State::default()));
         let (root, st) = (root.to_path_buf(), state.clone());
         std::thread::spawn(move || {
@@ -76,11 +73,7 @@ impl Server {
     /// The requests seen for `path`: the Range start of each.
     fn requests(&self, path: &str) -> Vec<Option<u64>> {
         let st = self.state.lock().unwrap();
-        st.log
-            .iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, r)| *r)
-            .collect()
+        st.log.iter().filter(|(p, _)| p == path).map(|(_, r)| *r).collect()
     }
 
     /// All paths requested, in order.
@@ -138,9 +131,7 @@ fn serve(mut stream: TcpStream, root: &Path, state: &Mutex<State>) {
     let data = match (path.contains(".."), std::fs::read(&file)) {
         (false, Ok(d)) => d,
         _ => {
-            let _ = stream.write_all(
-                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            );
+            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             return;
         }
     };
@@ -173,10 +164,7 @@ fn serve(mut stream: TcpStream, root: &Path, state: &Mutex<State>) {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The files served: records 100–102 and `RECORDS`, plus one nested file.
@@ -209,11 +197,8 @@ impl Fixture {
         let root = tmp.0.join("physionet");
         let dest = tmp.0.join("dest");
         std::fs::create_dir_all(root.join("x/y")).unwrap();
-        let data = ecgflow_datasets::data_dir(Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/data"
-        )))
-        .join("mitdb");
+        let data = ecgflow_datasets::data_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")))
+            .join("mitdb");
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut sums = String::new();
         for name in FILES {
@@ -221,11 +206,7 @@ impl Fixture {
                 "RECORDS" => b"100\n101\n102\n".to_vec(),
                 "x/y/notes.txt" => b"nested file\n".to_vec(),
                 _ => std::fs::read(data.join(name)).unwrap_or_else(|_| {
-                    let n = if name.ends_with(".dat") {
-                        300_000
-                    } else {
-                        3000
-                    };
+                    let n = if name.ends_with(".dat") { 300_000 } else { 3000 };
                     (0..n)
                         .map(|_| {
                             seed ^= seed << 13;
@@ -291,10 +272,7 @@ fn downloads_and_verifies_everything() {
     }
     assert!(fx.dest.join("SHA256SUMS.txt").is_file());
     assert!(events.contains(&FetchEvent::Listed { files: FILES.len() }));
-    let done = events
-        .iter()
-        .filter(|e| matches!(e, FetchEvent::Done { .. }))
-        .count();
+    let done = events.iter().filter(|e| matches!(e, FetchEvent::Done { .. })).count();
     assert_eq!(done, FILES.len());
     let progressed: u64 = events
         .iter()
@@ -327,11 +305,7 @@ fn corrupted_file_is_refused_and_others_still_downloaded() {
     assert!(why.contains(&expected) && why.contains(&actual), "{why}");
     assert!(!fx.dest.join("101.dat").exists());
     assert!(!fx.dest.join("101.dat.part").exists());
-    assert_eq!(
-        fx.server.requests("101.dat").len(),
-        1,
-        "no retry on mismatch"
-    );
+    assert_eq!(fx.server.requests("101.dat").len(), 1, "no retry on mismatch");
     let (name, why) = &report.failed[1];
     assert_eq!(name, "102.atr");
     assert!(why.contains("404"), "{why}");
@@ -345,12 +319,7 @@ fn corrupted_file_is_refused_and_others_still_downloaded() {
 fn dropped_connection_is_resumed_with_range() {
     let fx = Fixture::new("drop");
     let half = fx.len("100.dat") / 2;
-    fx.server
-        .state
-        .lock()
-        .unwrap()
-        .cut
-        .insert("100.dat".into(), (half, 1));
+    fx.server.state.lock().unwrap().cut.insert("100.dat".into(), (half, 1));
     let (report, events) = run(&fx.options());
     let report = report.unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
@@ -371,22 +340,12 @@ fn interrupted_run_is_completed_by_the_next_run() {
     let len = fx.len("100.dat");
     let half = len / 2;
     // Every attempt of the first run is cut at the same place.
-    fx.server
-        .state
-        .lock()
-        .unwrap()
-        .cut
-        .insert("100.dat".into(), (half, 3));
+    fx.server.state.lock().unwrap().cut.insert("100.dat".into(), (half, 3));
     let first = run(&fx.options()).0.unwrap();
     assert_eq!(first.failed.len(), 1);
     assert_eq!(first.failed[0].0, "100.dat");
     assert!(!fx.dest.join("100.dat").exists());
-    assert_eq!(
-        std::fs::metadata(fx.dest.join("100.dat.part"))
-            .unwrap()
-            .len(),
-        half
-    );
+    assert_eq!(std::fs::metadata(fx.dest.join("100.dat.part")).unwrap().len(), half);
 
     fx.server.clear_log();
     let second = run(&fx.options()).0.unwrap();
@@ -503,11 +462,7 @@ fn unusable_sums_file_or_destination_is_an_error() {
         other => panic!("{other:?}"),
     }
 
-    std::fs::write(
-        fx.root.join("SHA256SUMS.txt"),
-        "0123  RECORDS\nnot a line\n",
-    )
-    .unwrap();
+    std::fs::write(fx.root.join("SHA256SUMS.txt"), "0123  RECORDS\nnot a line\n").unwrap();
     match run(&fx.options()).0 {
         Err(e @ FetchError::MalformedSums { line: 1, .. }) => {
             assert!(e.to_string().contains("SHA256SUMS.txt: line 1"), "{e}")

@@ -92,9 +92,7 @@ fn mutate_text(rng: &mut Rng, text: &str) -> String {
     let mut t: Vec<char> = text.chars().collect();
     for _ in 0..1 + rng.below(4) {
         let at = rng.below(t.len() + 1);
-        let piece: Vec<char> = HEADER_ALPHABET[rng.below(HEADER_ALPHABET.len())]
-            .chars()
-            .collect();
+        let piece: Vec<char> = HEADER_ALPHABET[rng.below(HEADER_ALPHABET.len())].chars().collect();
         match rng.below(4) {
             0 if at < t.len() => {
                 t.splice(at..at + 1, piece);
@@ -196,18 +194,12 @@ fn mutated_real_headers_never_panic_and_read_signals_safely() {
             }
             n
         });
-        assert!(
-            outcome.is_ok(),
-            "case {case}: panic reading through {text:?}"
-        );
+        assert!(outcome.is_ok(), "case {case}: panic reading through {text:?}");
         read += 1;
     }
     let _ = std::fs::remove_dir_all(&dir);
     println!("{parsed} of {CASES} mutated headers parsed; {read} used to read signal files");
-    assert!(
-        parsed > CASES as usize / 10,
-        "mutations too destructive: {parsed}"
-    );
+    assert!(parsed > CASES as usize / 10, "mutations too destructive: {parsed}");
 }
 
 /// A real-looking annotation file: the first 2 000 bytes of MIT-BIH 232.atr when the
@@ -227,10 +219,7 @@ fn annotation_bases() -> Vec<Vec<u8>> {
     vt.aux = Some("(VT".into());
     anns.push(vt);
     let mut bases = vec![encode_annotations(&anns, Path::new("built.atr")).unwrap()];
-    let data = ecgflow_datasets::data_dir(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data"
-    )));
+    let data = ecgflow_datasets::data_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")));
     for rec in ["232", "208"] {
         if let Ok(b) = std::fs::read(data.join("mitdb").join(format!("{rec}.atr"))) {
             bases.push(b[..b.len().min(2000)].to_vec());
@@ -328,8 +317,7 @@ NORM,normal ECG,1.0,,,NORM,NORM\nSR,sinus rhythm,,,1.0,,\n";
     let statements = parse_statements(ST, Path::new("s.csv")).unwrap();
     let mut rng = Rng::new(5);
     for case in 0..CASES {
-        let mut t: Vec<char> = [DB, ST, "{'NORM': 100.0, 'SR': 0.0}", "N,N\nV,V\n"]
-            [(case % 4) as usize]
+        let mut t: Vec<char> = [DB, ST, "{'NORM': 100.0, 'SR': 0.0}", "N,N\nV,V\n"][(case % 4) as usize]
             .chars()
             .collect();
         for _ in 0..1 + rng.below(4) {

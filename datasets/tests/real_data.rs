@@ -11,18 +11,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 fn data(sub: &str) -> Option<PathBuf> {
-    let base = ecgflow_datasets::data_dir(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data"
-    )));
+    let base = ecgflow_datasets::data_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")));
     let d = base.join(sub);
     if d.is_dir() {
         Some(d)
     } else {
-        eprintln!(
-            "note: {} not found (set ECGFLOW_DATA); skipping",
-            d.display()
-        );
+        eprintln!("note: {} not found (set ECGFLOW_DATA); skipping", d.display());
         None
     }
 }
@@ -64,15 +58,8 @@ fn mitdb_all_headers_leads_and_checksums() {
     let mut samples = 0usize;
     for rec in &records {
         let h = Header::read(&dir.join(format!("{rec}.hea"))).unwrap();
-        assert_eq!(
-            (h.signals.len(), h.fs, h.n_samples),
-            (2, 360.0, Some(650_000)),
-            "{rec}"
-        );
-        assert!(h
-            .signals
-            .iter()
-            .all(|s| s.format == 212 && s.checksum.is_some()));
+        assert_eq!((h.signals.len(), h.fs, h.n_samples), (2, 360.0, Some(650_000)), "{rec}");
+        assert!(h.signals.iter().all(|s| s.format == 212 && s.checksum.is_some()));
         match rec.as_str() {
             "102" | "104" => {
                 let e = mitdb::lead_index(&h, rec, "MLII").unwrap_err().to_string();
@@ -92,9 +79,7 @@ fn mitdb_all_headers_leads_and_checksums() {
         t.elapsed().as_secs_f64()
     );
     assert_eq!(samples, 48 * 2 * 650_000);
-    let e = mitdb::read_lead(&dir, "104", "MLII")
-        .unwrap_err()
-        .to_string();
+    let e = mitdb::read_lead(&dir, "104", "MLII").unwrap_err().to_string();
     assert_eq!(e, "record 104 has no lead \"MLII\" (it has: V5, V2)");
 }
 
@@ -104,11 +89,7 @@ fn mitdb_100_annotations() {
     let anns = read_annotations(&dir.join("100.atr")).unwrap();
     assert_eq!(anns.len(), 2274);
     assert_eq!(
-        (
-            anns[0].sample,
-            anns[0].symbol.as_str(),
-            anns[0].aux.as_deref()
-        ),
+        (anns[0].sample, anns[0].symbol.as_str(), anns[0].aux.as_deref()),
         (18, "+", Some("(N"))
     );
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -198,9 +179,7 @@ fn ptbxl_subset() {
     );
     assert_eq!(recs.len(), 1732);
     assert!(recs.iter().all(|r| (1..=9).contains(&r.strat_fold)));
-    assert!(recs
-        .iter()
-        .all(|r| r.ecg_id <= 1999 && r.filename_hr.is_none()));
+    assert!(recs.iter().all(|r| r.ecg_id <= 1999 && r.filename_hr.is_none()));
     let (counts, none) = ptbxl::superclass_counts(&recs);
     for (name, c) in SUPERCLASSES.iter().zip(counts) {
         println!("{name:5} {c}");
@@ -214,8 +193,7 @@ fn ptbxl_subset() {
     );
     assert_eq!(first.superclass_names(), ["NORM"]);
     assert_eq!(
-        ptbxl::filter_folds(&recs, &[9]).len()
-            + ptbxl::filter_folds(&recs, &[1, 2, 3, 4, 5, 6, 7, 8]).len(),
+        ptbxl::filter_folds(&recs, &[9]).len() + ptbxl::filter_folds(&recs, &[1, 2, 3, 4, 5, 6, 7, 8]).len(),
         1732
     );
     // Every record's 12-lead signal reads and passes its checksums.

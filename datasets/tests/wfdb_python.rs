@@ -27,10 +27,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn data_dir() -> PathBuf {
-    ecgflow_datasets::data_dir(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data"
-    )))
+    ecgflow_datasets::data_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")))
 }
 
 fn data(sub: &str) -> Option<PathBuf> {
@@ -38,10 +35,7 @@ fn data(sub: &str) -> Option<PathBuf> {
     if d.is_dir() {
         Some(d)
     } else {
-        eprintln!(
-            "note: {} not found (set ECGFLOW_DATA); skipping",
-            d.display()
-        );
+        eprintln!("note: {} not found (set ECGFLOW_DATA); skipping", d.display());
         None
     }
 }
@@ -119,10 +113,9 @@ fn parse_fixture(path: &Path) -> Fixture {
                     fmt: v[6].into(),
                 });
             }
-            "d" => f.digital.push((
-                num(1) as usize,
-                (2..v.len()).map(|i| num(i) as i32).collect(),
-            )),
+            "d" => f
+                .digital
+                .push((num(1) as usize, (2..v.len()).map(|i| num(i) as i32).collect())),
             "p" => f.physical.push((
                 num(1) as usize,
                 // Rust's f64 parser reads Python's repr ("nan" included) exactly.
@@ -205,8 +198,7 @@ fn signals_agree_with_wfdb_python() {
         let Some((dir, name)) = location(&f) else {
             return;
         };
-        let (h, sig): (Header, Vec<Vec<f32>>) =
-            read_record(&dir, &name).unwrap_or_else(|e| panic!("{}: {e}", f.file));
+        let (h, sig): (Header, Vec<Vec<f32>>) = read_record(&dir, &name).unwrap_or_else(|e| panic!("{}: {e}", f.file));
         let ctx = &f.file;
         assert_eq!(h.fs, f.fs, "{ctx}: fs");
         assert_eq!(h.signals.len(), f.n_sig, "{ctx}: n_sig");
@@ -217,11 +209,7 @@ fn signals_agree_with_wfdb_python() {
             assert_eq!(s.effective_gain(), py.adc_gain, "{ctx}: adc_gain[{k}]");
             assert_eq!(s.baseline, py.baseline, "{ctx}: baseline[{k}]");
             assert_eq!(s.format.to_string(), py.fmt, "{ctx}: fmt[{k}]");
-            assert_eq!(
-                sig[k].len() as u64,
-                f.sig_len,
-                "{ctx}: length of signal {k}"
-            );
+            assert_eq!(sig[k].len() as u64, f.sig_len, "{ctx}: length of signal {k}");
         }
         for ((i, d), (pi, p)) in f.digital.iter().zip(&f.physical) {
             assert_eq!(i, pi, "{ctx}: fixture d/p lines out of step");
