@@ -32,11 +32,7 @@ fn beat(n: usize, r: f64) -> Vec<f32> {
 fn cwt_study_map(c: &mut Criterion) {
     let count = 256;
     let beats: Vec<f32> = (0..count)
-        .flat_map(|k| {
-            beat(259, 90.0)
-                .into_iter()
-                .map(move |v| v * (1.0 + k as f32 * 1e-3))
-        })
+        .flat_map(|k| beat(259, 90.0).into_iter().map(move |v| v * (1.0 + k as f32 * 1e-3)))
         .collect();
     let mut group = c.benchmark_group("cwt_38x259");
     group.throughput(Throughput::Elements(count as u64));
@@ -45,8 +41,7 @@ fn cwt_study_map(c: &mut Criterion) {
         let mut out = vec![0.0; count * cwt.map_len()];
         group.bench_function(wavelet.pywt_name(), |b| {
             b.iter(|| {
-                cwt.transform_batch(black_box(&beats), &mut out)
-                    .expect("sizes match");
+                cwt.transform_batch(black_box(&beats), &mut out).expect("sizes match");
                 black_box(&out);
             })
         });

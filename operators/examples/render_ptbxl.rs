@@ -20,10 +20,7 @@ use ecgflow_operators::render::{write_png, Layout, RenderConfig, Renderer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let out = PathBuf::from(
-        args.next()
-            .ok_or("usage: render_ptbxl OUT_DIR [N_RECORDS]")?,
-    );
+    let out = PathBuf::from(args.next().ok_or("usage: render_ptbxl OUT_DIR [N_RECORDS]")?);
     let n: usize = args.next().map_or(Ok(4), |s| s.parse())?;
     std::fs::create_dir_all(&out)?;
     let fallback = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data"));
@@ -70,11 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut signals = Vec::new();
     for rec in records.iter().take(n.max(1)) {
         let (header, samples) = rec.read_signal(&dir, Resolution::Low)?;
-        let names: Vec<String> = header
-            .signals
-            .iter()
-            .map(|s| s.description.clone())
-            .collect();
+        let names: Vec<String> = header.signals.iter().map(|s| s.description.clone()).collect();
         for (tag, cfg) in &configs {
             let (w, h) = (cfg.width, cfg.height);
             let img = Renderer::new(cfg.clone())?.render(&names, &samples, header.fs)?;

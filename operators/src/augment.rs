@@ -150,13 +150,9 @@ impl Augmentation {
         };
         let non_negative = "must be finite and at least 0";
         match self {
-            Augmentation::GaussianNoise { std, .. } => check(
-                "GaussianNoise",
-                "std",
-                *std as f64,
-                *std >= 0.0,
-                non_negative,
-            ),
+            Augmentation::GaussianNoise { std, .. } => {
+                check("GaussianNoise", "std", *std as f64, *std >= 0.0, non_negative)
+            }
             Augmentation::AmplitudeScale { min, max } => {
                 check("AmplitudeScale", "min", *min as f64, true, "must be finite")?;
                 check(
@@ -194,9 +190,7 @@ impl Augmentation {
                     "must be finite and above 0",
                 )
             }
-            Augmentation::TimeShift { .. }
-            | Augmentation::Erase { .. }
-            | Augmentation::EraseRect { .. } => Ok(()),
+            Augmentation::TimeShift { .. } | Augmentation::Erase { .. } | Augmentation::EraseRect { .. } => Ok(()),
             Augmentation::Affine {
                 max_rotation_deg,
                 min_scale,
@@ -353,9 +347,7 @@ impl Augmenter {
                 };
                 x[start..start + len].fill(value);
             }
-            Augmentation::EraseRect { .. }
-            | Augmentation::Affine { .. }
-            | Augmentation::BrightnessContrast { .. } => {}
+            Augmentation::EraseRect { .. } | Augmentation::Affine { .. } | Augmentation::BrightnessContrast { .. } => {}
             _ => self.pixel_step(step, x, &mut |aug, inner, x| aug.signal_step(inner, x)),
         }
     }
@@ -416,12 +408,8 @@ impl Augmenter {
                     *v = ((*v as f64 - m) * c + m + b) as f32;
                 }
             }
-            Augmentation::BaselineWander { .. }
-            | Augmentation::TimeShift { .. }
-            | Augmentation::Erase { .. } => {}
-            _ => self.pixel_step(step, p, &mut |aug, inner, p| {
-                aug.image_step(inner, p, width, height)
-            }),
+            Augmentation::BaselineWander { .. } | Augmentation::TimeShift { .. } | Augmentation::Erase { .. } => {}
+            _ => self.pixel_step(step, p, &mut |aug, inner, p| aug.image_step(inner, p, width, height)),
         }
     }
 
@@ -515,9 +503,7 @@ mod tests {
     use super::*;
 
     fn ramp(n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (i as f32 * 0.37).sin() + 0.1 * i as f32)
-            .collect()
+        (0..n).map(|i| (i as f32 * 0.37).sin() + 0.1 * i as f32).collect()
     }
 
     fn once(step: Augmentation, seed: u64, x: &[f32]) -> Vec<f32> {
@@ -563,11 +549,7 @@ mod tests {
     fn scaling_multiplies_by_one_factor_in_range() {
         let x = ramp(100);
         for seed in 0..20 {
-            let y = once(
-                Augmentation::AmplitudeScale { min: 0.5, max: 1.5 },
-                seed,
-                &x,
-            );
+            let y = once(Augmentation::AmplitudeScale { min: 0.5, max: 1.5 }, seed, &x);
             let k = y[10] / x[10];
             assert!((0.5..=1.5).contains(&k));
             for (a, b) in x.iter().zip(&y) {

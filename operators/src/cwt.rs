@@ -94,9 +94,7 @@ impl Wavelet {
     /// The mother wavelet at `x`.
     pub fn psi(self, x: f64) -> f64 {
         match self {
-            Wavelet::MexicanHat => {
-                2.0 / (3f64.sqrt() * PI.powf(0.25)) * (1.0 - x * x) * (-x * x / 2.0).exp()
-            }
+            Wavelet::MexicanHat => 2.0 / (3f64.sqrt() * PI.powf(0.25)) * (1.0 - x * x) * (-x * x / 2.0).exp(),
             Wavelet::Morlet => (-x * x / 2.0).exp() * (5.0 * x).cos(),
         }
     }
@@ -155,17 +153,9 @@ impl Cwt {
         let filters = scales
             .iter()
             .enumerate()
-            .map(|(index, &value)| {
-                ScaleFilter::new(&int_psi, value).ok_or(CwtError::Scale { index, value })
-            })
+            .map(|(index, &value)| ScaleFilter::new(&int_psi, value).ok_or(CwtError::Scale { index, value }))
             .collect::<Result<Vec<_>, _>>()?;
-        let fft_len = next_fast_len(
-            filters
-                .iter()
-                .map(|f| f.min_fft_len(len))
-                .max()
-                .unwrap_or(1),
-        );
+        let fft_len = next_fast_len(filters.iter().map(|f| f.min_fft_len(len)).max().unwrap_or(1));
 
         let mut planner64 = FftPlanner::<f64>::new();
         let forward64 = planner64.plan_fft_forward(fft_len);
@@ -186,9 +176,7 @@ impl Cwt {
         let mut planner = FftPlanner::<f32>::new();
         let forward = planner.plan_fft_forward(fft_len);
         let inverse = planner.plan_fft_inverse(fft_len);
-        let scratch_len = forward
-            .get_inplace_scratch_len()
-            .max(inverse.get_inplace_scratch_len());
+        let scratch_len = forward.get_inplace_scratch_len().max(inverse.get_inplace_scratch_len());
         Ok(Cwt {
             wavelet,
             scales: scales.to_vec(),
@@ -251,8 +239,7 @@ impl Cwt {
             for ((w, &x), &k) in self.work.iter_mut().zip(&self.signal_spectrum).zip(kernel) {
                 *w = x * k;
             }
-            self.inverse
-                .process_with_scratch(&mut self.work, &mut self.scratch);
+            self.inverse.process_with_scratch(&mut self.work, &mut self.scratch);
             let (first, second) = rows.split_at_mut(len);
             for (a, w) in first.iter_mut().zip(&self.work) {
                 *a = w.re;
@@ -297,11 +284,7 @@ impl Cwt {
         if got == expected {
             Ok(())
         } else {
-            Err(CwtError::Length {
-                what,
-                got,
-                expected,
-            })
+            Err(CwtError::Length { what, got, expected })
         }
     }
 }
@@ -427,10 +410,7 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_errors() {
-        assert_eq!(
-            Cwt::new(Wavelet::MexicanHat, &[], 10).unwrap_err(),
-            CwtError::NoScales
-        );
+        assert_eq!(Cwt::new(Wavelet::MexicanHat, &[], 10).unwrap_err(), CwtError::NoScales);
         assert_eq!(
             Cwt::new(Wavelet::MexicanHat, &[1.0], 0).unwrap_err(),
             CwtError::EmptySignal

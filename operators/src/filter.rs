@@ -119,8 +119,7 @@ impl Sos {
             })
             .collect();
         let degree = proto.len();
-        let inv_prod_neg =
-            || (C::real(1.0) / proto.iter().fold(C::real(1.0), |acc, &p| acc * -p)).re;
+        let inv_prod_neg = || (C::real(1.0) / proto.iter().fold(C::real(1.0), |acc, &p| acc * -p)).re;
 
         let (z, p, k): (Vec<C>, Vec<C>, f64) = match band {
             Band::Lowpass(f) => {
@@ -171,14 +170,7 @@ impl Sos {
         let gain = 1.0 / (1.0 + beta);
         let c = (w0).cos();
         Ok(Sos {
-            sections: vec![[
-                gain,
-                gain * (-2.0 * c),
-                gain,
-                1.0,
-                -2.0 * gain * c,
-                2.0 * gain - 1.0,
-            ]],
+            sections: vec![[gain, gain * (-2.0 * c), gain, 1.0, -2.0 * gain * c, 2.0 * gain - 1.0]],
         })
     }
 
@@ -353,12 +345,7 @@ impl SosFilter {
 
     /// Mains-interference notch at `mains_hz` (50 or 60) with quality factor 30 (about
     /// 1.7-2 Hz wide), see [`Sos::notch`].
-    pub fn notch(
-        mains_hz: f64,
-        mode: FilterMode,
-        fs: f64,
-        n_leads: usize,
-    ) -> Result<Self, FilterError> {
+    pub fn notch(mains_hz: f64, mode: FilterMode, fs: f64, n_leads: usize) -> Result<Self, FilterError> {
         Ok(Self::new(Sos::notch(mains_hz, 30.0, fs)?, mode, n_leads))
     }
 
@@ -483,21 +470,14 @@ fn check_frequency(name: &'static str, value: f64, fs: f64) -> Result<(), Filter
     if value > 0.0 && value < nyquist {
         Ok(())
     } else {
-        Err(FilterError::Frequency {
-            name,
-            value,
-            nyquist,
-        })
+        Err(FilterError::Frequency { name, value, nyquist })
     }
 }
 
 /// Low-pass prototype poles (already scaled by bw/2 or its inverse) to the band edges:
 /// `p ± sqrt(p² - wo²)`, all "+" roots first (scipy's lp2bp/lp2bs order).
 fn split_band(p: &[C], wo: f64) -> Vec<C> {
-    let roots: Vec<C> = p
-        .iter()
-        .map(|&p| (p * p - C::real(wo * wo)).sqrt())
-        .collect();
+    let roots: Vec<C> = p.iter().map(|&p| (p * p - C::real(wo * wo)).sqrt()).collect();
     let plus = p.iter().zip(&roots).map(|(&p, &r)| p + r);
     let minus = p.iter().zip(&roots).map(|(&p, &r)| p - r);
     plus.chain(minus).collect()
@@ -550,11 +530,7 @@ fn zpk_to_sos(mut z: Vec<C>, mut p: Vec<C>, k: f64) -> Vec<[f64; 6]> {
         let (zs, ps): (Vec<C>, Vec<C>) = if p1.is_real() && count_real(&p) == 0 {
             let z1 = z.remove(nearest(&z, p1, Which::Real));
             (vec![z1, C::real(0.0)], vec![p1, C::real(0.0)])
-        } else if p.len() + 1 == z.len()
-            && !p1.is_real()
-            && count_real(&p) == 1
-            && count_real(&z) == 1
-        {
+        } else if p.len() + 1 == z.len() && !p1.is_real() && count_real(&p) == 1 && count_real(&z) == 1 {
             let z1 = z.remove(nearest(&z, p1, Which::Complex));
             (vec![z1, z1.conj()], vec![p1, p1.conj()])
         } else {
@@ -629,12 +605,8 @@ fn poly(roots: &[C]) -> Vec<f64> {
 /// sorted by real part then imaginary magnitude, followed by the real elements.
 fn cplx_real(mut v: Vec<C>) -> Vec<C> {
     let tol = 100.0 * f64::EPSILON;
-    v.sort_by(|a, b| {
-        a.re.total_cmp(&b.re)
-            .then(a.im.abs().total_cmp(&b.im.abs()))
-    });
-    let (reals, complex): (Vec<C>, Vec<C>) =
-        v.into_iter().partition(|x| x.im.abs() <= tol * x.abs());
+    v.sort_by(|a, b| a.re.total_cmp(&b.re).then(a.im.abs().total_cmp(&b.im.abs())));
+    let (reals, complex): (Vec<C>, Vec<C>) = v.into_iter().partition(|x| x.im.abs() <= tol * x.abs());
     let mut zp: Vec<C> = complex.iter().copied().filter(|x| x.im > 0.0).collect();
     let mut zn: Vec<C> = complex.iter().copied().filter(|x| x.im < 0.0).collect();
     // Designs here are conjugate-symmetric, so the halves have equal lengths.
@@ -653,11 +625,7 @@ fn cplx_real(mut v: Vec<C>) -> Vec<C> {
         }
         start = stop;
     }
-    let mut out: Vec<C> = zp
-        .iter()
-        .zip(&zn)
-        .map(|(&a, &b)| (a + b.conj()) / 2.0)
-        .collect();
+    let mut out: Vec<C> = zp.iter().zip(&zn).map(|(&a, &b)| (a + b.conj()) / 2.0).collect();
     out.extend(reals.into_iter().map(|x| C::real(x.re)));
     out
 }
@@ -727,10 +695,7 @@ impl Neg for C {
 impl Mul for C {
     type Output = C;
     fn mul(self, o: C) -> C {
-        C::new(
-            self.re * o.re - self.im * o.im,
-            self.re * o.im + self.im * o.re,
-        )
+        C::new(self.re * o.re - self.im * o.im, self.re * o.im + self.im * o.re)
     }
 }
 

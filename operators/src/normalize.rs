@@ -57,9 +57,7 @@ pub fn normalize(window: &mut [f32], kind: Normalization) {
             (mean, var.sqrt())
         }
         Normalization::MinMax => {
-            let (min, max) = finite().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-                (lo.min(v), hi.max(v))
-            });
+            let (min, max) = finite().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
             (min, max - min)
         }
     };
@@ -95,9 +93,7 @@ mod tests {
 
     #[test]
     fn zscore_gives_mean_0_std_1() {
-        let mut x: Vec<f32> = (0..259)
-            .map(|i| (i as f32 * 0.1).sin() * 3.0 + 7.0)
-            .collect();
+        let mut x: Vec<f32> = (0..259).map(|i| (i as f32 * 0.1).sin() * 3.0 + 7.0).collect();
         normalize(&mut x, Normalization::ZScore);
         let (m, s) = mean_std(&x);
         assert!(m.abs() < 1e-6 && (s - 1.0).abs() < 1e-6, "{m} {s}");

@@ -224,9 +224,7 @@ impl Renderer {
         let bad = |m: String| Err(RenderError::Config(m));
         let (rows, cols) = config.layout.rows_cols();
         if rows == 0 || cols == 0 {
-            return bad(format!(
-                "layout needs at least one row and column, got {rows} × {cols}"
-            ));
+            return bad(format!("layout needs at least one row and column, got {rows} × {cols}"));
         }
         if config.width < cols || config.height < rows {
             return bad(format!(
@@ -238,17 +236,10 @@ impl Renderer {
             return bad(format!("width and height must be at most {MAX_SIDE}"));
         }
         if config.leads.is_empty() || config.leads.len() > rows * cols {
-            return bad(format!(
-                "{} leads for {} cells",
-                config.leads.len(),
-                rows * cols
-            ));
+            return bad(format!("{} leads for {} cells", config.leads.len(), rows * cols));
         }
         if !(config.mv_per_cell.is_finite() && config.mv_per_cell > 0.0) {
-            return bad(format!(
-                "mv_per_cell must be > 0, got {}",
-                config.mv_per_cell
-            ));
+            return bad(format!("mv_per_cell must be > 0, got {}", config.mv_per_cell));
         }
         if !(config.line_width.is_finite() && config.line_width > 0.0) {
             return bad(format!("line_width must be > 0, got {}", config.line_width));
@@ -269,12 +260,7 @@ impl Renderer {
     /// (1 = white). Errors: a configured lead missing from `leads` (named), lead names and
     /// sample vectors of different counts, a bad `fs`. Leads may have different lengths;
     /// each is drawn as far as it goes.
-    pub fn render<S: AsRef<str>>(
-        &self,
-        leads: &[S],
-        samples: &[Vec<f32>],
-        fs: f64,
-    ) -> Result<Vec<f32>, RenderError> {
+    pub fn render<S: AsRef<str>>(&self, leads: &[S], samples: &[Vec<f32>], fs: f64) -> Result<Vec<f32>, RenderError> {
         if leads.len() != samples.len() {
             return Err(RenderError::LeadCount {
                 names: leads.len(),
@@ -320,9 +306,7 @@ impl Renderer {
     /// chunk's start). The chunks must share stream, lead names and sampling rate and be
     /// contiguous (each starts where the previous ended).
     pub fn render_chunks(&self, chunks: &[Chunk]) -> Result<Vec<f32>, RenderError> {
-        let first = chunks
-            .first()
-            .ok_or_else(|| RenderError::Chunks("no chunks".into()))?;
+        let first = chunks.first().ok_or_else(|| RenderError::Chunks("no chunks".into()))?;
         let mut samples = vec![Vec::new(); first.leads.len()];
         let mut next = first.start;
         for c in chunks {
@@ -402,11 +386,7 @@ impl Renderer {
                 if !major && !draw_minor {
                     continue;
                 }
-                let level = if major {
-                    GRID_MAJOR_INK
-                } else {
-                    GRID_MINOR_INK
-                };
+                let level = if major { GRID_MAJOR_INK } else { GRID_MINOR_INK };
                 let p = anchor + k as f64 * step;
                 // A one-pixel-wide line covering [p - 0.5, p + 0.5), box-filtered.
                 let first = (p - 0.5).floor().max(lo) as usize;
@@ -610,12 +590,7 @@ pub fn to_png_bytes(pixels: &[f32], width: usize, height: usize) -> Result<Vec<u
 
 /// Writes `height × width` values in `[0, 1]` as an 8-bit grayscale PNG file, first to a
 /// temporary name beside `path` and then renamed, so that a reader never sees half a file.
-pub fn write_png(
-    path: &Path,
-    pixels: &[f32],
-    width: usize,
-    height: usize,
-) -> Result<(), RenderError> {
+pub fn write_png(path: &Path, pixels: &[f32], width: usize, height: usize) -> Result<(), RenderError> {
     let bytes = to_png_bytes(pixels, width, height)?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp-{}", std::process::id()));

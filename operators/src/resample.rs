@@ -215,10 +215,7 @@ impl Resampler {
         };
         let n = chunk.len();
         for (l, history) in state.history.iter_mut().enumerate() {
-            let lead = chunk
-                .samples
-                .get(l)
-                .map_or(&[][..], |v| &v[..v.len().min(n)]);
+            let lead = chunk.samples.get(l).map_or(&[][..], |v| &v[..v.len().min(n)]);
             history.extend_from_slice(lead);
             let last = history.last().copied().unwrap_or(0.0);
             history.resize(history.len() + n - lead.len(), last);
@@ -263,13 +260,7 @@ impl Resampler {
             })
             .collect();
         let leads = (0..self.n_leads)
-            .map(|l| {
-                first
-                    .leads
-                    .get(l)
-                    .cloned()
-                    .unwrap_or_else(|| format!("lead{l}"))
-            })
+            .map(|l| first.leads.get(l).cloned().unwrap_or_else(|| format!("lead{l}")))
             .collect();
         StreamState {
             name: first.stream.clone(),
@@ -313,8 +304,7 @@ impl Resampler {
             state.next_out += 1;
         }
         // Drop history no output needs any more.
-        let keep_from =
-            (state.next_out as u128 * down as u128 / up as u128) as i64 - half as i64 + 1;
+        let keep_from = (state.next_out as u128 * down as u128 / up as u128) as i64 - half as i64 + 1;
         let drop = (keep_from - state.history_start).max(0) as usize;
         for history in state.history.iter_mut() {
             history.drain(..drop.min(history.len()));
@@ -329,13 +319,7 @@ impl Resampler {
             .into_iter()
             .partition(|a| at_end || a.sample < end);
         state.annotations = later;
-        let mut chunk = Chunk::new(
-            state.name.clone(),
-            self.to_hz,
-            first,
-            state.leads.clone(),
-            samples,
-        );
+        let mut chunk = Chunk::new(state.name.clone(), self.to_hz, first, state.leads.clone(), samples);
         chunk.annotations = annotations;
         chunk.rpeaks = std::mem::take(&mut state.rpeaks);
         if at_end && chunk.is_empty() && chunk.annotations.is_empty() && chunk.rpeaks.is_empty() {
@@ -353,11 +337,7 @@ pub fn resample(signal: &[f32], from_hz: f64, to_hz: f64) -> Result<Vec<f32>, Re
     let mut resampler = Resampler::new(from_hz, to_hz, 1)?;
     let chunk = Chunk::new("", from_hz, 0, vec!["x".into()], vec![signal.to_vec()]);
     let mut out = Vec::new();
-    for c in resampler
-        .process(chunk)
-        .into_iter()
-        .chain(resampler.finish())
-    {
+    for c in resampler.process(chunk).into_iter().chain(resampler.finish()) {
         out.extend(c.samples.into_iter().next().unwrap_or_default());
     }
     Ok(out)

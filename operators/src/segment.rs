@@ -159,9 +159,7 @@ impl Segmenter {
         if self.last_peak.is_some_and(|last| peak <= last) {
             return; // Not ascending: already seen.
         }
-        let rr_prev = self
-            .last_peak
-            .map(|last| ((peak - last) as f64 / self.fs) as f32);
+        let rr_prev = self.last_peak.map(|last| ((peak - last) as f64 / self.fs) as f32);
         if let Some(rr) = rr_prev {
             if self.rr_history.len() == RR_LOCAL_BEATS {
                 self.rr_history.pop_front();
@@ -172,8 +170,8 @@ impl Segmenter {
             }
         }
         self.last_peak = Some(peak);
-        let rr_local = (!self.rr_history.is_empty())
-            .then(|| self.rr_history.iter().sum::<f32>() / self.rr_history.len() as f32);
+        let rr_local =
+            (!self.rr_history.is_empty()).then(|| self.rr_history.iter().sum::<f32>() / self.rr_history.len() as f32);
         if peak < self.buf_start + self.before as u64 {
             self.dropped += 1; // Window before the stream start or already evicted.
             return;
@@ -253,15 +251,8 @@ impl Segmenter {
         }
         self.buf_start = keep_from;
         let tolerance = (SYMBOL_TOLERANCE_S * self.fs).round() as u64;
-        let oldest = self
-            .pending
-            .front()
-            .map_or(keep_from, |p| p.sample.min(keep_from));
-        while self
-            .annotations
-            .front()
-            .is_some_and(|a| a.sample + tolerance < oldest)
-        {
+        let oldest = self.pending.front().map_or(keep_from, |p| p.sample.min(keep_from));
+        while self.annotations.front().is_some_and(|a| a.sample + tolerance < oldest) {
             self.annotations.pop_front();
         }
     }
@@ -296,11 +287,7 @@ mod tests {
                 .filter(|p| p % 80 == 40)
                 .collect();
             beats += seg.process(&chunk(start, 100, peaks)).len();
-            assert!(
-                seg.buf[0].len() <= 250 + 30 + 100,
-                "history {}",
-                seg.buf[0].len()
-            );
+            assert!(seg.buf[0].len() <= 250 + 30 + 100, "history {}", seg.buf[0].len());
             assert!(seg.pending.len() <= 4);
             assert!(seg.annotations.len() <= 8);
         }

@@ -185,10 +185,7 @@ impl Smote {
     }
 
     /// Target count per occurring label.
-    fn targets(
-        &self,
-        classes: &BTreeMap<usize, Vec<usize>>,
-    ) -> Result<BTreeMap<usize, usize>, SmoteError> {
+    fn targets(&self, classes: &BTreeMap<usize, Vec<usize>>) -> Result<BTreeMap<usize, usize>, SmoteError> {
         let majority = classes.values().map(Vec::len).max().unwrap_or(0);
         let uniform = |count: usize| classes.keys().map(|&c| (c, count)).collect();
         match &self.target {
@@ -205,10 +202,7 @@ impl Smote {
                     .enumerate()
                     .find(|&(c, &t)| t > 0 && !classes.contains_key(&c))
                 {
-                    return Err(SmoteError::EmptyClass {
-                        label,
-                        target: *target,
-                    });
+                    return Err(SmoteError::EmptyClass { label, target: *target });
                 }
                 classes
                     .keys()
@@ -358,11 +352,7 @@ mod tests {
         for dim in [1, 7, 8, 19, 259] {
             let a: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.3).sin()).collect();
             let b: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.7).cos()).collect();
-            let plain: f64 = a
-                .iter()
-                .zip(&b)
-                .map(|(p, q)| ((p - q) as f64).powi(2))
-                .sum();
+            let plain: f64 = a.iter().zip(&b).map(|(p, q)| ((p - q) as f64).powi(2)).sum();
             assert!((squared_distance(&a, &b) as f64 - plain).abs() < 1e-4 * plain.max(1.0));
         }
     }
@@ -431,10 +421,7 @@ mod tests {
         };
         assert_eq!(
             empty.resample(&f, 4, &l),
-            Err(SmoteError::EmptyClass {
-                label: 4,
-                target: 5
-            })
+            Err(SmoteError::EmptyClass { label: 4, target: 5 })
         );
         for r in [0.0, -1.0, f64::NAN] {
             let bad = Smote {
@@ -447,10 +434,7 @@ mod tests {
         nan[9] = f32::NAN;
         assert_eq!(
             s.resample(&nan, 4, &l),
-            Err(SmoteError::NonFinite {
-                sample: 2,
-                feature: 1
-            })
+            Err(SmoteError::NonFinite { sample: 2, feature: 1 })
         );
         assert_eq!(s.resample(&[], 4, &[]), Ok((vec![], vec![])));
     }

@@ -188,11 +188,7 @@ impl Default for SyntheticConfig {
 }
 
 fn invalid(field: &'static str, value: f64, reason: &'static str) -> SyntheticError {
-    SyntheticError::InvalidParameter {
-        field,
-        value,
-        reason,
-    }
+    SyntheticError::InvalidParameter { field, value, reason }
 }
 
 impl SyntheticConfig {
@@ -208,16 +204,9 @@ impl SyntheticConfig {
             return Err(invalid("fs", c.fs, "must be finite, > 0 and <= 100000 Hz"));
         }
         if !(c.heart_rate >= 20.0 && c.heart_rate <= 250.0) {
-            return Err(invalid(
-                "heart_rate",
-                c.heart_rate,
-                "must be in 20..=250 bpm",
-            ));
+            return Err(invalid("heart_rate", c.heart_rate, "must be in 20..=250 bpm"));
         }
-        if !(c.heart_rate_std.is_finite()
-            && c.heart_rate_std >= 0.0
-            && c.heart_rate_std <= c.heart_rate / 4.0)
-        {
+        if !(c.heart_rate_std.is_finite() && c.heart_rate_std >= 0.0 && c.heart_rate_std <= c.heart_rate / 4.0) {
             return Err(invalid(
                 "heart_rate_std",
                 c.heart_rate_std,
@@ -225,11 +214,7 @@ impl SyntheticConfig {
             ));
         }
         if !(c.lf_hf_ratio.is_finite() && c.lf_hf_ratio >= 0.0) {
-            return Err(invalid(
-                "lf_hf_ratio",
-                c.lf_hf_ratio,
-                "must be finite and >= 0",
-            ));
+            return Err(invalid("lf_hf_ratio", c.lf_hf_ratio, "must be finite and >= 0"));
         }
         if c.duration_s.is_nan() || c.duration_s <= 0.0 {
             return Err(invalid(
@@ -353,11 +338,7 @@ impl Morphology {
 
     /// Narrowest Gaussian width, in radians.
     fn min_width(&self) -> f64 {
-        self.waves
-            .iter()
-            .flatten()
-            .map(|w| w.b)
-            .fold(f64::INFINITY, f64::min)
+        self.waves.iter().flatten().map(|w| w.b).fold(f64::INFINITY, f64::min)
     }
 }
 
@@ -404,11 +385,7 @@ impl Core {
                 k1: -w.a * omega,
                 k2: -(omega * omega) / (2.0 * w.b * w.b),
             };
-            let pos = self
-                .events
-                .iter()
-                .rposition(|x| x.hi <= e.hi)
-                .map_or(0, |p| p + 1);
+            let pos = self.events.iter().rposition(|x| x.hi <= e.hi).map_or(0, |p| p + 1);
             self.events.insert(pos, e);
         }
     }
@@ -581,11 +558,7 @@ impl Tachogram {
     }
 
     fn rr_at(&self, t: f64) -> f64 {
-        let x: f64 = self
-            .sines
-            .iter()
-            .map(|&(w, p, a)| a * (w * t + p).sin())
-            .sum();
+        let x: f64 = self.sines.iter().map(|&(w, p, a)| a * (w * t + p).sin()).sum();
         (self.mean + x).clamp(self.lo, self.hi)
     }
 }
@@ -754,11 +727,7 @@ impl SyntheticEcg {
 
     /// As [`SyntheticEcg::new`], with the number of RK4 steps per output sample forced
     /// (tests of the integration accuracy).
-    fn with_substeps(
-        config: &SyntheticConfig,
-        index: usize,
-        substeps: Option<u32>,
-    ) -> Result<Self, SyntheticError> {
+    fn with_substeps(config: &SyntheticConfig, index: usize, substeps: Option<u32>) -> Result<Self, SyntheticError> {
         config.validate()?;
         let fs = config.fs;
         let seed = mix(config.seed, index as u64);
@@ -839,8 +808,7 @@ impl SyntheticEcg {
     }
 
     fn schedule_next(&mut self) {
-        let ectopic =
-            self.ectopic_probability > 0.0 && self.ectopic_rng.uniform() < self.ectopic_probability;
+        let ectopic = self.ectopic_probability > 0.0 && self.ectopic_rng.uniform() < self.ectopic_probability;
         let (interval, coupling) = if ectopic {
             let c = COUPLING_MIN + (COUPLING_MAX - COUPLING_MIN) * self.ectopic_rng.uniform();
             (c * self.last_rr, c)
@@ -849,17 +817,12 @@ impl SyntheticEcg {
         } else {
             (self.last_rr, 1.0)
         };
-        let kind = if ectopic {
-            Kind::Ventricular
-        } else {
-            Kind::Normal
-        };
+        let kind = if ectopic { Kind::Ventricular } else { Kind::Normal };
         let t = self.last_t + interval;
         let rr = self.tach.rr_at(t);
         let w_pre = TWO_PI / self.last_rr;
         let w_post = TWO_PI / rr;
-        self.core
-            .push_beat(&self.morph.waves[kind.index()], t, w_pre, w_post);
+        self.core.push_beat(&self.morph.waves[kind.index()], t, w_pre, w_post);
         if let Some((tp, kp, wp, wq)) = self.unresolved.take() {
             let sample = (self.peak_time(tp, kp, wp, wq) * self.fs).round();
             if sample >= 0.0 && (sample as u64) < self.total {
@@ -883,10 +846,7 @@ impl SyntheticEcg {
         let estimate = t + pk / if pk < 0.0 { w_pre } else { w_post };
         let z_peak = self.cal.peak_z[k];
         let slope = |x: f64| self.core.drive(x) - z_peak;
-        let r_width = self.morph.waves[k]
-            .iter()
-            .find(|w| w.theta == 0.0)
-            .map_or(0.1, |w| w.b);
+        let r_width = self.morph.waves[k].iter().find(|w| w.theta == 0.0).map_or(0.1, |w| w.b);
         let sigma = r_width / w_pre.max(w_post);
         for span in [0.25, 0.5, 1.0] {
             let (mut lo, mut hi) = (estimate - span * sigma, estimate + span * sigma);
@@ -990,11 +950,7 @@ impl SyntheticEcg {
 mod tests {
     use super::*;
 
-    fn collect(
-        config: &SyntheticConfig,
-        index: usize,
-        chunk: usize,
-    ) -> (Vec<f32>, Vec<Annotation>) {
+    fn collect(config: &SyntheticConfig, index: usize, chunk: usize) -> (Vec<f32>, Vec<Annotation>) {
         let mut g = SyntheticEcg::new(config, index).unwrap();
         let mut x = Vec::new();
         let mut ann = Vec::new();
@@ -1068,20 +1024,8 @@ mod tests {
     fn validation_names_the_field() {
         let d = SyntheticConfig::default();
         let cases: Vec<(SyntheticConfig, &str)> = vec![
-            (
-                SyntheticConfig {
-                    fs: 0.0,
-                    ..d.clone()
-                },
-                "fs",
-            ),
-            (
-                SyntheticConfig {
-                    fs: -5.0,
-                    ..d.clone()
-                },
-                "fs",
-            ),
+            (SyntheticConfig { fs: 0.0, ..d.clone() }, "fs"),
+            (SyntheticConfig { fs: -5.0, ..d.clone() }, "fs"),
             (
                 SyntheticConfig {
                     fs: f64::NAN,
@@ -1190,13 +1134,10 @@ mod tests {
             assert!(msg.contains(field), "{msg}");
             assert!(SyntheticEcg::new(&c, 0).is_err());
         }
-        let msg = SyntheticConfig {
-            heart_rate: 300.0,
-            ..d
-        }
-        .validate()
-        .unwrap_err()
-        .to_string();
+        let msg = SyntheticConfig { heart_rate: 300.0, ..d }
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("heart_rate") && msg.contains("300"), "{msg}");
     }
 
@@ -1293,10 +1234,7 @@ mod tests {
             let rr = rr_intervals(&ann, config.fs);
             let mean = rr.iter().sum::<f64>() / rr.len() as f64;
             let want = 60.0 / hr;
-            assert!(
-                (mean - want).abs() < 0.03 * want,
-                "hr {hr}: mean RR {mean} vs {want}"
-            );
+            assert!((mean - want).abs() < 0.03 * want, "hr {hr}: mean RR {mean} vs {want}");
             // Some variability, as configured (RR std ~ 60 hrstd / hr²).
             let var = rr.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / rr.len() as f64;
             let want_std = 60.0 * 2.0 / (hr * hr);
@@ -1328,15 +1266,9 @@ mod tests {
             if w[0].symbol == "N" && w[1].symbol == "V" && w[2].symbol == "N" {
                 let before = (w[1].sample - w[0].sample) as f64 / fs;
                 let after = (w[2].sample - w[1].sample) as f64 / fs;
-                assert!(
-                    before > 0.55 * rr && before < 0.75 * rr,
-                    "coupling {before}"
-                );
+                assert!(before > 0.55 * rr && before < 0.75 * rr, "coupling {before}");
                 assert!(after > 1.2 * rr, "pause {after}");
-                assert!(
-                    ((before + after) / rr - 2.0).abs() < 0.1,
-                    "{before} + {after}"
-                );
+                assert!(((before + after) / rr - 2.0).abs() < 0.1, "{before} + {after}");
                 checked += 1;
             }
         }
@@ -1396,18 +1328,9 @@ mod tests {
             ..base.clone()
         });
         let mean = muscle.iter().map(|&v| v as f64).sum::<f64>() / muscle.len() as f64;
-        let sd = (muscle
-            .iter()
-            .map(|&v| (v as f64 - mean).powi(2))
-            .sum::<f64>()
-            / muscle.len() as f64)
-            .sqrt();
+        let sd = (muscle.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / muscle.len() as f64).sqrt();
         assert!((sd - 0.05).abs() < 0.002, "muscle sd {sd}");
-        let lag1 = muscle
-            .windows(2)
-            .map(|w| w[0] as f64 * w[1] as f64)
-            .sum::<f64>()
-            / muscle.len() as f64;
+        let lag1 = muscle.windows(2).map(|w| w[0] as f64 * w[1] as f64).sum::<f64>() / muscle.len() as f64;
         assert!(lag1.abs() < 0.05 * sd * sd, "muscle noise not white");
 
         // Baseline wander: respiratory sinusoid of the configured amplitude plus drift.
@@ -1416,10 +1339,7 @@ mod tests {
             ..base.clone()
         });
         let a_resp = amplitude_at(&wander, fs, RESP_HZ);
-        assert!(
-            (a_resp - 0.2).abs() < 0.04,
-            "respiration amplitude {a_resp}"
-        );
+        assert!((a_resp - 0.2).abs() < 0.04, "respiration amplitude {a_resp}");
         let max = wander.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         assert!(max > 0.15 && max < 0.8, "wander max {max}");
         // Slow: nothing left at 5 Hz.

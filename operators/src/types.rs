@@ -34,13 +34,7 @@ pub struct Chunk {
 
 impl Chunk {
     /// A chunk with samples and nothing attached.
-    pub fn new(
-        stream: impl Into<String>,
-        fs: f64,
-        start: u64,
-        leads: Vec<String>,
-        samples: Vec<Vec<f32>>,
-    ) -> Self {
+    pub fn new(stream: impl Into<String>, fs: f64, start: u64, leads: Vec<String>, samples: Vec<Vec<f32>>) -> Self {
         Chunk {
             stream: stream.into(),
             fs,

@@ -40,11 +40,7 @@ fn cases() -> Vec<Case> {
             }),
             ["signal", rest @ ..] => cases.last_mut().unwrap().signal = numbers(rest),
             ["scales", rest @ ..] => cases.last_mut().unwrap().scales = numbers(rest),
-            ["row", i, rest @ ..] => cases
-                .last_mut()
-                .unwrap()
-                .rows
-                .push((i.parse().unwrap(), numbers(rest))),
+            ["row", i, rest @ ..] => cases.last_mut().unwrap().rows.push((i.parse().unwrap(), numbers(rest))),
             _ => panic!("bad fixture line: {line}"),
         }
     }

@@ -3,9 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ecgflow_operators::render::{
-    to_png_bytes, write_png, Layout, RenderConfig, RenderError, Renderer, STANDARD_LEADS,
-};
+use ecgflow_operators::render::{to_png_bytes, write_png, Layout, RenderConfig, RenderError, Renderer, STANDARD_LEADS};
 use ecgflow_operators::Chunk;
 
 const W: usize = 224;
@@ -70,10 +68,7 @@ fn deterministic_pixels_and_png_bytes() {
         .render(&names, &samples, 500.0)
         .unwrap();
     assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
-    assert_eq!(
-        to_png_bytes(&a, W, H).unwrap(),
-        to_png_bytes(&b, W, H).unwrap()
-    );
+    assert_eq!(to_png_bytes(&a, W, H).unwrap(), to_png_bytes(&b, W, H).unwrap());
 }
 
 #[test]
@@ -92,10 +87,7 @@ fn image_size_and_range() {
             grid: true,
             ..RenderConfig::default()
         };
-        let img = Renderer::new(cfg)
-            .unwrap()
-            .render(&names, &samples, 100.0)
-            .unwrap();
+        let img = Renderer::new(cfg).unwrap().render(&names, &samples, 100.0).unwrap();
         assert_eq!(img.len(), w * h);
         assert!(img.iter().all(|v| (0.0..=1.0).contains(v)));
     }
@@ -125,10 +117,7 @@ fn zero_signal_draws_flat_lines_on_the_baselines() {
         layout: Layout::Grid { rows: 12, cols: 1 },
         ..RenderConfig::default()
     };
-    let img = Renderer::new(cfg)
-        .unwrap()
-        .render(&names, &samples, 100.0)
-        .unwrap();
+    let img = Renderer::new(cfg).unwrap().render(&names, &samples, 100.0).unwrap();
     let mut lines: Vec<usize> = dark(&img, 120).iter().map(|&(_, y)| y).collect();
     lines.dedup();
     let expected: Vec<usize> = (0..12).map(|r| baseline_row(r, 12, 240)).collect();
@@ -150,10 +139,7 @@ fn spike_appears_in_its_cell() {
     assert!(!off.is_empty());
     // Cell bounds: x in [112, 168), y in [74, 149).
     for &(x, y) in &off {
-        assert!(
-            (112..168).contains(&x) && (74..149).contains(&y),
-            "({x}, {y})"
-        );
+        assert!((112..168).contains(&x) && (74..149).contains(&y), "({x}, {y})");
         assert!(y < 111, "an upward spike is drawn above the baseline");
     }
     // Its tip: x = 112 + 1.0 s × 22.4 px/s, y = 111.5 − 1.5 mV × 74/4 px/mV.
@@ -167,17 +153,11 @@ fn spike_appears_in_its_cell() {
         layout: Layout::Grid { rows: 12, cols: 1 },
         ..RenderConfig::default()
     };
-    let img = Renderer::new(cfg)
-        .unwrap()
-        .render(&names, &samples, 100.0)
-        .unwrap();
+    let img = Renderer::new(cfg).unwrap().render(&names, &samples, 100.0).unwrap();
     let baselines: Vec<usize> = (0..12).map(|r| baseline_row(r, 12, 480)).collect();
     for (x, y) in dark(&img, 200) {
         if !baselines.contains(&y) {
-            assert!(
-                (280..320).contains(&y) && (115..125).contains(&x),
-                "({x}, {y})"
-            );
+            assert!((280..320).contains(&y) && (115..125).contains(&x), "({x}, {y})");
         }
     }
 }
@@ -193,10 +173,7 @@ fn a_large_value_is_clipped_at_its_cell() {
         .into_iter()
         .filter(|(_, y)| !baselines.contains(y))
         .collect();
-    assert!(
-        off.iter().any(|&(_, y)| y == 0),
-        "the trace runs to the top edge"
-    );
+    assert!(off.iter().any(|&(_, y)| y == 0), "the trace runs to the top edge");
     assert!(off.iter().all(|&(x, y)| x < 56 && y < 74));
 }
 
@@ -212,17 +189,11 @@ fn invert_flips_every_pixel() {
             .unwrap()
             .render(&names, &samples, 100.0)
             .unwrap();
-        let inverted = Renderer::new(RenderConfig {
-            invert: true,
-            ..cfg
-        })
-        .unwrap()
-        .render(&names, &samples, 100.0)
-        .unwrap();
-        assert!(normal
-            .iter()
-            .zip(&inverted)
-            .all(|(a, b)| (a + b - 1.0).abs() < 1e-6));
+        let inverted = Renderer::new(RenderConfig { invert: true, ..cfg })
+            .unwrap()
+            .render(&names, &samples, 100.0)
+            .unwrap();
+        assert!(normal.iter().zip(&inverted).all(|(a, b)| (a + b - 1.0).abs() < 1e-6));
         // Mostly paper: white in the normal image, black in the inverted one.
         let mean = inverted.iter().sum::<f32>() / inverted.len() as f32;
         assert!(mean < 0.2, "inverted mean {mean}");
@@ -242,10 +213,7 @@ fn grid_adds_faint_pixels_only_when_on() {
             grid: true,
             ..RenderConfig::default()
         };
-        let on = Renderer::new(cfg)
-            .unwrap()
-            .render(&names, &samples, 100.0)
-            .unwrap();
+        let on = Renderer::new(cfg).unwrap().render(&names, &samples, 100.0).unwrap();
         assert!(faint(&on) > w * h / 10, "{w} × {h}: {}", faint(&on));
         // Faint means faint: off the traces no pixel is darker than the 5 mm line ink.
         let baselines: Vec<usize> = (0..3).map(|r| baseline_row(r, 3, h)).collect();
@@ -348,26 +316,14 @@ fn render_chunks_equals_render_of_the_whole() {
     let mut chunks = Vec::new();
     let mut start = 0;
     for len in [1usize, 999, 1700, 2300] {
-        let part = samples
-            .iter()
-            .map(|s| s[start..start + len].to_vec())
-            .collect();
-        chunks.push(Chunk::new(
-            "rec",
-            500.0,
-            start as u64 + 42,
-            names.clone(),
-            part,
-        ));
+        let part = samples.iter().map(|s| s[start..start + len].to_vec()).collect();
+        chunks.push(Chunk::new("rec", 500.0, start as u64 + 42, names.clone(), part));
         start += len;
     }
     assert_eq!(r.render_chunks(&chunks).unwrap(), whole);
 
     chunks.remove(1);
-    assert!(matches!(
-        r.render_chunks(&chunks),
-        Err(RenderError::Chunks(_))
-    ));
+    assert!(matches!(r.render_chunks(&chunks), Err(RenderError::Chunks(_))));
     assert!(matches!(r.render_chunks(&[]), Err(RenderError::Chunks(_))));
 }
 
@@ -418,10 +374,7 @@ fn bad_config_and_input_are_errors() {
         leads: STANDARD_LEADS[..6].iter().map(|s| s.to_string()).collect(),
         ..RenderConfig::default()
     };
-    assert!(Renderer::new(limb)
-        .unwrap()
-        .render(&names, &samples, 100.0)
-        .is_ok());
+    assert!(Renderer::new(limb).unwrap().render(&names, &samples, 100.0).is_ok());
 }
 
 #[test]
@@ -434,21 +387,14 @@ fn png_export_round_trips() {
         grid: true,
         ..RenderConfig::default()
     };
-    let img = Renderer::new(cfg)
-        .unwrap()
-        .render(&names, &samples, 100.0)
-        .unwrap();
+    let img = Renderer::new(cfg).unwrap().render(&names, &samples, 100.0).unwrap();
     let dir = std::env::temp_dir().join(format!("ecgflow-render-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ecg.png");
     write_png(&path, &img, w, h).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(bytes, to_png_bytes(&img, w, h).unwrap());
-    assert_eq!(
-        std::fs::read_dir(&dir).unwrap().count(),
-        1,
-        "no temp file left"
-    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temp file left");
 
     let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     let mut reader = decoder.read_info().unwrap();
@@ -473,9 +419,7 @@ fn png_export_round_trips() {
 fn data_dir() -> PathBuf {
     std::env::var_os("ECGFLOW_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")).to_path_buf()
-        })
+        .unwrap_or_else(|| Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")).to_path_buf())
 }
 
 #[test]
@@ -490,19 +434,13 @@ fn real_ptbxl_record_has_a_trace_in_every_cell() {
     let r = Renderer::new(RenderConfig::default()).unwrap();
     for rec in records.iter().take(5) {
         let (header, samples) = rec.read_signal(&dir, Resolution::Low).unwrap();
-        let names: Vec<&str> = header
-            .signals
-            .iter()
-            .map(|s| s.description.as_str())
-            .collect();
+        let names: Vec<&str> = header.signals.iter().map(|s| s.description.as_str()).collect();
         let img = r.render(&names, &samples, header.fs).unwrap();
         for row in 0..3 {
             for col in 0..4 {
                 let (x0, x1) = (col * W / 4, (col + 1) * W / 4);
                 let (y0, y1) = (row * H / 3, (row + 1) * H / 3);
-                let inked = (x0..x1)
-                    .filter(|&x| (y0..y1).any(|y| img[y * W + x] < 0.5))
-                    .count();
+                let inked = (x0..x1).filter(|&x| (y0..y1).any(|y| img[y * W + x] < 0.5)).count();
                 assert!(
                     inked * 10 >= (x1 - x0) * 9,
                     "record {} cell ({row}, {col}): trace in {inked} of {} columns",

@@ -43,11 +43,7 @@ fn run(
                 symbol: "N".into(),
             })
             .collect();
-        c.rpeaks = marks
-            .iter()
-            .copied()
-            .filter(|m| range.contains(m))
-            .collect();
+        c.rpeaks = marks.iter().copied().filter(|m| range.contains(m)).collect();
         chunks.extend(r.process(c));
         at = end;
     }
@@ -132,17 +128,11 @@ fn pass_band_sines_keep_amplitude_and_phase_within_1_percent() {
 
 #[test]
 fn tones_above_the_new_nyquist_are_attenuated_more_than_40_db() {
-    for (from, to, f) in [
-        (500.0, 360.0, 185.0),
-        (500.0, 360.0, 240.0),
-        (360.0, 250.0, 130.0),
-    ] {
+    for (from, to, f) in [(500.0, 360.0, 185.0), (500.0, 360.0, 240.0), (360.0, 250.0, 130.0)] {
         let n = (8.0 * from) as usize;
         let y = resample(&sine(n, from, f, 0.0), from, to).unwrap();
         let edge = to as usize;
-        let peak = y[edge..y.len() - edge]
-            .iter()
-            .fold(0.0f32, |m, v| m.max(v.abs()));
+        let peak = y[edge..y.len() - edge].iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let db = 20.0 * (peak as f64).log10();
         eprintln!("{from}->{to}: {f} Hz tone at {db:.1} dB");
         assert!(db < -40.0, "{from}->{to}: {f} Hz tone at {db:.1} dB");
@@ -170,21 +160,13 @@ fn tones_above_the_new_nyquist_are_attenuated_more_than_40_db() {
             .collect()
     };
     let peak = residual.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    eprintln!(
-        "100->360: images of a 45 Hz tone at {:.1} dB",
-        20.0 * peak.log10()
-    );
+    eprintln!("100->360: images of a 45 Hz tone at {:.1} dB", 20.0 * peak.log10());
     assert!(20.0 * peak.log10() < -40.0, "image residual {peak}");
 }
 
 #[test]
 fn lengths_are_round_n_times_ratio_within_one() {
-    for (from, to) in [
-        (500.0, 360.0),
-        (100.0, 360.0),
-        (360.0, 250.0),
-        (1000.0, 100.0),
-    ] {
+    for (from, to) in [(500.0, 360.0), (100.0, 360.0), (360.0, 250.0), (1000.0, 100.0)] {
         for n in [1usize, 2, 3, 10, 259, 1001] {
             let y = resample(&vec![1.0; n], from, to).unwrap();
             let want = (n as f64 * to / from).round() as i64;
@@ -204,30 +186,20 @@ fn lengths_are_round_n_times_ratio_within_one() {
 fn ratio_delay_and_errors() {
     let r = Resampler::new(500.0, 360.0, 1).unwrap();
     assert_eq!(r.ratio(), (18, 25));
-    assert!(
-        r.delay_samples() > 0 && r.delay_samples() < 40,
-        "{}",
-        r.delay_samples()
-    );
+    assert!(r.delay_samples() > 0 && r.delay_samples() < 40, "{}", r.delay_samples());
     assert_eq!(Resampler::new(100.0, 360.0, 1).unwrap().ratio(), (18, 5));
     assert_eq!(Resampler::new(360.0, 250.0, 1).unwrap().ratio(), (25, 36));
     for bad in [0.0, -5.0, f64::NAN, f64::INFINITY, 0.4] {
         assert!(matches!(
             Resampler::new(bad, 360.0, 1),
-            Err(ResampleError::Rate {
-                name: "from_hz",
-                ..
-            })
+            Err(ResampleError::Rate { name: "from_hz", .. })
         ));
         assert!(matches!(
             resample(&[1.0], 360.0, bad),
             Err(ResampleError::Rate { name: "to_hz", .. })
         ));
     }
-    assert_eq!(
-        Resampler::new(360.0, 250.0, 0).unwrap_err(),
-        ResampleError::Leads
-    );
+    assert_eq!(Resampler::new(360.0, 250.0, 0).unwrap_err(), ResampleError::Leads);
     assert!(matches!(
         Resampler::new(10007.0, 10009.0, 1),
         Err(ResampleError::Ratio {
@@ -260,9 +232,7 @@ fn bad_samples_and_ragged_chunks_do_not_panic() {
     assert!(lead0[..150].iter().all(|v| (v - 0.5).abs() < 1e-5));
     assert!(lead0[200..232].iter().any(|v| v.is_nan()));
     assert!(lead0[260..400].iter().all(|v| v.is_finite()));
-    assert!(out
-        .iter()
-        .all(|c| c.samples.len() == 2 && c.leads.len() == 2));
+    assert!(out.iter().all(|c| c.samples.len() == 2 && c.leads.len() == 2));
     // Finished: the resampler is ready for a new stream.
     assert!(r.finish().is_empty());
 }

@@ -10,12 +10,8 @@ use ecgflow_operators::smote::Smote;
 fn smote_minority_class_cost() {
     let (dim, minority, majority) = (259, 7_000, 14_000);
     let mut rng = SplitMix64::new(1);
-    let features: Vec<f32> = (0..(minority + majority) * dim)
-        .map(|_| rng.normal() as f32)
-        .collect();
-    let labels: Vec<usize> = (0..minority + majority)
-        .map(|i| usize::from(i < minority))
-        .collect();
+    let features: Vec<f32> = (0..(minority + majority) * dim).map(|_| rng.normal() as f32).collect();
+    let labels: Vec<usize> = (0..minority + majority).map(|i| usize::from(i < minority)).collect();
     let t0 = std::time::Instant::now();
     let (_, out) = Smote::default().resample(&features, dim, &labels).unwrap();
     println!(
