@@ -350,7 +350,7 @@ fn eval_rpeaks_rejects_bad_arguments_clearly() {
         &data,
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("unknown method \"magic\" (known: pan_tompkins, hamilton_tompkins)"));
+    assert!(text(&out.stderr).contains("unknown method \"magic\" (known: pan_tompkins, hamilton_tompkins, consensus)"));
     let out = ecgflow(
         &["eval", "rpeaks", "--db", db.to_str().unwrap(), "--records", "100,999"],
         &data,

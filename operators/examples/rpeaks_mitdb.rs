@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use ecgflow_datasets::{annotations, mitdb, wfdb::RecordReader};
-use ecgflow_operators::rpeaks::{detect, match_beats, MatchCounts, RPeakMethod};
+use ecgflow_operators::rpeaks::{detect, match_beats, MatchCounts, RPeakDetector, RPeakMethod};
 
 fn main() {
     let mut methods = Vec::new();
@@ -80,6 +80,8 @@ fn main() {
             "speed: {samples} samples in {seconds:.3} s = {:.1} M samples/s (band-pass + detection, 1 thread)",
             samples as f64 / seconds / 1e6
         );
+        let delay = RPeakDetector::new(method, 360.0, 0).expect("detector").delay_samples();
+        println!("delay bound: {delay} samples at 360 Hz ({:.3} s)", delay as f64 / 360.0);
     }
 }
 

@@ -28,7 +28,7 @@ const ALL_KINDS: &[PortKind] = &[
 
 /// The `method` choices of `rpeaks`: every detector of `RPeakMethod` (a test keeps this in
 /// step with `RPeakMethod::ALL`) and `reference`.
-pub const RPEAK_METHODS: &[&str] = &["pan_tompkins", "hamilton_tompkins", "reference"];
+pub const RPEAK_METHODS: &[&str] = &["pan_tompkins", "hamilton_tompkins", "consensus", "reference"];
 
 pub static SPECS: &[ComponentSpec] = &[
     ComponentSpec {

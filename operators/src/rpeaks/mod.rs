@@ -22,13 +22,15 @@
 //!   deviation from the local mean, so polarity does not matter.
 //! - **Sampling rates** from [`MIN_FS`] Hz up: all windows are in seconds.
 
+mod consensus;
 mod qrs;
 
 use std::ops::Range;
 
 use crate::filter::Sos;
 use crate::types::Chunk;
-use qrs::{Estimator, Qrs, Rules, Timing};
+use consensus::{Run, Setup};
+use qrs::{Estimator, Rules};
 
 /// R-peak detection method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,23 +46,42 @@ pub enum RPeakMethod {
     /// 80 ms, signal and noise levels as the median of the last eight peaks, threshold
     /// at 0.3125 of the way from noise to signal, search-back after 1.5 RR.
     HamiltonTompkins,
+    /// Consensus of [`RPeakMethod::PanTompkins`] and [`RPeakMethod::HamiltonTompkins`]
+    /// run side by side on the same samples: a beat both report within 75 ms is kept (at
+    /// the Hamilton-Tompkins position); a beat only one reports is kept if it is 200 ms
+    /// or more after the last beat kept. Its delay is the longer of the two plus 75 ms
+    /// (and one sample).
+    Consensus,
 }
 
 impl RPeakMethod {
     /// Every method, in the order the evaluation reports them.
-    pub const ALL: [RPeakMethod; 2] = [RPeakMethod::PanTompkins, RPeakMethod::HamiltonTompkins];
+    pub const ALL: [RPeakMethod; 3] = [
+        RPeakMethod::PanTompkins,
+        RPeakMethod::HamiltonTompkins,
+        RPeakMethod::Consensus,
+    ];
 
     /// The method's name in pipeline files (`method = "..."`), snake_case.
     pub fn name(self) -> &'static str {
         match self {
             RPeakMethod::PanTompkins => "pan_tompkins",
             RPeakMethod::HamiltonTompkins => "hamilton_tompkins",
+            RPeakMethod::Consensus => "consensus",
         }
     }
 
     /// The method called `name` (as [`RPeakMethod::name`] spells it), if any.
     pub fn from_name(name: &str) -> Option<RPeakMethod> {
         RPeakMethod::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// The rules of the detector cores the method runs.
+    fn cores(self) -> Vec<Rules> {
+        match self {
+            RPeakMethod::Consensus => vec![RPeakMethod::PanTompkins.rules(), RPeakMethod::HamiltonTompkins.rules()],
+            m => vec![m.rules()],
+        }
     }
 
     fn rules(self) -> Rules {
@@ -75,7 +96,7 @@ impl RPeakMethod {
                 search_back_rr: 1.66,
                 halve_irregular: true,
             },
-            RPeakMethod::HamiltonTompkins => Rules {
+            RPeakMethod::HamiltonTompkins | RPeakMethod::Consensus => Rules {
                 band: (5.0, 15.0),
                 squared: false,
                 mwi_s: 0.080,
@@ -129,7 +150,8 @@ pub const MIN_FS: f64 = 50.0;
 
 /// Streaming R-peak detector over one lead of a stream.
 ///
-/// Both methods follow Pan & Tompkins (1985): band-pass 5-15 Hz (Butterworth order 2,
+/// The single-detector methods follow Pan & Tompkins (1985) (the consensus runs two of
+/// them, see [`RPeakMethod::Consensus`]): band-pass 5-15 Hz (Butterworth order 2,
 /// causal), five-point derivative, rectification, moving-window integration (MWI); local
 /// maxima of the MWI signal that are the largest within 200 ms on each side are
 /// candidates. A candidate is a QRS when it exceeds the threshold between the signal and
@@ -141,18 +163,19 @@ pub const MIN_FS: f64 = 50.0;
 /// largest candidate since the last QRS above half the threshold is taken (search-back).
 /// RR average 2 is the mean of the last eight RR intervals within 92-116 % of it.
 ///
-/// Each QRS is reported at the extremum (largest absolute deviation from the local mean)
-/// of the input signal within ±75 ms of the band-passed peak, corrected for the
-/// band-pass group delay. See the [module documentation](self) for bad input.
+/// Each QRS is reported at the R wave of the input signal within ±75 ms of the
+/// band-passed peak, corrected for the band-pass group delay: the top of the earliest
+/// wave whose deviation from the local mean reaches 0.7 of the largest there (the
+/// largest deviation alone put wide ventricular and paced complexes on their deep S
+/// wave). See the [module documentation](self) for bad input.
 #[derive(Clone, Debug)]
 pub struct RPeakDetector {
     lead: usize,
     fs: f64,
-    rules: Rules,
+    setup: Setup,
     bandpass: Sos,
-    timing: Timing,
     /// The run of finite samples in progress; `None` before the first sample and in gaps.
-    run: Option<Qrs>,
+    run: Option<Run>,
     /// Index of the next sample expected; `None` before the first chunk.
     next: Option<u64>,
     /// Start of the gap in progress, and the gaps closed and not yet taken.
@@ -171,15 +194,15 @@ impl RPeakDetector {
         if !(fs.is_finite() && fs >= MIN_FS) {
             return Err(RPeakError::SampleRate(fs));
         }
-        let rules = method.rules();
-        let bandpass = qrs::bandpass(&rules, fs).ok_or(RPeakError::SampleRate(fs))?;
-        let timing = Timing::new(&rules, &bandpass, fs);
+        let cores = method.cores();
+        // The cores of a consensus share the band.
+        let bandpass = qrs::bandpass(&cores[0], fs).ok_or(RPeakError::SampleRate(fs))?;
+        let setup = Setup::new(&cores, &bandpass, fs);
         Ok(RPeakDetector {
             lead,
             fs,
-            rules,
+            setup,
             bandpass,
-            timing,
             run: None,
             next: None,
             gap_from: None,
@@ -196,7 +219,7 @@ impl RPeakDetector {
     /// window, the band-pass group delay, the 75 ms refinement half-width and the
     /// derivative's 2 samples: about 2.8 s (995 samples at 360 Hz for Pan-Tompkins).
     pub fn delay_samples(&self) -> u64 {
-        self.timing.delay()
+        self.setup.delay()
     }
 
     /// Runs the detector over the chunk's lead and returns the chunk itself with `rpeaks`
@@ -302,8 +325,8 @@ impl RPeakDetector {
                                 self.gaps.push(gap..from);
                             }
                         }
-                        let qrs = Qrs::new(self.rules, &self.bandpass, self.timing, self.fs, from, signal[0]);
-                        self.run.insert(qrs)
+                        let run = Run::new(&self.setup, &self.bandpass, self.fs, from, signal[0]);
+                        self.run.insert(run)
                     }
                 };
                 run.push_slice(&signal[..finite], &mut self.out);
