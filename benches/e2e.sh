@@ -6,6 +6,7 @@
 #
 # Environment: ECGFLOW_BIN (default target/release/ecgflow), ECGFLOW_DATA (default
 # ../shared/data; MIT-BIH in $ECGFLOW_DATA/mitdb), PYTHON (default python3), RUNS (default 3),
+# METHODS (ecgflow detectors, default "pan_tompkins hamilton_tompkins"; add e.g. consensus),
 # XQRS=1 to add wfdb-python's XQRS to the detection comparison (slow: over a minute).
 #
 # It measures:
@@ -29,6 +30,7 @@ BIN=${ECGFLOW_BIN:-target/release/ecgflow}
 export ECGFLOW_DATA=${ECGFLOW_DATA:-../shared/data}
 PY=${PYTHON:-python3}
 RUNS=${RUNS:-3}
+METHODS=${METHODS:-pan_tompkins hamilton_tompkins}
 PIPE=pipelines/mitdb-detect-beats.toml
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/ecgflow-e2e.XXXXXX")
 
@@ -64,7 +66,7 @@ done
 grep -h '^done:' "$OUT"/run_w1_1.err 2>/dev/null | sed -E 's/^done: [0-9]+ streams, ([0-9]+) samples.*/\1/' >"$OUT/run.samples" || true
 
 # 2. Detection alone, ecgflow.
-for m in pan_tompkins hamilton_tompkins; do
+for m in $METHODS; do
     for i in $(seq "$RUNS"); do
         "$BIN" eval rpeaks --db "$ECGFLOW_DATA/mitdb" --method "$m" --json "$OUT/eval_${m}_$i.json" \
             >"$OUT/eval_$m.txt" 2>&1
@@ -82,12 +84,12 @@ done
 echo "load after: $(uptime)"
 
 # Summary.
-"$PY" - "$OUT" "$(median <"$OUT/run_w1.engine")" "$(median <"$OUT/run_w1.wall")" \
+METHODS="$METHODS" "$PY" - "$OUT" "$(median <"$OUT/run_w1.engine")" "$(median <"$OUT/run_w1.wall")" \
     "$(median <"$OUT/run_w2.engine")" "$(median <"$OUT/run_w2.wall")" "$(cat "$OUT/run.samples" 2>/dev/null)" <<'EOF'
 import json, sys
 out, e1, w1, e2, w2, run_samples = sys.argv[1:7]
 
-import glob, statistics
+import glob, os, statistics
 
 def results(path):
     rows = {}
@@ -102,7 +104,7 @@ nk_pt = py["nk_pantompkins1985"]
 nk_msps = float(nk_pt["msps"])
 print("\nR-peak detection (band-pass + detector, records in memory, 1 thread, 48 records)")
 print(f"{'method':<24}{'F1 %':>9}{'M samples/s':>14}{'vs NK pantompkins1985':>24}")
-for m in ("pan_tompkins", "hamilton_tompkins"):
+for m in os.environ["METHODS"].split():
     runs = [json.load(open(p)) for p in glob.glob(f"{out}/eval_{m}_*.json")]
     d = min(runs, key=lambda r: r["seconds"])  # fastest run, as for NeuroKit2
     msps = d["samples"] / d["seconds"] / 1e6

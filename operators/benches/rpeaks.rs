@@ -38,10 +38,7 @@ fn load() -> (Vec<Signal>, bool) {
     let fallback = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
     let dir = ecgflow_datasets::data_dir(&fallback).join("mitdb");
     if dir.join("100.hea").exists() {
-        let signals = ecgflow_datasets::mitdb::ALL
-            .iter()
-            .map(|r| read(&dir, r))
-            .collect();
+        let signals = ecgflow_datasets::mitdb::ALL.iter().map(|r| read(&dir, r)).collect();
         return (signals, true);
     }
     let config = SyntheticConfig {
@@ -124,11 +121,7 @@ fn rpeaks(c: &mut Criterion) {
         signals.iter().take(CRITERION_RECORDS.len()).collect()
     };
     let total: usize = subset.iter().map(|s| s.x.len()).sum();
-    let mut group = c.benchmark_group(if real {
-        "rpeaks_mitdb6"
-    } else {
-        "rpeaks_synthetic6"
-    });
+    let mut group = c.benchmark_group(if real { "rpeaks_mitdb6" } else { "rpeaks_synthetic6" });
     group.throughput(Throughput::Elements(total as u64));
     group.sample_size(10);
     for method in RPeakMethod::ALL {

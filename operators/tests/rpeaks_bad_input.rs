@@ -71,17 +71,9 @@ fn a_flat_line_gives_no_peaks_and_detection_recovers() {
     }
     for method in RPeakMethod::ALL {
         let found = detect(method, &x, FS).unwrap();
-        let inside = found
-            .iter()
-            .filter(|&&p| (s(20.3)..s(30.0)).contains(&p))
-            .count();
+        let inside = found.iter().filter(|&&p| (s(20.3)..s(30.0)).contains(&p)).count();
         assert_eq!(inside, 0, "{method:?}: peaks in the flat line");
-        let after = |v: &[u64]| {
-            v.iter()
-                .copied()
-                .filter(|&p| p > s(31.0))
-                .collect::<Vec<_>>()
-        };
+        let after = |v: &[u64]| v.iter().copied().filter(|&p| p > s(31.0)).collect::<Vec<_>>();
         let m = match_beats(&after(&truth), &after(&found), s(0.150));
         assert!(
             m.sensitivity() > 0.98 && m.positive_predictivity() > 0.98,
@@ -192,15 +184,8 @@ fn a_missing_lead_or_a_discontinuity_is_an_error_and_a_gap_not_a_panic() {
         [RPeakError::Discontinuity { .. }]
     ));
     peaks.extend(det.finish().remove(0).rpeaks);
-    assert_eq!(
-        det.take_gaps(),
-        [3600..7200, x.len() as u64..x.len() as u64 + 100]
-    );
+    assert_eq!(det.take_gaps(), [3600..7200, x.len() as u64..x.len() as u64 + 100]);
     assert!(!peaks.iter().any(|p| (3600..7200).contains(p)));
     assert!(peaks.windows(2).all(|w| w[0] < w[1]));
-    assert!(
-        peaks.len() > 20,
-        "beats outside the gap are found: {}",
-        peaks.len()
-    );
+    assert!(peaks.len() > 20, "beats outside the gap are found: {}", peaks.len());
 }

@@ -59,10 +59,7 @@ fn peaks_come_within_the_delay_bound_and_do_not_depend_on_chunking() {
                 let out = det.process(chunk).remove(0);
                 for &p in &out.rpeaks {
                     // Reported no later than the chunk holding sample p + D.
-                    assert!(
-                        end <= p + d + size as u64,
-                        "peak {p} reported at {end}, D {d}"
-                    );
+                    assert!(end <= p + d + size as u64, "peak {p} reported at {end}, D {d}");
                 }
                 got.extend(out.rpeaks);
             }

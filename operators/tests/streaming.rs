@@ -81,11 +81,7 @@ fn zero_phase_bandpass_emits_the_whole_record_at_finish() {
 fn notch_and_baseline_remove_what_they_should() {
     use std::f64::consts::PI;
     let fs = 360.0;
-    let tone = |f: f64| -> Vec<f32> {
-        (0..3600)
-            .map(|i| (2.0 * PI * f * i as f64 / fs).sin() as f32)
-            .collect()
-    };
+    let tone = |f: f64| -> Vec<f32> { (0..3600).map(|i| (2.0 * PI * f * i as f64 / fs).sin() as f32).collect() };
     let rms_tail = |c: &Chunk| {
         let s = &c.samples[0][1800..];
         (s.iter().map(|v| (v * v) as f64).sum::<f64>() / s.len() as f64).sqrt()
@@ -107,10 +103,7 @@ fn filter_errors_name_the_value() {
     let e = err(Bandpass::new(0.5, 180.0, 2, FilterMode::Causal, 360.0, 1));
     assert!(e.contains("high_hz = 180") && e.contains("Nyquist"), "{e}");
     let e = err(Bandpass::new(40.0, 20.0, 2, FilterMode::Causal, 360.0, 1));
-    assert!(
-        e.contains("low_hz = 40") && e.contains("high_hz = 20"),
-        "{e}"
-    );
+    assert!(e.contains("low_hz = 40") && e.contains("high_hz = 20"), "{e}");
     let e = err(Bandpass::new(-1.0, 20.0, 2, FilterMode::Causal, 360.0, 1));
     assert!(e.contains("low_hz = -1"), "{e}");
     let e = err(Bandpass::new(0.5, 40.0, 0, FilterMode::Causal, 360.0, 1));
@@ -153,15 +146,8 @@ fn segmenter_cuts_exact_windows_and_drops_incomplete_ones() {
             |s, c| s.process(&c),
             |s| s.finish(),
         );
-        assert_eq!(
-            seg.dropped(),
-            2,
-            "50 starts before the stream, 990 never completes"
-        );
-        assert_eq!(
-            beats.iter().map(|b| b.sample).collect::<Vec<_>>(),
-            [300, 600]
-        );
+        assert_eq!(seg.dropped(), 2, "50 starts before the stream, 990 never completes");
+        assert_eq!(beats.iter().map(|b| b.sample).collect::<Vec<_>>(), [300, 600]);
         let b = &beats[0];
         assert_eq!(b.window.len(), 2 * 259);
         assert_eq!(b.window[0], 210.0);
@@ -171,11 +157,7 @@ fn segmenter_cuts_exact_windows_and_drops_incomplete_ones() {
         assert_eq!(b.rr_prev, Some(2.5));
         assert_eq!(b.rr_next, Some(3.0));
         assert_eq!(b.rr_local, Some(2.5));
-        assert_eq!(
-            b.symbol.as_deref(),
-            Some("V"),
-            "nearest beat annotation, '+' ignored"
-        );
+        assert_eq!(b.symbol.as_deref(), Some("V"), "nearest beat annotation, '+' ignored");
         let b = &beats[1];
         assert_eq!(b.rr_next, Some(3.9));
         assert_eq!(b.rr_local, Some(2.75));
@@ -206,9 +188,7 @@ fn detector_then_segmenter_streams_like_batch() {
             match &reference {
                 None => {
                     // Every true beat but those too close to the ends is cut and labelled.
-                    let inner = peaks
-                        .iter()
-                        .filter(|&&p| p >= 90 && p + 168 < rec.len() as u64);
+                    let inner = peaks.iter().filter(|&&p| p >= 90 && p + 168 < rec.len() as u64);
                     assert!(got.0.len() >= inner.count());
                     assert!(got.0.iter().all(|b| b.symbol.as_deref() == Some("N")));
                     assert!(got.0.iter().all(|b| b.window.len() == 2 * 259));

@@ -10,23 +10,14 @@ use ecgflow_operators::{Annotation, Chunk};
 /// scales with the RR interval, heart rate sweeping between `hr_min` and `hr_max` bpm
 /// (period 40 s), 0.3 Hz baseline wander of 0.3 mV, 50 Hz interference of 0.05 mV and
 /// white noise of `noise` mV. Returns the signal and the true R-peak sample indices.
-pub fn synthetic_ecg(
-    fs: f64,
-    seconds: f64,
-    hr_min: f64,
-    hr_max: f64,
-    noise: f64,
-    seed: u64,
-) -> (Vec<f32>, Vec<u64>) {
+pub fn synthetic_ecg(fs: f64, seconds: f64, hr_min: f64, hr_max: f64, noise: f64, seed: u64) -> (Vec<f32>, Vec<u64>) {
     use std::f64::consts::PI;
     let n = (seconds * fs) as usize;
     let mut rng = SplitMix64::new(seed);
     let mut x: Vec<f64> = (0..n)
         .map(|i| {
             let t = i as f64 / fs;
-            0.3 * (2.0 * PI * 0.3 * t).sin()
-                + 0.05 * (2.0 * PI * 50.0 * t).sin()
-                + noise * rng.normal()
+            0.3 * (2.0 * PI * 0.3 * t).sin() + 0.05 * (2.0 * PI * 50.0 * t).sin() + noise * rng.normal()
         })
         .collect();
     let mut peaks = Vec::new();
