@@ -5,7 +5,7 @@ use crate::components::{registry, Output, PortKind};
 use crate::config::Role;
 
 fn kinds(kinds: &[PortKind]) -> String {
-    if kinds.len() == 6 {
+    if kinds == PortKind::ALL {
         return "any".to_owned();
     }
     kinds

@@ -34,6 +34,16 @@ pub enum PortKind {
 }
 
 impl PortKind {
+    /// Every kind, for components that take anything.
+    pub const ALL: &'static [PortKind] = &[
+        PortKind::Signal,
+        PortKind::Beats,
+        PortKind::Tensors,
+        PortKind::Predictions,
+        PortKind::Explanations,
+        PortKind::Events,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             PortKind::Signal => "signal",

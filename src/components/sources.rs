@@ -262,13 +262,7 @@ impl Source for WfdbSource {
                 reader.select(&[0])?;
             }
         }
-        let header = reader.header();
-        let leads: Vec<String> = reader
-            .selected()
-            .iter()
-            .map(|&i| header.signals[i].description.clone())
-            .collect();
-        let fs = header.fs;
+        let (leads, fs) = selected_leads(&reader);
         let annotations = match &self.annotations {
             Some(ext) => {
                 let path = self.path.join(format!("{record}.{ext}"));
@@ -458,14 +452,8 @@ impl Source for PtbxlSource {
     fn open(&self, index: usize) -> anyhow::Result<Box<dyn StreamReader>> {
         let record = self.records()?.get(index).context("no such record")?.clone();
         let reader = record.open_signal(&self.path, self.resolution)?;
-        let header = reader.header();
-        let leads: Vec<String> = reader
-            .selected()
-            .iter()
-            .map(|&i| header.signals[i].description.clone())
-            .collect();
-        let fs = header.fs;
-        let samples = header.n_samples.unwrap_or(0);
+        let (leads, fs) = selected_leads(&reader);
+        let samples = reader.header().n_samples.unwrap_or(0);
         let mut meta = vec![
             ("database".to_owned(), "ptbxl".to_owned()),
             ("ecg_id".to_owned(), record.ecg_id.to_string()),
@@ -491,4 +479,15 @@ impl Source for PtbxlSource {
             self.chunk_size,
         )))
     }
+}
+
+/// The names of a reader's selected leads, and its sampling rate.
+fn selected_leads(reader: &RecordReader) -> (Vec<String>, f64) {
+    let header = reader.header();
+    let leads = reader
+        .selected()
+        .iter()
+        .map(|&i| header.signals[i].description.clone())
+        .collect();
+    (leads, header.fs)
 }

@@ -17,15 +17,6 @@ use super::{
 use crate::config::Role;
 use crate::message::Body;
 
-const ALL_KINDS: &[PortKind] = &[
-    PortKind::Signal,
-    PortKind::Beats,
-    PortKind::Tensors,
-    PortKind::Predictions,
-    PortKind::Explanations,
-    PortKind::Events,
-];
-
 /// The `method` choices of `rpeaks`: every detector of `RPeakMethod` (a test keeps this in
 /// step with `RPeakMethod::ALL`) and `reference`.
 pub const RPEAK_METHODS: &[&str] = &["pan_tompkins", "hamilton_tompkins", "consensus", "reference"];
@@ -161,7 +152,7 @@ pub static SPECS: &[ComponentSpec] = &[
         type_name: "passthrough",
         role: Role::Transform,
         summary: "Forwards its input unchanged (for measuring the engine's own cost and for fan-in).",
-        accepts: ALL_KINDS,
+        accepts: PortKind::ALL,
         output: Output::SameAsInput,
         fields: &[],
         check: no_check,
