@@ -74,6 +74,18 @@ fn shipped_pipelines_are_valid() {
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
     files.sort();
+    // Pipelines over the real data validate only where it is (validation checks the paths).
+    let data = std::env::var_os("ECGFLOW_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"));
+    if !data.join("mitdb").is_dir() {
+        eprintln!(
+            "no data at {}; checking only the pipelines that need none",
+            data.display()
+        );
+        files.retain(|f| !std::fs::read_to_string(f).unwrap().contains("${ECGFLOW_DATA}"));
+    }
+    assert!(files.iter().any(|f| f.ends_with("demo.toml")));
     let mut args = vec!["validate"];
     args.extend(files.iter().map(String::as_str));
     let out = run(&args);
