@@ -384,3 +384,90 @@ print(t.num_rows)
         .unwrap();
     assert!(rows > 4 * 8, "{rows} beats");
 }
+
+/// Serves the files of `dir` over HTTP on 127.0.0.1 (GET only, no ranges) until the test ends.
+fn serve(dir: PathBuf) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .trim_start_matches('/')
+                .to_owned();
+            let mut stream = stream;
+            match std::fs::read(dir.join(&path)) {
+                Ok(body) => {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body));
+                }
+                Err(_) => {
+                    let _ =
+                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                }
+            }
+        }
+    });
+    format!("http://{addr}/")
+}
+
+#[test]
+fn datasets_fetch_downloads_verifies_and_refuses_a_bad_file() {
+    let served = tempfile::tempdir().unwrap();
+    std::fs::write(served.path().join("RECORDS"), "100\n").unwrap();
+    std::fs::write(
+        served.path().join("100.hea"),
+        "100 1 360 10\n100.dat 212 200 11 1024 0 0 0 MLII\n",
+    )
+    .unwrap();
+    // The sums file lists the right hash of RECORDS and a wrong one for 100.hea.
+    let sums = "7b6c0b8e2b1c7a6c33b19c3b9b1cbc55a0a2c33f3b1b4a7c52a9c5fd9b3f5d22  100.hea\n";
+    let records_hash = {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(b"100\n");
+        digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    std::fs::write(
+        served.path().join("SHA256SUMS.txt"),
+        format!("{records_hash}  RECORDS\n{sums}"),
+    )
+    .unwrap();
+    let url = serve(served.path().to_owned());
+    let dest = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "datasets",
+        "fetch",
+        "mitdb",
+        "--dest",
+        dest.path().to_str().unwrap(),
+        "--base-url",
+        &url,
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("1 downloaded") && stderr.contains("1 failed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("failed: 100.hea"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(dest.path().join("RECORDS")).unwrap(), "100\n");
+    assert!(
+        !dest.path().join("100.hea").exists(),
+        "a file that fails its hash never appears"
+    );
+}
