@@ -298,6 +298,29 @@ impl SosState {
         }
         cur
     }
+
+    /// Filters a run of samples in place, the same as [`SosState::step`] on each in turn
+    /// (identical results), but one section at a time over the whole run, which keeps each
+    /// section's state in registers. `scratch` is reused between calls.
+    pub fn process(&mut self, x: &mut [f32], scratch: &mut Vec<f64>) {
+        scratch.clear();
+        scratch.extend(x.iter().map(|&v| f64::from(v)));
+        for (s, z) in self.sections.iter().zip(self.z.iter_mut()) {
+            let (b0, b1, b2, a1, a2) = (s[0], s[1], s[2], s[4], s[5]);
+            let (mut z0, mut z1) = (z[0], z[1]);
+            for v in scratch.iter_mut() {
+                let cur = *v;
+                let y = b0 * cur + z0;
+                z0 = b1 * cur - a1 * y + z1;
+                z1 = b2 * cur - a2 * y;
+                *v = y;
+            }
+            *z = [z0, z1];
+        }
+        for (out, &v) in x.iter_mut().zip(scratch.iter()) {
+            *out = v as f32;
+        }
+    }
 }
 
 /// How a chunk-level filter step runs.
@@ -324,6 +347,8 @@ pub struct SosFilter {
     mode: FilterMode,
     /// Causal mode: one state per lead, created at the lead's first sample.
     states: Vec<Option<SosState>>,
+    /// Causal mode: reused working buffer.
+    scratch: Vec<f64>,
     /// Zero-phase mode: the stream so far, as one chunk.
     buffered: Option<Chunk>,
 }
@@ -339,6 +364,7 @@ impl SosFilter {
             sos,
             mode,
             states: vec![None; n_leads],
+            scratch: Vec::new(),
             buffered: None,
         }
     }
@@ -376,9 +402,7 @@ impl SosFilter {
                 for (lead, state) in chunk.samples.iter_mut().zip(self.states.iter_mut()) {
                     let Some(&x0) = lead.first() else { continue };
                     let state = state.get_or_insert_with(|| SosState::steady(&self.sos, x0 as f64));
-                    for v in lead.iter_mut() {
-                        *v = state.step(*v as f64) as f32;
-                    }
+                    state.process(lead, &mut self.scratch);
                 }
                 vec![chunk]
             }
