@@ -104,7 +104,7 @@ impl std::fmt::Display for Problem {
 /// Errors that stop a pipeline file from being read at all.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read pipeline file {path}: {source}")]
+    #[error("cannot read pipeline file {path}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not valid TOML: {message}")]
     Toml { path: PathBuf, message: String },

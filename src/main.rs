@@ -169,7 +169,7 @@ fn validate(files: &[PathBuf], set: &[String]) -> ExitCode {
     let mut all_ok = true;
     for path in files {
         let problems = match config::load(path, set) {
-            Err(e) => vec![e.to_string()],
+            Err(e) => vec![format!("{:#}", anyhow::Error::new(e))],
             Ok(file) => match graph::validate(&file) {
                 Ok(_) => Vec::new(),
                 Err(problems) => problems.iter().map(|p| format!("{}: {p}", path.display())).collect(),

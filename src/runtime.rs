@@ -133,6 +133,9 @@ struct Component {
 /// Runs the graph to completion.
 pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
+    if options.workers == 0 || options.processes == 0 {
+        bail!("--workers and --processes must be at least 1");
+    }
     let mut components = Vec::new();
     let mut next_route = 0u64;
     let mut total_samples = Some(0u64);

@@ -471,3 +471,38 @@ fn datasets_fetch_downloads_verifies_and_refuses_a_bad_file() {
         "a file that fails its hash never appears"
     );
 }
+
+#[test]
+fn bad_command_lines_get_clear_errors() {
+    for (args, expected) in [
+        (
+            &["run", "nope.toml"][..],
+            "cannot read pipeline file nope.toml: No such file",
+        ),
+        (
+            &["run", "pipelines/demo.toml", "--workers", "0"][..],
+            "--workers and --processes must be at least 1",
+        ),
+        (
+            &["run", "pipelines/demo.toml", "--set", "bogus"][..],
+            "bad --set \"bogus\"",
+        ),
+        (
+            &[
+                "run",
+                "pipelines/demo.toml",
+                "--processes",
+                "2",
+                "--hostfile",
+                "/nonexistent/hosts",
+            ][..],
+            "cannot read hostfile",
+        ),
+    ] {
+        let out = run(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
