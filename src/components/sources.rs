@@ -92,9 +92,12 @@ ComponentSpec {
         F::int("limit", 0, i64::MAX, D::Int(0), "read at most this many records (0: all), for quick runs"),
         F::int("chunk_size", 1, 10_000_000, D::Int(1000), "samples per emitted chunk"),
     ],
-    check: |p, _| match PtbxlSource::from_params(p).and_then(|s| s.records().map(|_| ())) {
-        Ok(()) => Vec::new(),
-        Err(e) => vec![("path".to_owned(), format!("{e:#}"))],
+    check: |p, _| match PtbxlSource::from_params(p) {
+        Err(e) => vec![("folds".to_owned(), format!("{e:#}"))],
+        Ok(source) => match source.records() {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![("path".to_owned(), format!("{e:#}"))],
+        },
     },
     output_fs: |p, _| Some(if p.str("sampling_rate") == "500" { 500.0 } else { 100.0 }),
     build: |p| Ok(Built::Source(Arc::new(PtbxlSource::from_params(p)?))),
