@@ -403,6 +403,7 @@ impl SinkWriter for JsonlWriter {
     }
 }
 
+#[derive(Clone)]
 struct ParquetSink {
     path: PathBuf,
     schema: String,
@@ -414,13 +415,7 @@ struct ParquetSink {
 impl Sink for ParquetSink {
     fn open(&self) -> anyhow::Result<Box<dyn SinkWriter>> {
         Ok(Box::new(ParquetWriter {
-            sink: ParquetSink {
-                path: self.path.clone(),
-                schema: self.schema.clone(),
-                labels: self.labels.clone(),
-                per_stream: self.per_stream,
-                row_group_size: self.row_group_size,
-            },
+            sink: self.clone(),
             meta: HashMap::new(),
             single: None,
             per_stream: HashMap::new(),
@@ -566,6 +561,7 @@ impl SinkWriter for ParquetWriter {
     }
 }
 
+#[derive(Clone)]
 struct PngSink {
     dir: PathBuf,
     minmax: bool,
@@ -576,10 +572,7 @@ impl Sink for PngSink {
     fn open(&self) -> anyhow::Result<Box<dyn SinkWriter>> {
         std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
         Ok(Box::new(PngWriter {
-            sink: PngSink {
-                dir: self.dir.clone(),
-                ..*self
-            },
+            sink: self.clone(),
             written: HashMap::new(),
             total: 0,
         }))
