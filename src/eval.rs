@@ -8,16 +8,17 @@
 //! all records), `seconds` (wall time of detection alone, summed over records), `samples`.
 //! Rates are fractions in [0, 1] (null when undefined).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use ecgflow_datasets::annotations::{is_beat, read_annotations, write_annotations, Annotation};
-use ecgflow_datasets::mitdb::record_set;
 use ecgflow_datasets::wfdb::RecordReader;
 use ecgflow_operators::rpeaks::{detect, match_beats, MatchCounts, RPeakMethod};
 use serde_json::json;
+
+use crate::components::sources::record_list;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RpeaksArgs {
@@ -109,15 +110,6 @@ pub fn score_record(args: &RpeaksArgs, method: RPeakMethod, record: &str) -> any
         samples: signal.len() as u64,
         seconds,
     })
-}
-
-fn record_list(db: &Path, spec: &str) -> anyhow::Result<Vec<String>> {
-    let listing = db.join("RECORDS");
-    if spec.trim() == "all" && listing.is_file() {
-        let text = std::fs::read_to_string(&listing).with_context(|| format!("reading {}", listing.display()))?;
-        return Ok(text.split_whitespace().map(str::to_owned).collect());
-    }
-    Ok(record_set(spec)?)
 }
 
 /// Runs the evaluation, prints the table, and writes the JSON report if asked.

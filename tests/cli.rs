@@ -75,9 +75,7 @@ fn shipped_pipelines_are_valid() {
         .collect();
     files.sort();
     // Pipelines over the real data validate only where it is (validation checks the paths).
-    let data = std::env::var_os("ECGFLOW_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/data"));
+    let data = common::data_root();
     if !data.join("mitdb").is_dir() {
         eprintln!(
             "no data at {}; checking only the pipelines that need none",

@@ -11,9 +11,7 @@ use ecgflow_datasets::annotations::{is_beat, read_annotations};
 use ecgflow_datasets::wfdb::Header;
 
 fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("ECGFLOW_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let dir = common::data_root();
     if dir.join("mitdb/100.hea").is_file() {
         Some(dir)
     } else {

@@ -272,10 +272,7 @@ max_per_stream = 2
 }
 
 fn ptbxl_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("ECGFLOW_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
-        .join("ptbxl");
+    let dir = common::data_root().join("ptbxl");
     dir.join("ptbxl_database.csv").is_file().then_some(dir).or_else(|| {
         eprintln!("no PTB-XL data; skipping");
         None

@@ -5,7 +5,7 @@
 mod features;
 pub mod fields;
 mod sinks;
-mod sources;
+pub mod sources;
 mod transforms;
 
 use std::sync::Arc;

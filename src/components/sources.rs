@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ecgflow_datasets::annotations::{is_beat, read_annotations};
 use ecgflow_datasets::mitdb::record_set;
@@ -230,13 +230,20 @@ impl WfdbSource {
 
     /// The record names, from the RECORDS file for `all` when there is one.
     fn records(&self) -> anyhow::Result<Vec<String>> {
-        let listing = self.path.join("RECORDS");
-        if self.records.trim() == "all" && listing.is_file() {
-            let text = std::fs::read_to_string(&listing).with_context(|| format!("reading {}", listing.display()))?;
-            return Ok(text.split_whitespace().map(str::to_owned).collect());
-        }
-        Ok(record_set(&self.records)?)
+        record_list(&self.path, &self.records)
     }
+}
+
+/// The records `spec` names in the WFDB directory `dir`: names and MIT-BIH sets (see
+/// `ecgflow_datasets::mitdb::record_set`), where `all` reads the directory's RECORDS file
+/// when it has one.
+pub fn record_list(dir: &Path, spec: &str) -> anyhow::Result<Vec<String>> {
+    let listing = dir.join("RECORDS");
+    if spec.trim() == "all" && listing.is_file() {
+        let text = std::fs::read_to_string(&listing).with_context(|| format!("reading {}", listing.display()))?;
+        return Ok(text.split_whitespace().map(str::to_owned).collect());
+    }
+    Ok(record_set(spec)?)
 }
 
 impl Source for WfdbSource {

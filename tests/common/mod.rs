@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The Python with pyarrow: `ECGFLOW_PYTHON` (set by .ci/run) or python3. In CI its absence
@@ -34,4 +35,11 @@ pub fn python(python: &str, script: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Where the real data is: `ECGFLOW_DATA`, or `../shared/data` beside the workspace.
+pub fn data_root() -> PathBuf {
+    std::env::var_os("ECGFLOW_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
 }
