@@ -63,3 +63,14 @@ impl Drop for AtomicFile {
         }
     }
 }
+
+/// Writes `bytes` to `path` through a temporary file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let (file, mut handle) = AtomicFile::create(path)?;
+    handle
+        .write_all(bytes)
+        .and_then(|()| handle.sync_all())
+        .with_context(|| format!("cannot write {}", file.tmp_path().display()))?;
+    file.commit()
+}

@@ -7,11 +7,14 @@ pub mod components;
 pub mod config;
 pub mod docs;
 pub mod eval;
+pub mod eval_beats;
 pub mod fetch_cli;
 pub mod graph;
 pub mod message;
+pub mod parquet_in;
 pub mod parquet_out;
 pub mod progress;
+pub mod reports;
 pub mod runtime;
 
 use std::path::Path;

@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run a pipeline to completion.
     Run(RunArgs),
+    /// Run a training pipeline (one ending in a `train` sink); the same as `run`.
+    Train(RunArgs),
     /// Check pipeline files; exits 0 when all are valid, 1 otherwise.
     Validate {
         #[arg(required = true)]
@@ -37,6 +39,15 @@ enum Command {
     /// Evaluate against reference annotations.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Convert a trained model to ONNX (dynamic batch axis) for tract, onnxruntime, ...
+    Export {
+        /// The model: NAME.json or NAME.bpk.
+        #[arg(long)]
+        model: PathBuf,
+        /// The ONNX file to write.
+        #[arg(long)]
+        onnx: PathBuf,
+    },
     /// Download and verify public databases.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
@@ -46,6 +57,8 @@ enum Command {
 enum EvalCommand {
     /// Beat-by-beat R-peak scoring against reference beat annotations (ANSI/AAMI EC57, like bxb).
     Rpeaks(eval::RpeaksArgs),
+    /// A trained beat classifier scored on labelled beats from a beats Parquet table.
+    Beats(ecgflow::eval_beats::BeatsArgs),
 }
 
 #[derive(Subcommand)]
@@ -96,7 +109,7 @@ struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) | Command::Train(args) => run(args),
         Command::Validate { files, set } => Ok(validate(&files, &set)),
         Command::Graph { file, set } => load_pipeline(&file, &set).map(|g| {
             print!("{}", g.to_dot());
@@ -107,6 +120,8 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(EvalCommand::Rpeaks(args)) => eval::rpeaks(&args).map(|()| ExitCode::SUCCESS),
+        Command::Export { model, onnx } => export(&model, &onnx),
+        Command::Eval(EvalCommand::Beats(args)) => ecgflow::eval_beats::beats(&args).map(|_| ExitCode::SUCCESS),
         Command::Datasets(DatasetsCommand::Fetch {
             database,
             dest,
@@ -189,4 +204,17 @@ fn validate(files: &[PathBuf], set: &[String]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn export(model: &std::path::Path, onnx: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let trained = ecgflow_operators::models::TrainedModel::open(model)?;
+    ecgflow_operators::models::onnx::export_onnx(&trained, onnx)?;
+    println!(
+        "{}: {} ({} classes: {})",
+        onnx.display(),
+        trained.card.name,
+        trained.card.classes.len(),
+        trained.card.classes.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -436,12 +436,17 @@ fn read_streams(
             }) {
                 return Ok(false);
             }
-            while let Some(chunk) = reader.next_chunk()? {
+            while let Some(body) = reader.next()? {
                 if stats.failed() {
                     return Ok(false);
                 }
-                stats.samples.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                if !send(Body::Chunk(chunk)) {
+                // Progress counts samples of signal and whole beats of beat tables.
+                let done = match &body {
+                    Body::Chunk(chunk) => chunk.len() as u64,
+                    _ => 1,
+                };
+                stats.samples.fetch_add(done, Ordering::Relaxed);
+                if !send(body) {
                     return Ok(false);
                 }
             }

@@ -10,12 +10,16 @@
 //! Reading is chunked: [`RecordReader::read_chunk`] decodes at most `n` frames at
 //! a time, so a 24-hour record never has to be held in memory. When the last
 //! frame has been read, each decoded signal's checksum (the 16-bit wrapping sum of
-//! its digital samples) is compared with the header's.
+//! its digital samples) is compared with the header's. [`read_record`]
+//! ([`RecordReader::read_to_end`]) reads a whole record into vectors allocated
+//! once, and [`read_records`] reads many records on all cores; all three share one
+//! decoder, which checksums, converts and stores each signal in a single pass over
+//! blocks of the file.
 
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// WFDB's default gain (ADC units per physical unit) when a header gives 0 or none.
@@ -599,150 +603,24 @@ fn parse_signal_line(l: &str, k: usize, record: &str, ln: usize) -> Result<Signa
 }
 
 // ---------------------------------------------------------------------------
-// Decoding
+// Reading
 
-/// Decodes one file's stream of samples (all signals of the file interleaved).
-struct Decoder {
-    format: u16,
-    reader: BufReader<File>,
-    bytes: Vec<u8>,
-    /// Samples decoded but not yet handed out (212 pairs, 310 triples).
-    pending: [i32; 3],
-    pending_len: usize,
-    pending_pos: usize,
-    /// Format 8: the previous value of each signal position in the frame.
-    prev: Vec<i32>,
-    /// Format 8: position in the frame of the next sample.
-    frame_pos: usize,
-}
-
-impl Decoder {
-    /// Bytes per group and samples per group of the format.
-    fn group(&self) -> (usize, usize) {
-        match self.format {
-            8 | 80 => (1, 1),
-            16 | 61 => (2, 1),
-            24 => (3, 1),
-            32 => (4, 1),
-            212 => (3, 2),
-            310 => (4, 3),
-            _ => unreachable!("format checked at open"),
-        }
-    }
-
-    /// Appends up to `count` samples to `out`; returns how many were appended
-    /// (fewer only at the end of the file).
-    fn decode(&mut self, count: usize, out: &mut Vec<i32>) -> io::Result<usize> {
-        let start = out.len();
-        while self.pending_pos < self.pending_len && out.len() - start < count {
-            out.push(self.pending[self.pending_pos]);
-            self.pending_pos += 1;
-        }
-        let need = count - (out.len() - start);
-        if need == 0 {
-            return Ok(count);
-        }
-        let (gb, gs) = self.group();
-        let groups = need.div_ceil(gs);
-        self.bytes.resize(groups * gb, 0);
-        let got = read_full(&mut self.reader, &mut self.bytes)?;
-        let b = &self.bytes[..got];
-        let sx = |v: i32, bits: u32| (v << (32 - bits)) >> (32 - bits);
-        match self.format {
-            16 => out.extend(b.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i32)),
-            61 => out.extend(b.chunks_exact(2).map(|c| i16::from_be_bytes([c[0], c[1]]) as i32)),
-            80 => out.extend(b.iter().map(|&x| x as i32 - 128)),
-            24 => out.extend(
-                b.chunks_exact(3)
-                    .map(|c| sx(i32::from_le_bytes([c[0], c[1], c[2], 0]), 24)),
-            ),
-            32 => out.extend(b.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
-            8 => {
-                let n = self.prev.len();
-                for &d in b {
-                    let v = self.prev[self.frame_pos].wrapping_add(d as i8 as i32);
-                    self.prev[self.frame_pos] = v;
-                    self.frame_pos = (self.frame_pos + 1) % n;
-                    out.push(v);
-                }
-            }
-            212 => {
-                let first = |c: &[u8]| sx(c[0] as i32 | ((c[1] as i32 & 0x0f) << 8), 12);
-                let second = |c: &[u8]| sx(c[2] as i32 | ((c[1] as i32 & 0xf0) << 4), 12);
-                let full = b.len() / 3;
-                // When an odd count was asked for and the last group is whole, its
-                // second sample is kept for the next call.
-                let split_last = full == groups && need % 2 == 1;
-                let pairs = full - split_last as usize;
-                out.reserve(2 * pairs + 1);
-                for c in b[..3 * pairs].chunks_exact(3) {
-                    out.push(first(c));
-                    out.push(second(c));
-                }
-                let rest = &b[3 * pairs..];
-                if split_last {
-                    out.push(first(rest));
-                    self.pending = [second(rest), 0, 0];
-                    self.pending_len = 1;
-                    self.pending_pos = 0;
-                } else if rest.len() >= 2 {
-                    // A final odd sample stored in 2 bytes.
-                    out.push(first(rest));
-                }
-            }
-            310 => {
-                for (gi, c) in b.chunks_exact(4).enumerate() {
-                    let w0 = u16::from_le_bytes([c[0], c[1]]) as i32;
-                    let w1 = u16::from_le_bytes([c[2], c[3]]) as i32;
-                    let s = [
-                        sx((w0 >> 1) & 0x3ff, 10),
-                        sx((w1 >> 1) & 0x3ff, 10),
-                        sx(((w0 >> 11) & 0x1f) | (((w1 >> 11) & 0x1f) << 5), 10),
-                    ];
-                    let keep = if gi + 1 == groups && !need.is_multiple_of(3) {
-                        need % 3
-                    } else {
-                        3
-                    };
-                    out.extend_from_slice(&s[..keep]);
-                    if keep < 3 {
-                        self.pending = s;
-                        self.pending_len = 3;
-                        self.pending_pos = keep;
-                    }
-                }
-            }
-            _ => unreachable!("format checked at open"),
-        }
-        Ok(out.len() - start)
-    }
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
+mod decode;
+use decode::{Column, FileDecoder, Phys};
 
 /// One signal file of a record and the signals stored in it.
 struct FileGroup {
     file: String,
     path: PathBuf,
-    /// Header indices of the signals in this file, in frame order.
+    /// Header indices of the signals in this file, in frame order (consecutive).
     signals: Vec<usize>,
     /// Offset of each signal's first sample within a frame.
     offsets: Vec<usize>,
     /// Samples per frame of the whole file.
     frame_len: usize,
-    decoder: Option<Decoder>,
-    scratch: Vec<i32>,
+    decoder: Option<FileDecoder>,
+    /// Whole frames the file holds, by its length when opened (sizes the output).
+    frames_in_file: u64,
     /// Whether any selected signal is in this file.
     active: bool,
 }
@@ -761,6 +639,11 @@ struct FileGroup {
 /// }
 /// # Ok::<(), ecgflow_datasets::wfdb::WfdbError>(())
 /// ```
+///
+/// Files are read in blocks of about 128 KiB, and each signal is checksummed,
+/// converted to physical units and stored in one pass over a block, so chunked
+/// reading costs little more than [`read_to_end`](Self::read_to_end) (which
+/// [`read_record`] uses) once chunks hold a few thousand frames.
 pub struct RecordReader {
     record: String,
     header: Header,
@@ -768,6 +651,10 @@ pub struct RecordReader {
     /// For each header signal: (group index, position in group).
     place: Vec<(usize, usize)>,
     selected: Vec<usize>,
+    /// For each header signal: whether it is selected.
+    wanted: Vec<bool>,
+    /// For each selected header signal (once reading started): its conversion.
+    phys: Vec<Option<Phys>>,
     frames_read: u64,
     sums: Vec<i32>,
     started: bool,
@@ -829,7 +716,7 @@ impl RecordReader {
                         offsets: Vec::new(),
                         frame_len: 0,
                         decoder: None,
-                        scratch: Vec::new(),
+                        frames_in_file: 0,
                         active: false,
                     });
                     groups.len() - 1
@@ -860,6 +747,8 @@ impl RecordReader {
             groups,
             place,
             selected: Vec::new(),
+            wanted: vec![false; n],
+            phys: vec![None; n],
             frames_read: 0,
             sums: vec![0; n],
             started: false,
@@ -933,19 +822,28 @@ impl RecordReader {
         for g in &mut self.groups {
             g.active = false;
         }
+        self.wanted.iter_mut().for_each(|w| *w = false);
         for &s in &sel {
             self.groups[self.place[s].0].active = true;
+            self.wanted[s] = true;
         }
         self.selected = sel;
     }
 
-    fn open_files(&mut self) -> Result<(), WfdbError> {
+    /// Opens the files holding selected signals and prepares the conversions.
+    fn start(&mut self) -> Result<(), WfdbError> {
+        if self.started {
+            return Ok(());
+        }
         for g in self.groups.iter_mut().filter(|g| g.active) {
             let first = &self.header.signals[g.signals[0]];
             let mut f = File::open(&g.path).map_err(io_err(&g.path))?;
+            let len = f.metadata().map_err(io_err(&g.path))?.len();
             if first.byte_offset > 0 {
                 f.seek(SeekFrom::Start(first.byte_offset)).map_err(io_err(&g.path))?;
             }
+            let bytes = len.saturating_sub(first.byte_offset);
+            g.frames_in_file = decode::samples_in(first.format, bytes) / g.frame_len as u64;
             let prev = g
                 .signals
                 .iter()
@@ -954,18 +852,55 @@ impl RecordReader {
                     std::iter::repeat_n(sp.initial_value, sp.samples_per_frame as usize)
                 })
                 .collect();
-            g.decoder = Some(Decoder {
-                format: first.format,
-                reader: BufReader::with_capacity(1 << 16, f),
-                bytes: Vec::new(),
-                pending: [0; 3],
-                pending_len: 0,
-                pending_pos: 0,
-                prev,
-                frame_pos: 0,
-            });
+            g.decoder = Some(FileDecoder::new(first.format, g.frame_len, f, bytes, prev));
         }
+        for (s, spec) in self.header.signals.iter().enumerate() {
+            if self.wanted[s] {
+                self.phys[s] = Some(Phys::new(spec));
+            }
+        }
+        self.started = true;
         Ok(())
+    }
+
+    /// Empty output vectors for `want` frames: one per header signal, with room
+    /// for the frames (at most those the files hold) for the selected ones.
+    fn outputs(&self, want: usize) -> Vec<Vec<f32>> {
+        let in_files = self
+            .groups
+            .iter()
+            .filter(|g| g.active)
+            .map(|g| g.frames_in_file.saturating_sub(self.frames_read))
+            .min()
+            .unwrap_or(0);
+        let frames = (want as u64).min(in_files) as usize;
+        self.header
+            .signals
+            .iter()
+            .zip(&self.wanted)
+            .map(|(s, &w)| {
+                if w {
+                    Vec::with_capacity(frames * s.samples_per_frame as usize)
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect()
+    }
+
+    /// The selected signals of `outs` (indexed by header signal), in selection order.
+    fn take_selected(&self, mut outs: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+        let mut res: Vec<Vec<f32>> = Vec::with_capacity(self.selected.len());
+        for (i, &s) in self.selected.iter().enumerate() {
+            match self.selected[..i].iter().position(|&t| t == s) {
+                Some(j) => {
+                    let copy = res[j].clone();
+                    res.push(copy);
+                }
+                None => res.push(std::mem::take(&mut outs[s])),
+            }
+        }
+        res
     }
 
     /// Reads up to `n` frames (fewer when `n` exceeds about 2^22 samples per file,
@@ -988,10 +923,7 @@ impl RecordReader {
             self.done = true;
             return Ok(None);
         }
-        if !self.started {
-            self.open_files()?;
-            self.started = true;
-        }
+        self.start()?;
         let max_frame = self
             .groups
             .iter()
@@ -1003,39 +935,86 @@ impl RecordReader {
         if let Some(total) = self.header.n_samples {
             want = want.min(total - self.frames_read);
         }
-        let want = want as usize;
+        let mut outs = self.outputs(want as usize);
+        match self.step(want as usize, &mut outs)? {
+            Some(_) => Ok(Some(self.take_selected(outs))),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads all the frames not read yet, at once, and returns each selected
+    /// signal in physical units, as [`read_chunk`](Self::read_chunk) would in
+    /// pieces. Any error (a checksum mismatch, a truncated file) is returned instead
+    /// of the data. The output vectors are allocated once, at their final size.
+    pub fn read_to_end(&mut self) -> Result<Vec<Vec<f32>>, WfdbError> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
+        let mut outs = vec![Vec::new(); self.header.signals.len()];
+        if !self.done && !self.selected.is_empty() {
+            self.start()?;
+            let want = match self.header.n_samples {
+                Some(total) => usize::try_from(total - self.frames_read).unwrap_or(usize::MAX),
+                None => usize::MAX,
+            };
+            outs = self.outputs(want);
+            self.step(want, &mut outs)?;
+            if let Some(e) = self.deferred.take() {
+                return Err(e);
+            }
+        }
+        self.done = true;
+        Ok(self.take_selected(outs))
+    }
+
+    /// Decodes up to `want` frames of every file holding a selected signal: appends
+    /// the selected signals to `outs` (indexed by header signal) and adds every
+    /// decoded signal to its checksum; then checks lengths and, at the end of the
+    /// record, the checksums. Returns the frames delivered (`None` at the end), or
+    /// an error to return at once; an error found after some frames is deferred.
+    fn step(&mut self, want: usize, outs: &mut [Vec<f32>]) -> Result<Option<usize>, WfdbError> {
         // Complete frames decoded per active file; a truncated file or a partial
         // final frame is an error, deferred until the complete frames before it
         // have been returned, so that nothing valid is lost.
         let mut got_frames: Vec<usize> = Vec::new();
         let mut error: Option<WfdbError> = None;
         for g in self.groups.iter_mut().filter(|g| g.active) {
+            let first = g.signals[0];
+            let range = first..first + g.signals.len();
+            let mut cols: Vec<Column<'_>> = self.sums[range.clone()]
+                .iter_mut()
+                .zip(&mut outs[range.clone()])
+                .zip(&self.phys[range])
+                .enumerate()
+                .map(|(k, ((sum, out), phys))| Column {
+                    pos: g.offsets[k],
+                    spf: self.header.signals[first + k].samples_per_frame as usize,
+                    sum,
+                    out: phys.as_ref().map(|p| (out, p)),
+                })
+                .collect();
             let dec = g.decoder.as_mut().expect("opened");
-            g.scratch.clear();
-            let got = dec
-                .decode(want * g.frame_len, &mut g.scratch)
-                .map_err(io_err(&g.path))?;
-            let frames = got / g.frame_len;
-            got_frames.push(frames);
+            let got = dec.decode(want, &mut cols).map_err(io_err(&g.path))?;
+            got_frames.push(got.frames);
             let file_len = || std::fs::metadata(&g.path).map_or(0, |m| m.len());
-            if got % g.frame_len != 0 {
+            if got.partial != 0 {
                 error.get_or_insert_with(|| WfdbError::BadLength {
                     record: self.record.clone(),
                     file: g.file.clone(),
                     message: format!(
                         "file ends inside frame {} (a partial frame of {} samples; the file has {} bytes)",
-                        self.frames_read + frames as u64,
-                        got % g.frame_len,
+                        self.frames_read + got.frames as u64,
+                        got.partial,
                         file_len()
                     ),
                 });
-            } else if frames < want {
+            } else if got.frames < want {
                 if let Some(total) = self.header.n_samples {
                     error.get_or_insert_with(|| WfdbError::Truncated {
                         record: self.record.clone(),
                         file: g.file.clone(),
                         expected: total,
-                        found: self.frames_read + frames as u64,
+                        found: self.frames_read + got.frames as u64,
                         bytes: file_len(),
                     });
                 }
@@ -1044,6 +1023,7 @@ impl RecordReader {
         if error.is_none() && got_frames.windows(2).any(|w| w[0] != w[1]) {
             let k = got_frames.windows(2).position(|w| w[0] != w[1]).unwrap() + 1;
             let g = self.groups.iter().filter(|g| g.active).nth(k).expect("active");
+            self.done = true;
             return Err(WfdbError::BadLength {
                 record: self.record.clone(),
                 file: g.file.clone(),
@@ -1057,31 +1037,9 @@ impl RecordReader {
                 return Err(e);
             }
             self.deferred = Some(e);
-        }
-        for g in self.groups.iter().filter(|g| g.active) {
-            for (k, &s) in g.signals.iter().enumerate() {
-                let spf = self.header.signals[s].samples_per_frame as usize;
-                let off = g.offsets[k];
-                let mut sum = self.sums[s];
-                if spf == 1 {
-                    // The common case (one sample per frame), kept simple for the optimiser.
-                    // (`get`: the scratch is empty when no frame was read.)
-                    sum = g
-                        .scratch
-                        .get(off..)
-                        .unwrap_or_default()
-                        .iter()
-                        .step_by(g.frame_len)
-                        .take(frames)
-                        .fold(sum, |a, &v| a.wrapping_add(v));
-                } else {
-                    for fr in g.scratch.chunks_exact(g.frame_len).take(frames) {
-                        for &v in &fr[off..off + spf] {
-                            sum = sum.wrapping_add(v);
-                        }
-                    }
-                }
-                self.sums[s] = sum;
+            // Files that got further than the shortest give only the common frames.
+            for (s, o) in outs.iter_mut().enumerate() {
+                o.truncate(frames * self.header.signals[s].samples_per_frame as usize);
             }
         }
         self.frames_read += frames as u64;
@@ -1102,42 +1060,7 @@ impl RecordReader {
         if frames == 0 && finished {
             return Ok(None);
         }
-        let mut out = Vec::with_capacity(self.selected.len());
-        for &s in &self.selected {
-            let (gi, k) = self.place[s];
-            let g = &self.groups[gi];
-            let spec = &self.header.signals[s];
-            let spf = spec.samples_per_frame as usize;
-            let off = g.offsets[k];
-            let gain = spec.effective_gain();
-            let base = spec.baseline as f64;
-            let invalid = invalid_value(spec.format);
-            let convert = |x: i32| {
-                if Some(x) == invalid {
-                    f32::NAN
-                } else {
-                    ((x as f64 - base) / gain) as f32
-                }
-            };
-            let mut v = Vec::with_capacity(frames * spf);
-            if spf == 1 {
-                v.extend(
-                    g.scratch
-                        .get(off..)
-                        .unwrap_or_default()
-                        .iter()
-                        .step_by(g.frame_len)
-                        .take(frames)
-                        .map(|&x| convert(x)),
-                );
-            } else {
-                for fr in g.scratch.chunks_exact(g.frame_len).take(frames) {
-                    v.extend(fr[off..off + spf].iter().map(|&x| convert(x)));
-                }
-            }
-            out.push(v);
-        }
-        Ok(Some(out))
+        Ok(Some(frames))
     }
 
     fn verify_checksums(&self) -> Result<(), WfdbError> {
@@ -1163,25 +1086,66 @@ impl RecordReader {
     }
 }
 
-/// Reads a whole record: its header and every signal in physical units.
-pub fn read_record(dir: &Path, record: &str) -> Result<(Header, Vec<Vec<f32>>), WfdbError> {
+/// A record read whole: its header and each signal in physical units.
+pub type WholeRecord = (Header, Vec<Vec<f32>>);
+
+/// Reads a whole record: its header and every signal in physical units
+/// ([`RecordReader::read_to_end`]: one pass over the files, output allocated once).
+pub fn read_record(dir: &Path, record: &str) -> Result<WholeRecord, WfdbError> {
     let mut r = RecordReader::open(dir, record)?;
-    let mut out: Vec<Vec<f32>> = r
-        .header()
-        .signals
-        .iter()
-        .map(|s| {
-            // Bounded: a corrupt header must not trigger a huge allocation.
-            let n = r.header().n_samples.unwrap_or(0).min(1 << 24) as usize;
-            Vec::with_capacity(n.saturating_mul(s.samples_per_frame as usize).min(1 << 24))
-        })
-        .collect();
-    while let Some(chunk) = r.read_chunk(1 << 16)? {
-        for (o, c) in out.iter_mut().zip(chunk) {
-            o.extend_from_slice(&c);
+    let sig = r.read_to_end()?;
+    Ok((r.header, sig))
+}
+
+/// Reads many whole records (as [`read_record`]) on all available cores, one
+/// record per thread at a time; the results are in the order of `records`. On
+/// failure, the error of the first failing record in that order (records after
+/// it may not have been read).
+pub fn read_records<S: AsRef<str> + Sync>(dir: &Path, records: &[S]) -> Result<Vec<WholeRecord>, WfdbError> {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(records.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let first_error = AtomicUsize::new(usize::MAX);
+    let mut results: Vec<Option<Result<WholeRecord, WfdbError>>> = (0..records.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        // Indices are handed out in order, so every record before a
+                        // failing one is read.
+                        let i = next.fetch_add(1, Relaxed);
+                        if i >= records.len() || i > first_error.load(Relaxed) {
+                            return mine;
+                        }
+                        let r = read_record(dir, records[i].as_ref());
+                        if r.is_err() {
+                            first_error.fetch_min(i, Relaxed);
+                        }
+                        mine.push((i, r));
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            let mine = w.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            for (i, r) in mine {
+                results[i] = Some(r);
+            }
+        }
+    });
+    let mut out = Vec::with_capacity(records.len());
+    for r in results {
+        match r {
+            Some(r) => out.push(r?),
+            None => unreachable!("every record before the first failure is read"),
         }
     }
-    Ok((r.header, out))
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------
@@ -1621,6 +1585,161 @@ mod tests {
         );
         std::fs::write(&path, []).unwrap();
         assert_eq!(read_record(dir.path(), "tr").unwrap().1, vec![Vec::<f32>::new(); 2]);
+    }
+
+    /// A record of 2 signals in format 212 (MIT-BIH's layout) and 3 in format 16 in
+    /// a second file, longer than the reader's 128 KiB blocks, with invalid-sample
+    /// markers, a non-integer gain and baselines; and the values expected of it.
+    fn two_file_record(dir: &Path, rec: &str, n: usize) -> (Header, Vec<Vec<u32>>) {
+        let mut specs = vec![
+            SignalSpec::new(&format!("{rec}a.dat"), 212, 200.0, "mV", "MLII"),
+            SignalSpec::new(&format!("{rec}a.dat"), 212, 0.0, "mV", "V5"),
+            SignalSpec::new(&format!("{rec}b.dat"), 16, 1000.0, "mV", "I"),
+            SignalSpec::new(&format!("{rec}b.dat"), 16, 12.3, "mV", "II"),
+            SignalSpec::new(&format!("{rec}b.dat"), 16, 400.0, "uV", "III"),
+        ];
+        specs[0].baseline = 1024;
+        specs[1].baseline = -7;
+        specs[3].baseline = 300;
+        let mut x: u64 = 0x9e37_79b9;
+        let data: Vec<Vec<i32>> = specs
+            .iter()
+            .map(|s| {
+                let (lo, span) = if s.format == 212 {
+                    (-2048, 4096)
+                } else {
+                    (-32768, 65536)
+                };
+                (0..n)
+                    .map(|i| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        // Every 1000th sample the invalid marker (the lowest value).
+                        if i % 1000 == 999 {
+                            lo
+                        } else {
+                            lo + (x % span as u64) as i32
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let h = write_record(dir, &header(rec, specs), &data).unwrap();
+        let want = h
+            .signals
+            .iter()
+            .zip(&data)
+            .map(|(s, d)| {
+                d.iter()
+                    .map(|&v| {
+                        if Some(v) == invalid_value(s.format) {
+                            f32::NAN.to_bits()
+                        } else {
+                            s.to_physical(v).to_bits()
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        (h, want)
+    }
+
+    fn bits(sig: &[Vec<f32>]) -> Vec<Vec<u32>> {
+        sig.iter().map(|v| v.iter().map(|x| x.to_bits()).collect()).collect()
+    }
+
+    #[test]
+    fn whole_chunked_and_selected_reads_agree_across_blocks() {
+        let dir = TempDir::new("blocks");
+        let n = 100_003; // 300 009 bytes of format 212: three blocks, a partial pair at the end
+        let (_, want) = two_file_record(dir.path(), "big", n);
+        let (_, sig) = read_record(dir.path(), "big").unwrap();
+        assert_eq!(bits(&sig), want);
+        for chunk in [1, 4095, 65536, 1 << 20] {
+            assert_eq!(
+                bits(&read_all_chunked(dir.path(), "big", chunk).unwrap()),
+                want,
+                "chunk {chunk}"
+            );
+        }
+        // Selections: one signal of the 212 pair (checksummed but not converted), a
+        // reversed pair, a repeated signal, only the second file.
+        for sel in [vec![1], vec![0], vec![1, 0], vec![0, 0, 4], vec![3], vec![4, 2]] {
+            let expect: Vec<Vec<u32>> = sel.iter().map(|&s| want[s].clone()).collect();
+            for chunk in [7777, usize::MAX] {
+                let mut r = RecordReader::open(dir.path(), "big").unwrap();
+                r.select(&sel).unwrap();
+                let mut got = vec![Vec::new(); sel.len()];
+                while let Some(c) = r.read_chunk(chunk).unwrap() {
+                    for (g, c) in got.iter_mut().zip(c) {
+                        g.extend(c);
+                    }
+                }
+                assert_eq!(bits(&got), expect, "selection {sel:?}, chunk {chunk}");
+            }
+            let mut r = RecordReader::open(dir.path(), "big").unwrap();
+            r.select(&sel).unwrap();
+            assert_eq!(bits(&r.read_to_end().unwrap()), expect, "selection {sel:?}, whole");
+            assert_eq!(r.read_chunk(10).unwrap(), None);
+        }
+        // Some chunks, then the rest at once.
+        let mut r = RecordReader::open(dir.path(), "big").unwrap();
+        let mut got = r.read_chunk(777).unwrap().unwrap();
+        got.extend(r.read_chunk(0).unwrap().unwrap());
+        for (g, rest) in got.iter_mut().zip(r.read_to_end().unwrap()) {
+            g.extend(rest);
+        }
+        got.truncate(5);
+        assert_eq!(bits(&got), want);
+        assert_eq!(r.frames_read(), n as u64);
+        assert_eq!(r.read_to_end().unwrap(), vec![Vec::<f32>::new(); 5]);
+        // A corrupted sample far into the file is caught by the whole-record read.
+        let path = dir.path().join("biga.dat");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[200_001] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = read_record(dir.path(), "big").unwrap_err();
+        assert!(
+            matches!(&e, WfdbError::Checksum { record, .. } if record == "big"),
+            "{e}"
+        );
+        // A truncated second file: the whole-record read reports it.
+        bytes[200_001] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        read_record(dir.path(), "big").unwrap();
+        let path = dir.path().join("bigb.dat");
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..6 * 5000]).unwrap();
+        let e = read_record(dir.path(), "big").unwrap_err();
+        assert!(
+            matches!(&e, WfdbError::Truncated { file, found: 5000, .. } if file == "bigb.dat"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn read_records_keeps_order_and_reports_the_first_failure() {
+        let dir = TempDir::new("many");
+        let names: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+        let mut want = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            want.push(two_file_record(dir.path(), name, 1000 + 37 * i).1);
+        }
+        let all = read_records(dir.path(), &names).unwrap();
+        assert_eq!(all.len(), 5);
+        for (i, ((h, sig), w)) in all.iter().zip(&want).enumerate() {
+            assert_eq!(h.record, names[i]);
+            assert_eq!(&bits(sig), w, "record {i}");
+        }
+        assert!(read_records::<&str>(dir.path(), &[]).unwrap().is_empty());
+        std::fs::remove_file(dir.path().join("m3b.dat")).unwrap();
+        std::fs::write(dir.path().join("m1a.dat"), [0u8; 6]).unwrap();
+        let e = read_records(dir.path(), &names).unwrap_err();
+        assert!(
+            matches!(&e, WfdbError::Truncated { record, .. } if record == "m1"),
+            "{e}"
+        );
     }
 
     fn raw_record(dir: &Path, rec: &str, sig_lines: &str, n_sig: usize, n: u64, bytes: &[u8]) -> Vec<Vec<f32>> {

@@ -16,10 +16,12 @@
 
 use std::f64::consts::PI;
 
+use serde::{Deserialize, Serialize};
+
 use crate::rng::SplitMix64;
 
 /// What an erased span holds afterwards.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Fill {
     /// Zeros.
     Zero,
@@ -28,7 +30,7 @@ pub enum Fill {
 }
 
 /// One augmentation step; random parameters are drawn anew at every application.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Augmentation {
     /// Adds white Gaussian noise of standard deviation `std`: in the data's units (mV)
     /// when `relative` is false, as a fraction of the window's (image's) own standard

@@ -5,14 +5,19 @@
 pub mod augment;
 pub mod cwt;
 pub mod filter;
+pub mod metrics;
+pub mod models;
 pub mod normalize;
+pub mod plot;
 pub mod render;
 pub mod resample;
 pub mod rng;
 pub mod rpeaks;
 pub mod segment;
 pub mod smote;
+pub mod split;
 pub mod synthetic;
+pub mod train;
 pub mod types;
 
 pub use types::{Annotation, Beat, Chunk, Tensor};

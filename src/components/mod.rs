@@ -5,12 +5,12 @@
 mod features;
 pub mod fields;
 mod sinks;
+pub use sinks::label_map;
 pub mod sources;
+mod train;
 mod transforms;
 
 use std::sync::Arc;
-
-use ecgflow_operators::Chunk;
 
 use crate::config::Role;
 use crate::message::Body;
@@ -121,10 +121,10 @@ pub trait Source: Send + Sync {
     fn open(&self, index: usize) -> anyhow::Result<Box<dyn StreamReader>>;
 }
 
-/// Reads one stream chunk by chunk.
+/// Reads one stream piece by piece: signal chunks, or beats for a beat table.
 pub trait StreamReader: Send {
-    /// The next chunk, or `None` at the end of the stream.
-    fn next_chunk(&mut self) -> anyhow::Result<Option<Chunk>>;
+    /// The next payload (`Body::Chunk` or `Body::Beat`), or `None` at the end of the stream.
+    fn next(&mut self) -> anyhow::Result<Option<Body>>;
     /// What is known about the stream (`patient`, `database`, ...), sent before its chunks.
     fn meta(&self) -> Vec<(String, String)> {
         Vec::new()
@@ -175,6 +175,7 @@ pub fn registry() -> Vec<&'static ComponentSpec> {
         .chain(transforms::SPECS)
         .chain(features::SPECS)
         .chain(sinks::SPECS)
+        .chain(train::SPECS)
         .collect()
 }
 

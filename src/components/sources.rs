@@ -1,5 +1,6 @@
 //! Source component types.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -10,11 +11,13 @@ use ecgflow_datasets::mitdb::record_set;
 use ecgflow_datasets::ptbxl::{self, PtbxlRecord, Resolution, SUPERCLASSES};
 use ecgflow_datasets::wfdb::{Header, RecordReader};
 use ecgflow_operators::synthetic::{SyntheticConfig, SyntheticEcg, SyntheticError};
-use ecgflow_operators::{Annotation, Chunk};
+use ecgflow_operators::{Annotation, Beat, Chunk};
 
 use super::fields::{Default as D, FieldSpec as F};
 use super::{Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Source, StreamReader, Upstream};
 use crate::config::Role;
+use crate::message::Body;
+use crate::parquet_in::{read_beats, BeatTable};
 
 pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
     type_name: "synthetic",
@@ -102,6 +105,39 @@ ComponentSpec {
     output_fs: |p, _| Some(if p.str("sampling_rate") == "500" { 500.0 } else { 100.0 }),
     build: |p| Ok(Built::Source(Arc::new(PtbxlSource::from_params(p)?))),
 },
+ComponentSpec {
+    type_name: "parquet",
+    role: Role::Source,
+    summary: "Beats read back from a `beats` Parquet table (a file, or a directory of per-record files \
+              written by the parquet sink): one stream per record, each beat with its window, annotation \
+              symbol and RR intervals; the stream carries the patient and the source database as \
+              metadata. The start of training and evaluation pipelines.",
+    accepts: &[],
+    output: Output::Kind(PortKind::Beats),
+    fields: &[
+        F::string("path", D::Required, "a beats Parquet file or a directory of them"),
+        F::string("records", D::Str("all"), "records to read: \"all\" (every record in the table), names, or MIT-BIH sets such as \"DS1\" or \"all,-paced\""),
+    ],
+    check: |p, _| {
+        let path = Path::new(p.str("path"));
+        let mut problems = Vec::new();
+        if let Err(e) = crate::parquet_in::parquet_files(path) {
+            problems.push(("path".to_owned(), format!("{e:#}")));
+        }
+        if let Err(e) = beat_records(p.str("records")) {
+            problems.push(("records".to_owned(), format!("{e:#}")));
+        }
+        problems
+    },
+    output_fs: |_, _| None,
+    build: |p| {
+        Ok(Built::Source(Arc::new(ParquetSource {
+            path: PathBuf::from(p.str("path")),
+            records: beat_records(p.str("records"))?,
+            table: std::sync::OnceLock::new(),
+        })))
+    },
+},
 ];
 
 fn synthetic_config(p: &Params) -> SyntheticConfig {
@@ -162,8 +198,8 @@ struct SyntheticReader {
 }
 
 impl StreamReader for SyntheticReader {
-    fn next_chunk(&mut self) -> anyhow::Result<Option<Chunk>> {
-        Ok(self.ecg.next_chunk(self.chunk_size))
+    fn next(&mut self) -> anyhow::Result<Option<Body>> {
+        Ok(self.ecg.next_chunk(self.chunk_size).map(Body::Chunk))
     }
 }
 
@@ -357,7 +393,7 @@ impl StreamReader for RecordStream {
         self.meta.clone()
     }
 
-    fn next_chunk(&mut self) -> anyhow::Result<Option<Chunk>> {
+    fn next(&mut self) -> anyhow::Result<Option<Body>> {
         let Some(samples) = self.reader.read_chunk(self.chunk_size)? else {
             return Ok(None);
         };
@@ -368,7 +404,7 @@ impl StreamReader for RecordStream {
             self.next_annotation += 1;
         }
         self.position = end;
-        Ok(Some(chunk))
+        Ok(Some(Body::Chunk(chunk)))
     }
 }
 
@@ -500,4 +536,74 @@ fn selected_leads(reader: &RecordReader) -> (Vec<String>, f64) {
         .map(|&i| header.signals[i].description.clone())
         .collect();
     (leads, header.fs)
+}
+
+/// The record filter of a beats source: `None` for every record in the table.
+pub fn beat_records(spec: &str) -> anyhow::Result<Option<HashSet<String>>> {
+    if spec.trim() == "all" {
+        return Ok(None);
+    }
+    Ok(Some(record_set(spec)?.into_iter().collect()))
+}
+
+/// Beats from a `beats` Parquet table, one stream per record.
+struct ParquetSource {
+    path: PathBuf,
+    records: Option<HashSet<String>>,
+    /// The table, read once by the first worker that asks.
+    table: std::sync::OnceLock<Result<BeatTable, String>>,
+}
+
+impl ParquetSource {
+    fn table(&self) -> anyhow::Result<&BeatTable> {
+        self.table
+            .get_or_init(|| read_beats(&self.path, self.records.as_ref()).map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+impl Source for ParquetSource {
+    fn streams(&self) -> anyhow::Result<Vec<String>> {
+        let table = self.table()?;
+        if table.records.is_empty() {
+            anyhow::bail!("{}: no beats of the selected records", self.path.display());
+        }
+        Ok(table.records.iter().map(|(r, _)| r.clone()).collect())
+    }
+
+    fn total_samples(&self) -> Option<u64> {
+        self.table().ok().map(|t| t.len() as u64)
+    }
+
+    fn open(&self, index: usize) -> anyhow::Result<Box<dyn StreamReader>> {
+        let table = self.table()?;
+        let (record, beats) = table.records.get(index).context("no such record")?;
+        let mut meta = vec![(
+            "patient".to_owned(),
+            beats.first().map_or(record.clone(), |b| b.patient.clone()),
+        )];
+        if let Some(db) = table.meta.get("ecgflow.database") {
+            meta.push(("database".to_owned(), db.clone()));
+        }
+        Ok(Box::new(BeatReader {
+            beats: beats.iter().map(|b| b.beat.clone()).collect::<Vec<_>>().into_iter(),
+            meta,
+        }))
+    }
+}
+
+struct BeatReader {
+    beats: std::vec::IntoIter<Beat>,
+    meta: Vec<(String, String)>,
+}
+
+impl StreamReader for BeatReader {
+    fn meta(&self) -> Vec<(String, String)> {
+        self.meta.clone()
+    }
+
+    fn next(&mut self) -> anyhow::Result<Option<Body>> {
+        Ok(self.beats.next().map(Body::Beat))
+    }
 }

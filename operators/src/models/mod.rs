@@ -1,0 +1,334 @@
+//! Neural networks (burn) and the files a trained model lives in.
+//!
+//! A trained model is two files side by side: `NAME.bpk`, the burn weights (burnpack), and
+//! `NAME.json`, its [`ModelCard`]: the architecture and its shape, the classes, what input
+//! it expects and how it was trained. Either path names the model.
+
+pub mod onnx;
+pub mod resecanet;
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+pub use resecanet::{ResEcaNet, ResEcaNetConfig};
+
+/// Why a model could not be loaded, saved or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a model card: {source}")]
+    Card {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: cannot read the weights: {message}")]
+    Weights { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("ONNX export failed: {0}")]
+    Export(String),
+    #[error("input has {got} values per beat; the model expects {expected}")]
+    InputLength { got: usize, expected: usize },
+}
+
+/// Network architectures and their shapes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Architecture {
+    /// [`ResEcaNet`] on single-lead beat windows.
+    Resecanet(ResEcaNetConfig),
+}
+
+impl Architecture {
+    /// Values per input example.
+    pub fn input_len(&self) -> usize {
+        match self {
+            Architecture::Resecanet(c) => c.input_len(),
+        }
+    }
+
+    /// Number of output classes.
+    pub fn classes(&self) -> usize {
+        match self {
+            Architecture::Resecanet(c) => c.classes,
+        }
+    }
+
+    /// Checks the shape; the message names the offending setting.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Architecture::Resecanet(c) => c.validate(),
+        }
+    }
+}
+
+/// What a beat window looks like to the model: the segmentation that produced it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BeatInput {
+    /// Sampling rate in Hz.
+    pub fs: f64,
+    /// Samples before the R peak.
+    pub before: usize,
+    /// Samples after the R peak.
+    pub after: usize,
+    /// Lead the model was trained on (e.g. `MLII`).
+    pub lead: String,
+}
+
+/// Everything about a trained model except its weights: written as `NAME.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// Short name, e.g. `resecanet-ds1`.
+    pub name: String,
+    /// Version of the model; bumped when it is retrained.
+    pub version: String,
+    pub architecture: Architecture,
+    /// Class names in output order.
+    pub classes: Vec<String>,
+    /// The label map that turned annotation symbols into classes (`aami`, `study6`, a file).
+    pub label_map: String,
+    pub input: BeatInput,
+    /// How it was trained: settings, data, seed, time (free-form, written by the trainer).
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
+
+/// A trained network with its card.
+#[derive(Debug)]
+pub struct TrainedModel {
+    pub card: ModelCard,
+    pub network: Network,
+}
+
+/// A network of any supported architecture.
+#[derive(Module, Debug)]
+pub enum Network {
+    Resecanet(ResEcaNet),
+}
+
+impl Network {
+    /// A freshly initialised network of `architecture` on `device`.
+    pub fn init(architecture: &Architecture, device: &Device) -> Self {
+        match architecture {
+            Architecture::Resecanet(c) => Network::Resecanet(c.init(device)),
+        }
+    }
+
+    /// Class logits `[batch, classes]`.
+    pub fn forward(&self, input: Tensor<3>) -> Tensor<2> {
+        match self {
+            Network::Resecanet(n) => n.forward(input),
+        }
+    }
+}
+
+/// The weights and card paths of the model named by `path` (either file, or the name
+/// without extension).
+pub fn model_paths(path: &Path) -> (PathBuf, PathBuf) {
+    let stem = match path.extension().and_then(|e| e.to_str()) {
+        Some("bpk" | "json" | "onnx") => path.with_extension(""),
+        _ => path.to_path_buf(),
+    };
+    let with = |ext: &str| {
+        let mut name = stem.clone().into_os_string();
+        name.push(".");
+        name.push(ext);
+        PathBuf::from(name)
+    };
+    (with("bpk"), with("json"))
+}
+
+impl TrainedModel {
+    /// Loads the model named by `path` for inference on `device` (batch norm in eval mode).
+    pub fn load(path: &Path, device: &Device) -> Result<Self, ModelError> {
+        let (weights, card_path) = model_paths(path);
+        let text = std::fs::read_to_string(&card_path).map_err(|source| ModelError::Io {
+            path: card_path.clone(),
+            source,
+        })?;
+        let card: ModelCard = serde_json::from_str(&text).map_err(|source| ModelError::Card {
+            path: card_path.clone(),
+            source,
+        })?;
+        card.architecture.validate().map_err(|message| ModelError::Invalid {
+            path: card_path.clone(),
+            message,
+        })?;
+        if card.classes.len() != card.architecture.classes() {
+            return Err(ModelError::Invalid {
+                path: card_path,
+                message: format!(
+                    "{} class names for a network with {} outputs",
+                    card.classes.len(),
+                    card.architecture.classes()
+                ),
+            });
+        }
+        if !weights.is_file() {
+            return Err(ModelError::Io {
+                path: weights,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
+            });
+        }
+        let network = Network::init(&card.architecture, device)
+            .try_load_file(&weights)
+            .map_err(|e| ModelError::Weights {
+                path: weights.clone(),
+                message: e.to_string(),
+            })?
+            .valid();
+        Ok(TrainedModel { card, network })
+    }
+
+    /// Loads the model named by `path` for inference on the CPU.
+    pub fn open(path: &Path) -> Result<Self, ModelError> {
+        Self::load(path, &Device::flex())
+    }
+
+    /// Writes `NAME.bpk` and `NAME.json` for `path` (each through a temporary file, so an
+    /// interrupted save leaves the previous model whole).
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        save_model(&self.network, &self.card, path)
+    }
+
+    /// Class probabilities for `inputs` (`n × input_len` values, raw mV windows followed by
+    /// RR features when the model uses them), `batch` beats at a time.
+    pub fn predict(&self, inputs: &[f32], batch: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+        predict(&self.network, self.card.architecture.input_len(), inputs, batch)
+    }
+}
+
+/// Saves `network` and `card` as the model named by `path`.
+pub fn save_model(network: &Network, card: &ModelCard, path: &Path) -> Result<(), ModelError> {
+    let (weights, card_path) = model_paths(path);
+    if let Some(dir) = weights.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let tmp = weights.with_extension("bpk.tmp");
+    network.clone().save_file(&tmp).map_err(|e| ModelError::Weights {
+        path: tmp.clone(),
+        message: e.to_string(),
+    })?;
+    rename(&tmp, &weights)?;
+    let text = serde_json::to_string_pretty(card).expect("a model card always serialises");
+    let tmp = card_path.with_extension("json.tmp");
+    std::fs::write(&tmp, text + "\n").map_err(|source| ModelError::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    rename(&tmp, &card_path)
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), ModelError> {
+    std::fs::rename(from, to).map_err(|source| ModelError::Io {
+        path: to.to_path_buf(),
+        source,
+    })
+}
+
+/// Softmax probabilities of `network` for `inputs` (`n × input_len`), in batches.
+pub fn predict(network: &Network, input_len: usize, inputs: &[f32], batch: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+    if input_len == 0 || !inputs.len().is_multiple_of(input_len) {
+        return Err(ModelError::InputLength {
+            got: inputs.len(),
+            expected: input_len,
+        });
+    }
+    let device = Device::flex();
+    let mut out = Vec::with_capacity(inputs.len() / input_len);
+    for part in inputs.chunks(batch.max(1) * input_len) {
+        let n = part.len() / input_len;
+        let x = Tensor::<3>::from_data(TensorData::new(part.to_vec(), [n, 1, input_len]), &device);
+        let probs = softmax(network.forward(x), 1);
+        let values = probs.into_data().try_to_vec::<f32>().expect("float output");
+        let classes = values.len() / n;
+        out.extend(values.chunks(classes).map(<[f32]>::to_vec));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    fn card(architecture: Architecture) -> ModelCard {
+        ModelCard {
+            name: "t".into(),
+            version: "1".into(),
+            classes: (0..architecture.classes()).map(|c| format!("c{c}")).collect(),
+            architecture,
+            label_map: "aami".into(),
+            input: BeatInput {
+                fs: 360.0,
+                before: 30,
+                after: 33,
+                lead: "MLII".into(),
+            },
+            training: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn save_then_load_gives_the_same_outputs() {
+        let config = ResEcaNetConfig {
+            window: 64,
+            widths: vec![4, 8],
+            rr_features: true,
+            ..ResEcaNetConfig::study(3)
+        };
+        let architecture = Architecture::Resecanet(config.clone());
+        let network = Network::init(&architecture, &Device::flex()).valid();
+        let model = TrainedModel {
+            card: card(architecture),
+            network,
+        };
+        let dir = std::env::temp_dir().join(format!("ecgflow-model-{}", std::process::id()));
+        let path = dir.join("m");
+        model.save(&path).unwrap();
+        let loaded = TrainedModel::open(&path.with_extension("json")).unwrap();
+        assert_eq!(loaded.card, model.card);
+        let mut rng = SplitMix64::new(5);
+        let inputs: Vec<f32> = (0..5 * config.input_len()).map(|_| rng.normal() as f32).collect();
+        assert_eq!(model.predict(&inputs, 2).unwrap(), loaded.predict(&inputs, 2).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_or_broken_files_are_named() {
+        let dir = std::env::temp_dir().join(format!("ecgflow-badmodel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = TrainedModel::open(&dir.join("none.json")).unwrap_err();
+        assert!(err.to_string().contains("none.json"), "{err}");
+        std::fs::write(dir.join("bad.json"), "{").unwrap();
+        let err = TrainedModel::open(&dir.join("bad.json")).unwrap_err();
+        assert!(err.to_string().contains("not a model card"), "{err}");
+        let arch = Architecture::Resecanet(ResEcaNetConfig::study(2));
+        std::fs::write(dir.join("w.json"), serde_json::to_string(&card(arch)).unwrap()).unwrap();
+        let err = TrainedModel::open(&dir.join("w.json")).unwrap_err();
+        assert!(err.to_string().contains("w.bpk"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn either_file_names_the_model() {
+        for p in ["m/x", "m/x.bpk", "m/x.json", "m/x.onnx"] {
+            let (w, c) = model_paths(Path::new(p));
+            assert_eq!(w, Path::new("m/x.bpk"));
+            assert_eq!(c, Path::new("m/x.json"));
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! ResECANet: a 1D residual CNN with Efficient Channel Attention (Wang et al., ECA-Net,
+//! CVPR 2020) after each residual block, for single-lead heartbeat windows.
+//!
+//! Layout: input `[batch, 1, window (+ 3 RR features)]` → per-beat z-score → stem
+//! convolution (kernel 15) → one residual block per width (two kernel-7 convolutions with
+//! batch norm, ECA, a 1 × 1 projection when the width changes, ReLU) each followed by max
+//! pooling → global average pool → (RR features appended) → dense → class logits.
+//! Softmax is applied by the caller (cross-entropy takes logits).
+
+use burn::module::Module;
+use burn::nn::conv::{Conv1d, Conv1dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig1d};
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::types::Beat;
+
+/// Number of RR features appended to the window when [`ResEcaNetConfig::rr_features`] is
+/// on: previous RR / local mean RR, next RR / local mean RR, local mean RR (seconds).
+pub const RR_FEATURES: usize = 3;
+
+/// Shape of a ResECANet. The study's network is [`ResEcaNetConfig::study`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResEcaNetConfig {
+    /// Samples per beat window (259 = 90 before the R peak, the peak, 168 after).
+    pub window: usize,
+    /// Output classes.
+    pub classes: usize,
+    /// Filters of each residual stage, in order; one block and one 2× pooling per stage.
+    pub widths: Vec<usize>,
+    /// Kernel of the first (stem) convolution.
+    pub stem_kernel: usize,
+    /// Kernel of the convolutions inside residual blocks.
+    pub kernel: usize,
+    /// Append the three RR features to the pooled features before the dense layer; the
+    /// input then carries them after the window (`window + 3` values).
+    pub rr_features: bool,
+}
+
+impl ResEcaNetConfig {
+    /// The study's network: filters 32 → 512, stem kernel 15, then 7; 259-sample beats.
+    pub fn study(classes: usize) -> Self {
+        ResEcaNetConfig {
+            window: 259,
+            classes,
+            widths: vec![32, 64, 128, 256, 512],
+            stem_kernel: 15,
+            kernel: 7,
+            rr_features: false,
+        }
+    }
+
+    /// Values per input beat: the window, then the RR features when enabled.
+    pub fn input_len(&self) -> usize {
+        self.window + if self.rr_features { RR_FEATURES } else { 0 }
+    }
+
+    /// Checks the shape before any tensor is made (burn panics on bad sizes).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.classes < 2 {
+            return Err(format!("classes = {} (need at least 2)", self.classes));
+        }
+        if self.widths.is_empty() || self.widths.contains(&0) {
+            return Err(format!("widths = {:?} (need one or more positive widths)", self.widths));
+        }
+        if self.stem_kernel == 0 || self.kernel == 0 {
+            return Err("kernels must be positive".into());
+        }
+        let pooled = self.window >> self.widths.len();
+        if pooled == 0 {
+            return Err(format!(
+                "window = {} is too short for {} pooling stages",
+                self.window,
+                self.widths.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// A network with freshly initialised weights on `device`.
+    pub fn init(&self, device: &Device) -> ResEcaNet {
+        let stem_width = self.widths[0];
+        let mut blocks = Vec::with_capacity(self.widths.len());
+        let mut channels = stem_width;
+        for &width in &self.widths {
+            blocks.push(ResidualBlock::new(channels, width, self.kernel, device));
+            channels = width;
+        }
+        let features = channels + if self.rr_features { RR_FEATURES } else { 0 };
+        ResEcaNet {
+            stem: same_conv(1, stem_width, self.stem_kernel, device),
+            stem_norm: BatchNormConfig::new(stem_width).init(device),
+            blocks,
+            pool: MaxPool2dConfig::new([1, 2]).init(),
+            head: LinearConfig::new(features, self.classes).init(device),
+            window: self.window,
+            rr_features: self.rr_features,
+        }
+    }
+}
+
+fn same_conv(input: usize, output: usize, kernel: usize, device: &Device) -> Conv1d {
+    Conv1dConfig::new(input, output, kernel)
+        .with_padding(PaddingConfig1d::Same)
+        .init(device)
+}
+
+/// Efficient Channel Attention: channel weights from a 1D convolution across the globally
+/// pooled channel descriptors (no dimensionality reduction).
+#[derive(Module, Debug)]
+pub struct Eca {
+    conv: Conv1d,
+}
+
+impl Eca {
+    /// The adaptive kernel of ECA-Net: the odd number nearest `log2(C)/γ + b/γ`, γ = 2, b = 1.
+    pub fn kernel_size(channels: usize) -> usize {
+        let k = ((channels as f64).log2() / 2.0 + 0.5).abs() as usize;
+        if k % 2 == 1 {
+            k
+        } else {
+            k + 1
+        }
+    }
+
+    fn new(channels: usize, device: &Device) -> Self {
+        let conv = Conv1dConfig::new(1, 1, Self::kernel_size(channels))
+            .with_padding(PaddingConfig1d::Same)
+            .with_bias(false)
+            .init(device);
+        Eca { conv }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch, channels, length] = x.dims();
+        // Mean over time as sum / length, and reshapes rather than transposes: the forms
+        // burn-onnx exports.
+        let pooled = x.clone().sum_dim(2).div_scalar(length as f32); // [B, C, 1]
+        let across = pooled.reshape([batch, 1, channels]); // convolve across channels
+        let weights = sigmoid(self.conv.forward(across)).reshape([batch, channels, 1]);
+        x * weights
+    }
+}
+
+/// Two same-padded convolutions with batch norm and ECA, plus the shortcut.
+#[derive(Module, Debug)]
+pub struct ResidualBlock {
+    conv1: Conv1d,
+    norm1: BatchNorm,
+    conv2: Conv1d,
+    norm2: BatchNorm,
+    eca: Eca,
+    /// 1 × 1 projection of the shortcut when the width changes.
+    projection: Option<Conv1d>,
+    projection_norm: Option<BatchNorm>,
+}
+
+impl ResidualBlock {
+    fn new(input: usize, output: usize, kernel: usize, device: &Device) -> Self {
+        let (projection, projection_norm) = if input == output {
+            (None, None)
+        } else {
+            (
+                Some(Conv1dConfig::new(input, output, 1).init(device)),
+                Some(BatchNormConfig::new(output).init(device)),
+            )
+        };
+        ResidualBlock {
+            conv1: same_conv(input, output, kernel, device),
+            norm1: BatchNormConfig::new(output).init(device),
+            conv2: same_conv(output, output, kernel, device),
+            norm2: BatchNormConfig::new(output).init(device),
+            eca: Eca::new(output, device),
+            projection,
+            projection_norm,
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let shortcut = match (&self.projection, &self.projection_norm) {
+            (Some(conv), Some(norm)) => norm.forward(conv.forward(x.clone())),
+            _ => x.clone(),
+        };
+        let y = relu(self.norm1.forward(self.conv1.forward(x)));
+        let y = self.eca.forward(self.norm2.forward(self.conv2.forward(y)));
+        relu(y + shortcut)
+    }
+}
+
+/// The network; build it with [`ResEcaNetConfig::init`].
+#[derive(Module, Debug)]
+pub struct ResEcaNet {
+    stem: Conv1d,
+    stem_norm: BatchNorm,
+    blocks: Vec<ResidualBlock>,
+    /// 2× max pooling over time, as a 1 × 2 2D pooling: burn-onnx exports MaxPool2d only.
+    pool: MaxPool2d,
+    head: Linear,
+    window: usize,
+    rr_features: bool,
+}
+
+impl ResEcaNet {
+    /// Class logits `[batch, classes]` for input `[batch, 1, input_len]` in mV.
+    pub fn forward(&self, input: Tensor<3>) -> Tensor<2> {
+        let (signal, rr) = self.split_input(input);
+        let x = self.last_block_activations(signal);
+        let x = self.halve(x);
+        let [batch, channels, length] = x.dims();
+        let mut features: Tensor<2> = x.sum_dim(2).div_scalar(length as f32).reshape([batch, channels]);
+        if let Some(rr) = rr {
+            features = Tensor::cat(vec![features, rr], 1);
+        }
+        self.head.forward(features)
+    }
+
+    /// The activations of the last residual block (before its pooling) for the signal part
+    /// `[batch, 1, window]` of the input: what Grad-CAM looks at.
+    pub fn last_block_activations(&self, signal: Tensor<3>) -> Tensor<3> {
+        let mut x = relu(self.stem_norm.forward(self.stem.forward(zscore(signal))));
+        let last = self.blocks.len() - 1;
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x);
+            if i < last {
+                x = self.halve(x);
+            }
+        }
+        x
+    }
+
+    /// Max pooling by 2 over time.
+    fn halve(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch, channels, length] = x.dims();
+        let pooled = self.pool.forward(x.reshape([batch, channels, 1, length]));
+        pooled.reshape([batch, channels, length / 2])
+    }
+
+    /// The window `[batch, 1, window]` and the RR features `[batch, 3]` of the input. Taken
+    /// with constant selection matrices rather than slices: ONNX export keeps the batch axis
+    /// dynamic through a matrix product but not through a slice.
+    pub fn split_input(&self, input: Tensor<3>) -> (Tensor<3>, Option<Tensor<2>>) {
+        if !self.rr_features {
+            return (input, None);
+        }
+        let device = input.device();
+        let [batch, _, len] = input.dims();
+        let pick = |start: usize, count: usize| {
+            let mut m = vec![0f32; len * count];
+            for j in 0..count {
+                m[(start + j) * count + j] = 1.0;
+            }
+            Tensor::<2>::from_data(burn::tensor::TensorData::new(m, [len, count]), &device)
+        };
+        let flat: Tensor<2> = input.reshape([batch, len]);
+        let signal = flat
+            .clone()
+            .matmul(pick(0, self.window))
+            .reshape([batch, 1, self.window]);
+        let rr = flat.matmul(pick(self.window, RR_FEATURES));
+        (signal, Some(rr))
+    }
+}
+
+/// Per-beat standardisation inside the network, so that any runtime can feed raw mV
+/// windows: baseline offsets and gain differences between records do not reach the
+/// convolutions.
+fn zscore(x: Tensor<3>) -> Tensor<3> {
+    let length = x.dims()[2] as f32;
+    let mean = x.clone().sum_dim(2).div_scalar(length);
+    let centred = x - mean;
+    let var = (centred.clone() * centred.clone()).sum_dim(2).div_scalar(length);
+    centred / var.add_scalar(1e-6).sqrt()
+}
+
+/// The input of one beat: its first lead's window, then, when `rr_features`, the previous
+/// and next RR intervals relative to the local mean and the local mean in seconds (a
+/// missing interval counts as the local mean; a missing mean as 0.8 s).
+pub fn beat_input(beat: &Beat, rr_features: bool) -> Vec<f32> {
+    let len = beat.before + 1 + beat.after;
+    let mut input: Vec<f32> = beat.window.iter().take(len).copied().collect();
+    if rr_features {
+        let local = beat.rr_local.or(beat.rr_prev).or(beat.rr_next).unwrap_or(0.8).max(1e-3);
+        input.push(beat.rr_prev.unwrap_or(local) / local);
+        input.push(beat.rr_next.unwrap_or(local) / local);
+        input.push(local);
+    }
+    input
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eca_kernel_follows_the_paper() {
+        // ECA-Net: C = 64 → k = 3; 256 → 5; 512 → 5.
+        assert_eq!(Eca::kernel_size(64), 3);
+        assert_eq!(Eca::kernel_size(256), 5);
+        assert_eq!(Eca::kernel_size(512), 5);
+        assert_eq!(Eca::kernel_size(32), 3);
+    }
+
+    #[test]
+    fn study_network_has_the_published_size() {
+        let config = ResEcaNetConfig::study(5);
+        config.validate().unwrap();
+        let model = config.init(&Device::flex());
+        let params = model.num_params();
+        assert!((3_000_000..4_500_000).contains(&params), "{params} parameters");
+    }
+
+    #[test]
+    fn forward_gives_one_row_of_logits_per_beat() {
+        let config = ResEcaNetConfig {
+            widths: vec![8, 16],
+            rr_features: true,
+            ..ResEcaNetConfig::study(4)
+        };
+        let device = Device::flex();
+        let model = config.init(&device);
+        let input = Tensor::<3>::zeros([3, 1, config.input_len()], &device);
+        assert_eq!(model.forward(input).dims(), [3, 4]);
+    }
+
+    #[test]
+    fn bad_shapes_are_refused_before_burn_sees_them() {
+        let mut config = ResEcaNetConfig::study(1);
+        assert!(config.validate().is_err());
+        config.classes = 3;
+        config.window = 16;
+        assert!(config.validate().unwrap_err().contains("too short"));
+    }
+}

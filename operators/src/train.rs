@@ -1,0 +1,620 @@
+//! Supervised training of a [`Network`] on labelled examples: Adam, cross-entropy, seeded
+//! shuffling and augmentation, validation every epoch, early stopping, best-model
+//! selection and resumable checkpoints.
+//!
+//! Everything random is derived from the seed and the epoch number, so a run resumed from
+//! its checkpoint after epoch `e` continues exactly as the uninterrupted run would have.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, GradientsParams, OptimizerRecord};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::augment::{Augmentation, Augmenter};
+use crate::metrics::{ClassificationReport, ConfusionMatrix, MetricsError};
+use crate::models::{predict, Architecture, ModelError, Network};
+use crate::rng::SplitMix64;
+
+/// Labelled examples of equal length, stored flat.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Dataset {
+    /// Values per example.
+    pub input_len: usize,
+    /// `len() × input_len` values, example after example.
+    pub inputs: Vec<f32>,
+    /// Class index of each example.
+    pub labels: Vec<usize>,
+    /// Group of each example (the patient), for splits that keep a group together.
+    pub groups: Vec<String>,
+}
+
+impl Dataset {
+    pub fn new(input_len: usize) -> Self {
+        Dataset {
+            input_len,
+            ..Dataset::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Adds one example; `input` must hold `input_len` values.
+    pub fn push(&mut self, input: &[f32], label: usize, group: &str) {
+        debug_assert_eq!(input.len(), self.input_len);
+        self.inputs.extend_from_slice(input);
+        self.labels.push(label);
+        self.groups.push(group.to_string());
+    }
+
+    /// The values of example `i`.
+    pub fn input(&self, i: usize) -> &[f32] {
+        &self.inputs[i * self.input_len..(i + 1) * self.input_len]
+    }
+
+    /// The examples at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let mut out = Dataset::new(self.input_len);
+        out.inputs.reserve(indices.len() * self.input_len);
+        for &i in indices {
+            out.push(self.input(i), self.labels[i], &self.groups[i]);
+        }
+        out
+    }
+
+    /// Examples per class, for `classes` classes.
+    pub fn class_counts(&self, classes: usize) -> Vec<usize> {
+        let mut counts = vec![0; classes];
+        for &l in &self.labels {
+            if l < classes {
+                counts[l] += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// What early stopping and best-model selection watch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    /// Validation macro-averaged F1 (higher is better): fair to rare classes.
+    ValMacroF1,
+    /// Validation cross-entropy (lower is better).
+    ValLoss,
+    /// Validation accuracy (higher is better).
+    ValAccuracy,
+}
+
+impl Monitor {
+    fn score(self, record: &EpochRecord) -> f64 {
+        match self {
+            Monitor::ValMacroF1 => record.val_macro_f1,
+            Monitor::ValLoss => -record.val_loss,
+            Monitor::ValAccuracy => record.val_accuracy,
+        }
+    }
+}
+
+/// Training settings; the defaults are the study's (Adam, learning rate 4e-4, batch 64).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub seed: u64,
+    /// Stop after this many epochs without improvement of `monitor` (0: never stop early).
+    pub patience: usize,
+    pub monitor: Monitor,
+    /// Augmentations applied to the signal part of each training example, drawn anew every
+    /// epoch.
+    pub augment: Vec<Augmentation>,
+    /// At most this many steps per epoch (for quick runs); `None`: the whole training set.
+    pub max_steps_per_epoch: Option<usize>,
+    /// Values at the start of each example that augmentation may touch (the signal window;
+    /// RR features after it are left alone).
+    pub augment_len: usize,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings {
+            epochs: 30,
+            batch_size: 64,
+            learning_rate: 4e-4,
+            seed: 7,
+            patience: 5,
+            monitor: Monitor::ValMacroF1,
+            augment: Vec::new(),
+            max_steps_per_epoch: None,
+            augment_len: usize::MAX,
+        }
+    }
+}
+
+/// Figures of one epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub val_macro_f1: f64,
+    pub steps: usize,
+    /// Wall-clock seconds of the training steps (validation excluded).
+    pub train_seconds: f64,
+    /// Training examples per second.
+    pub examples_per_second: f64,
+}
+
+/// The result of [`fit`].
+#[derive(Debug)]
+pub struct TrainOutcome {
+    /// The network of the best epoch, in inference mode.
+    pub best: Network,
+    pub best_epoch: usize,
+    pub history: Vec<EpochRecord>,
+    pub stopped_early: bool,
+    /// The epoch a resumed run continued after, if it resumed.
+    pub resumed_after: Option<usize>,
+}
+
+/// Reports progress of [`fit`]; the engine draws a progress bar with it.
+pub trait TrainObserver {
+    /// One optimisation step of `steps` in `epoch` finished with `loss`.
+    fn step(&mut self, _epoch: usize, _step: usize, _steps: usize, _loss: f64) {}
+    /// An epoch finished and was validated.
+    fn epoch(&mut self, _record: &EpochRecord, _improved: bool) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl TrainObserver for Quiet {}
+
+/// Why training failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("no training examples")]
+    NoTrainingData,
+    #[error("no validation examples: hold some out (validation fraction or records)")]
+    NoValidationData,
+    #[error("example length {got} does not match the network's input length {expected}")]
+    InputLength { got: usize, expected: usize },
+    #[error("label {label} is out of range for {classes} classes")]
+    Label { label: usize, classes: usize },
+    #[error("invalid network: {0}")]
+    Architecture(String),
+    #[error("batch_size must be positive")]
+    BatchSize,
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+/// What a checkpoint directory holds besides weights: enough to continue the run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CheckpointState {
+    /// Fingerprint of architecture, settings and data: a checkpoint of another run is ignored.
+    fingerprint: u64,
+    epochs_done: usize,
+    best_epoch: usize,
+    best_score: f64,
+    history: Vec<EpochRecord>,
+}
+
+const LAST_WEIGHTS: &str = "last.bpk";
+const BEST_WEIGHTS: &str = "best.bpk";
+const OPTIMIZER: &str = "optimizer.bpk";
+const STATE: &str = "state.json";
+
+/// Trains a freshly initialised `architecture` on `train`, validating on `valid` after each
+/// epoch. With `checkpoint`, the state after every epoch is kept there and a later call
+/// with the same architecture, settings and data continues from it.
+pub fn fit(
+    architecture: &Architecture,
+    train: &Dataset,
+    valid: &Dataset,
+    settings: &TrainSettings,
+    checkpoint: Option<&Path>,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainOutcome, TrainError> {
+    architecture.validate().map_err(TrainError::Architecture)?;
+    check_data(architecture, train, valid, settings)?;
+    let classes: Vec<String> = (0..architecture.classes()).map(|c| c.to_string()).collect();
+    let device = Device::flex().autodiff();
+    device.seed(settings.seed);
+
+    let fingerprint = fingerprint(architecture, settings, train, valid);
+    let mut network = Network::init(architecture, &device);
+    let mut optimizer = AdamConfig::new().init();
+    let mut state = CheckpointState {
+        fingerprint,
+        epochs_done: 0,
+        best_epoch: 0,
+        best_score: f64::NEG_INFINITY,
+        history: Vec::new(),
+    };
+    let mut resumed_after = None;
+    if let Some(dir) = checkpoint {
+        if let Some(saved) = read_state(dir)?.filter(|s| s.fingerprint == fingerprint) {
+            network = load_weights(network, &dir.join(LAST_WEIGHTS))?;
+            let record = OptimizerRecord::load(dir.join(OPTIMIZER)).map_err(|e| TrainError::Checkpoint {
+                path: dir.join(OPTIMIZER),
+                message: e.to_string(),
+            })?;
+            optimizer = optimizer.load_record(record);
+            resumed_after = Some(saved.epochs_done);
+            state = saved;
+        }
+    }
+
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let batch = settings.batch_size;
+    let mut best_in_memory: Option<Network> = None;
+    let mut stopped_early = patience_spent(&state, settings);
+    for epoch in state.epochs_done + 1..=settings.epochs {
+        if stopped_early {
+            break;
+        }
+        let order = shuffled(
+            train.len(),
+            settings.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let mut augmenter = Augmenter::new(settings.augment.clone(), settings.seed.wrapping_add(epoch as u64));
+        let steps = order
+            .len()
+            .div_ceil(batch)
+            .min(settings.max_steps_per_epoch.unwrap_or(usize::MAX));
+        let started = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        for (step, indices) in order.chunks(batch).take(steps).enumerate() {
+            let (inputs, labels) = batch_of(train, indices, &mut augmenter, settings.augment_len);
+            let n = indices.len();
+            let x = Tensor::<3>::from_data(TensorData::new(inputs, [n, 1, train.input_len]), &device);
+            let targets = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [n]), &device);
+            let logits = network.forward(x);
+            let predicted = argmax_rows(&logits.clone().detach());
+            correct += predicted.iter().zip(&labels).filter(|(p, t)| **p as i64 == **t).count();
+            let loss = loss_fn.forward(logits, targets);
+            let loss_value = f64::from(loss.clone().into_scalar::<f32>());
+            let grads = GradientsParams::from_grads(loss.backward(), &network);
+            network = optimizer.step(settings.learning_rate, network, grads);
+            loss_sum += loss_value * n as f64;
+            seen += n;
+            observer.step(epoch, step + 1, steps, loss_value);
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        let (val_loss, report) = evaluate(&network.valid(), architecture, valid, &classes)?;
+        let record = EpochRecord {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            val_loss,
+            val_accuracy: report.accuracy,
+            val_macro_f1: report.macro_avg.f1,
+            steps,
+            train_seconds,
+            examples_per_second: seen as f64 / train_seconds.max(1e-9),
+        };
+        let score = settings.monitor.score(&record);
+        let improved = score > state.best_score;
+        if improved {
+            state.best_score = score;
+            state.best_epoch = epoch;
+        }
+        state.history.push(record.clone());
+        state.epochs_done = epoch;
+        observer.epoch(&record, improved);
+        if let Some(dir) = checkpoint {
+            write_checkpoint(dir, &network, optimizer.to_record(), &state, improved)?;
+        } else if improved {
+            // Without a checkpoint directory the best network is kept in memory.
+            best_in_memory = Some(network.valid());
+        }
+        stopped_early = patience_spent(&state, settings);
+    }
+    let best = match checkpoint {
+        Some(dir) if state.best_epoch > 0 => {
+            load_weights(Network::init(architecture, &Device::flex()), &dir.join(BEST_WEIGHTS))?.valid()
+        }
+        _ => best_in_memory.unwrap_or_else(|| network.valid()),
+    };
+    Ok(TrainOutcome {
+        best,
+        best_epoch: state.best_epoch,
+        history: state.history,
+        stopped_early,
+        resumed_after,
+    })
+}
+
+/// True when `patience` epochs have passed without improvement.
+fn patience_spent(state: &CheckpointState, settings: &TrainSettings) -> bool {
+    settings.patience > 0 && state.epochs_done >= state.best_epoch + settings.patience && state.epochs_done > 0
+}
+
+fn check_data(
+    architecture: &Architecture,
+    train: &Dataset,
+    valid: &Dataset,
+    settings: &TrainSettings,
+) -> Result<(), TrainError> {
+    if train.is_empty() {
+        return Err(TrainError::NoTrainingData);
+    }
+    if valid.is_empty() {
+        return Err(TrainError::NoValidationData);
+    }
+    if settings.batch_size == 0 {
+        return Err(TrainError::BatchSize);
+    }
+    let expected = architecture.input_len();
+    for data in [train, valid] {
+        if data.input_len != expected {
+            return Err(TrainError::InputLength {
+                got: data.input_len,
+                expected,
+            });
+        }
+        let classes = architecture.classes();
+        if let Some(&label) = data.labels.iter().find(|&&l| l >= classes) {
+            return Err(TrainError::Label { label, classes });
+        }
+    }
+    Ok(())
+}
+
+/// Mean cross-entropy and the classification report of `network` on `data`.
+pub fn evaluate(
+    network: &Network,
+    architecture: &Architecture,
+    data: &Dataset,
+    classes: &[String],
+) -> Result<(f64, ClassificationReport), TrainError> {
+    let probabilities = predict(network, architecture.input_len(), &data.inputs, 256)?;
+    let mut confusion = ConfusionMatrix::new(classes.iter().cloned());
+    let mut loss = 0.0;
+    for (p, &truth) in probabilities.iter().zip(&data.labels) {
+        loss -= f64::from(p[truth].max(1e-12)).ln();
+        confusion.add(truth, argmax(p))?;
+    }
+    Ok((
+        loss / data.len().max(1) as f64,
+        ClassificationReport::from_confusion(&confusion),
+    ))
+}
+
+/// Index of the largest value (the first of equal ones).
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+        )
+        .0
+}
+
+fn argmax_rows(logits: &Tensor<2>) -> Vec<usize> {
+    let [_, classes] = logits.dims();
+    let values = logits.to_data().try_to_vec::<f32>().expect("float logits");
+    values.chunks(classes).map(argmax).collect()
+}
+
+/// A seeded permutation of `0..n` (Fisher-Yates).
+pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = SplitMix64::new(seed);
+    for i in (1..n).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+/// The inputs (augmented) and labels of one batch.
+fn batch_of(data: &Dataset, indices: &[usize], augmenter: &mut Augmenter, augment_len: usize) -> (Vec<f32>, Vec<i64>) {
+    let mut inputs = Vec::with_capacity(indices.len() * data.input_len);
+    for &i in indices {
+        let start = inputs.len();
+        inputs.extend_from_slice(data.input(i));
+        if !augmenter.steps().is_empty() {
+            let end = start + augment_len.min(data.input_len);
+            augmenter.apply(&mut inputs[start..end]);
+        }
+    }
+    let labels = indices.iter().map(|&i| data.labels[i] as i64).collect();
+    (inputs, labels)
+}
+
+/// FNV-1a over everything that determines a run, so a checkpoint is only resumed by the
+/// run that wrote it.
+fn fingerprint(architecture: &Architecture, settings: &TrainSettings, train: &Dataset, valid: &Dataset) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    feed(serde_json::to_string(architecture).unwrap_or_default().as_bytes());
+    let mut resumable = settings.clone();
+    resumable.epochs = 0; // more epochs may be asked of a resumed run
+    feed(format!("{resumable:?}").as_bytes());
+    for data in [train, valid] {
+        feed(&(data.len() as u64).to_le_bytes());
+        for (i, &label) in data.labels.iter().enumerate() {
+            feed(&(label as u64).to_le_bytes());
+            // A sample of the values is enough to tell datasets apart, and fast.
+            if i % 97 == 0 {
+                for v in data.input(i) {
+                    feed(&v.to_le_bytes());
+                }
+            }
+        }
+    }
+    hash
+}
+
+fn checkpoint_error(path: PathBuf, message: impl ToString) -> TrainError {
+    TrainError::Checkpoint {
+        path,
+        message: message.to_string(),
+    }
+}
+
+fn read_state(dir: &Path) -> Result<Option<CheckpointState>, TrainError> {
+    let path = dir.join(STATE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| checkpoint_error(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(checkpoint_error(path, e)),
+    }
+}
+
+fn load_weights(network: Network, path: &Path) -> Result<Network, TrainError> {
+    network
+        .try_load_file(path)
+        .map_err(|e| checkpoint_error(path.to_path_buf(), e))
+}
+
+/// Writes the checkpoint files, each through a temporary name; the state file goes last,
+/// so a checkpoint interrupted half-way is still the previous, complete one.
+fn write_checkpoint(
+    dir: &Path,
+    network: &Network,
+    optimizer: OptimizerRecord,
+    state: &CheckpointState,
+    improved: bool,
+) -> Result<(), TrainError> {
+    std::fs::create_dir_all(dir).map_err(|e| checkpoint_error(dir.to_path_buf(), e))?;
+    let save = |p: &Path| network.clone().save_file(p).map_err(|e| e.to_string());
+    replace(dir, LAST_WEIGHTS, save)?;
+    if improved {
+        replace(dir, BEST_WEIGHTS, save)?;
+    }
+    replace(dir, OPTIMIZER, |p| optimizer.save(p).map_err(|e| e.to_string()))?;
+    let text = serde_json::to_string_pretty(state).expect("state serialises");
+    replace(dir, STATE, |p| std::fs::write(p, &text).map_err(|e| e.to_string()))
+}
+
+/// Writes `dir/name` through a temporary file.
+fn replace(dir: &Path, name: &str, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), TrainError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    write(&tmp).map_err(|e| checkpoint_error(tmp.clone(), e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| checkpoint_error(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::ResEcaNetConfig;
+
+    /// Two separable classes: a positive or a negative bump in the middle of the window.
+    fn toy(n: usize, seed: u64) -> Dataset {
+        let len = 64;
+        let mut rng = SplitMix64::new(seed);
+        let mut data = Dataset::new(len);
+        for i in 0..n {
+            let label = i % 2;
+            let sign = if label == 0 { 1.0 } else { -1.0 };
+            let window: Vec<f32> = (0..len)
+                .map(|t| {
+                    let d = (t as f32 - 32.0) / 4.0;
+                    sign * (-d * d).exp() + 0.3 * (rng.normal() as f32) + (t as f32 / 64.0)
+                })
+                .collect();
+            data.push(&window, label, &format!("p{}", i % 5));
+        }
+        data
+    }
+
+    fn tiny() -> Architecture {
+        Architecture::Resecanet(ResEcaNetConfig {
+            window: 64,
+            classes: 2,
+            widths: vec![4, 8],
+            stem_kernel: 7,
+            kernel: 3,
+            rr_features: false,
+        })
+    }
+
+    #[test]
+    fn loss_falls_and_resume_continues_the_same_run() {
+        let (train, valid) = (toy(128, 1), toy(64, 2));
+        let settings = TrainSettings {
+            epochs: 4,
+            batch_size: 16,
+            learning_rate: 1e-2,
+            patience: 0,
+            ..TrainSettings::default()
+        };
+        let dir = std::env::temp_dir().join(format!("ecgflow-train-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let full = fit(&tiny(), &train, &valid, &settings, None, &mut Quiet).unwrap();
+        let first = &full.history[0];
+        let last = full.history.last().unwrap();
+        assert!(last.train_loss < first.train_loss, "{:?}", full.history);
+        assert!(last.val_accuracy > 0.8, "{:?}", full.history);
+
+        // Stop after two epochs, then ask for four: the run resumes after epoch 2.
+        let two = TrainSettings {
+            epochs: 2,
+            ..settings.clone()
+        };
+        fit(&tiny(), &train, &valid, &two, Some(&dir), &mut Quiet).unwrap();
+        let resumed = fit(&tiny(), &train, &valid, &settings, Some(&dir), &mut Quiet).unwrap();
+        assert_eq!(resumed.resumed_after, Some(2));
+        assert_eq!(resumed.history.len(), 4);
+        // Same seed, same data: the resumed run ends where the uninterrupted one did.
+        let (a, b) = (&resumed.history[3], &full.history[3]);
+        assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_data_is_refused_with_a_reason() {
+        let data = toy(8, 1);
+        let err = fit(
+            &tiny(),
+            &data,
+            &Dataset::new(64),
+            &TrainSettings::default(),
+            None,
+            &mut Quiet,
+        )
+        .unwrap_err();
+        assert!(matches!(err, TrainError::NoValidationData));
+        let mut wrong = toy(8, 1);
+        wrong.labels[0] = 5;
+        let err = fit(&tiny(), &wrong, &data, &TrainSettings::default(), None, &mut Quiet).unwrap_err();
+        assert!(err.to_string().contains("label 5"));
+    }
+
+    #[test]
+    fn shuffles_are_permutations_fixed_by_the_seed() {
+        let a = shuffled(100, 3);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+        assert_eq!(a, shuffled(100, 3));
+        assert_ne!(a, shuffled(100, 4));
+    }
+}

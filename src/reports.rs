@@ -1,0 +1,157 @@
+//! Evaluation reports of beat classifiers: labelled beats → model → a JSON report with
+//! documented keys (docs/reports.md) and PNG plots. Shared by the `train` sink (its test
+//! part) and `ecgflow eval beats`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use ecgflow_datasets::mitdb::LabelMap;
+use ecgflow_operators::metrics::{ClassificationReport, ConfusionMatrix};
+use ecgflow_operators::models::resecanet::beat_input;
+use ecgflow_operators::models::{Architecture, TrainedModel};
+use ecgflow_operators::plot::{confusion_chart, line_chart, Series};
+use ecgflow_operators::train::{argmax, EpochRecord};
+use ecgflow_operators::Beat;
+use serde_json::{json, Value};
+
+use crate::atomic_file::write_atomic;
+
+/// Beats with their class in a label map, ready for a model.
+#[derive(Debug, Default)]
+pub struct LabelledBeats {
+    /// Model inputs, `len() × input_len`.
+    pub inputs: Vec<f32>,
+    pub labels: Vec<usize>,
+    /// Beats whose symbol the label map does not know (or that have none): left out.
+    pub skipped: usize,
+}
+
+/// The inputs and classes of `beats` for a model with `architecture`, classes from `map`.
+pub fn labelled_beats<'a>(
+    beats: impl IntoIterator<Item = &'a Beat>,
+    architecture: &Architecture,
+    map: &LabelMap,
+) -> anyhow::Result<LabelledBeats> {
+    let Architecture::Resecanet(config) = architecture;
+    let mut out = LabelledBeats::default();
+    for beat in beats {
+        let Some(label) = beat.symbol.as_deref().and_then(|s| map.class_of(s)) else {
+            out.skipped += 1;
+            continue;
+        };
+        let input = beat_input(beat, config.rr_features);
+        if input.len() != config.input_len() {
+            anyhow::bail!(
+                "beat {} of {} has a {}-sample window; the model takes {} samples (before {} + 1 + after {})",
+                beat.sample,
+                beat.stream,
+                beat.before + 1 + beat.after,
+                config.window,
+                beat.before,
+                beat.after
+            );
+        }
+        out.inputs.extend(input);
+        out.labels.push(label);
+    }
+    Ok(out)
+}
+
+/// The classification report of `model` on `data`; predictions `batch` beats at a time.
+pub fn classify(
+    model: &TrainedModel,
+    data: &LabelledBeats,
+    classes: &[String],
+) -> anyhow::Result<ClassificationReport> {
+    let probabilities = model.predict(&data.inputs, 256)?;
+    let mut confusion = ConfusionMatrix::new(classes.iter().cloned());
+    for (p, &truth) in probabilities.iter().zip(&data.labels) {
+        confusion.add(truth, argmax(p))?;
+    }
+    Ok(ClassificationReport::from_confusion(&confusion))
+}
+
+/// Writes `report` as JSON to `path` with `context` keys first (model, data, ...), and
+/// the confusion matrix as `confusion.png` in `plots` when given.
+pub fn write_classification(
+    report: &ClassificationReport,
+    context: Value,
+    path: &Path,
+    plots: Option<&Path>,
+    title: &str,
+) -> anyhow::Result<()> {
+    let mut value = context;
+    let body = serde_json::to_value(report)?;
+    if let (Some(out), Value::Object(fields)) = (value.as_object_mut(), body) {
+        out.extend(fields);
+    }
+    write_json(path, &value)?;
+    if let Some(dir) = plots {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        confusion_chart(&dir.join("confusion.png"), title, &report.confusion)?;
+    }
+    Ok(())
+}
+
+/// Pretty JSON written through a temporary file.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    write_atomic(path, text.as_bytes())
+}
+
+/// Training curves: `history.json`, `history.csv` and `curves.png` in `dir`.
+pub fn write_history(dir: &Path, history: &[EpochRecord], title: &str) -> anyhow::Result<()> {
+    write_json(&dir.join("history.json"), &history)?;
+    let mut csv = String::from(
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_macro_f1,steps,train_seconds,examples_per_second\n",
+    );
+    for r in history {
+        csv += &format!(
+            "{},{:.6},{:.6},{:.6},{:.6},{:.6},{},{:.3},{:.1}\n",
+            r.epoch,
+            r.train_loss,
+            r.train_accuracy,
+            r.val_loss,
+            r.val_accuracy,
+            r.val_macro_f1,
+            r.steps,
+            r.train_seconds,
+            r.examples_per_second
+        );
+    }
+    write_atomic(&dir.join("history.csv"), csv.as_bytes())?;
+    let series = |name: &str, f: fn(&EpochRecord) -> f64| Series {
+        name: name.to_owned(),
+        points: history.iter().map(|r| (r.epoch as f64, f(r))).collect(),
+    };
+    line_chart(
+        &dir.join("loss.png"),
+        &format!("{title}: loss"),
+        "epoch",
+        "cross-entropy",
+        &[series("train", |r| r.train_loss), series("validation", |r| r.val_loss)],
+    )?;
+    line_chart(
+        &dir.join("curves.png"),
+        &format!("{title}: accuracy and macro F1"),
+        "epoch",
+        "fraction",
+        &[
+            series("train accuracy", |r| r.train_accuracy),
+            series("val accuracy", |r| r.val_accuracy),
+            series("val macro F1", |r| r.val_macro_f1),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The `model` key of reports: what was evaluated.
+pub fn model_context(model: &TrainedModel, path: &Path) -> Value {
+    json!({
+        "path": path.display().to_string(),
+        "name": model.card.name,
+        "version": model.card.version,
+        "label_map": model.card.label_map,
+        "classes": model.card.classes,
+    })
+}
