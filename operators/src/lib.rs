@@ -20,4 +20,4 @@ pub mod synthetic;
 pub mod train;
 pub mod types;
 
-pub use types::{Annotation, Beat, Chunk, Tensor};
+pub use types::{Annotation, Beat, Chunk, Prediction, Tensor};

@@ -188,6 +188,7 @@ mod tests {
             rr_next: None,
             rr_local: None,
             symbol: None,
+            prediction: None,
         };
         normalize_beat(&mut beat, Normalization::MinMax);
         assert_eq!(beat.window[..4], [0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0]);

@@ -231,6 +231,7 @@ impl Segmenter {
                 rr_next,
                 rr_local: p.rr_local,
                 symbol,
+                prediction: None,
             });
         }
         beats

@@ -87,6 +87,21 @@ pub struct Beat {
     pub rr_local: Option<f32>,
     /// Reference annotation symbol matched to this beat, when the stream carries them.
     pub symbol: Option<String>,
+    /// A classifier's verdict on this beat, once a `model` step has seen it.
+    #[serde(default)]
+    pub prediction: Option<Prediction>,
+}
+
+/// A classifier's output for one beat.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Model name and version (from its card).
+    pub model: String,
+    pub version: String,
+    /// The most probable class.
+    pub class: String,
+    /// Probability of each of the model's classes, in its class order.
+    pub probabilities: Vec<f32>,
 }
 
 /// A tensor or image made from a beat or a record (a CWT scalogram, a rendered 12-lead

@@ -106,6 +106,7 @@ fn study_map_is_38_by_259_and_batch_and_beat_agree_with_single() {
         rr_next: None,
         rr_local: None,
         symbol: None,
+        prediction: None,
     };
     assert_eq!(cwt.transform_beat(&beat).unwrap(), single);
 

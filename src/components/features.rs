@@ -562,6 +562,7 @@ impl Step for SmoteStep {
                     rr_next: None,
                     rr_local: None,
                     symbol,
+                    prediction: None,
                 }));
             }
         }

@@ -4,6 +4,7 @@
 
 mod features;
 pub mod fields;
+mod model;
 mod sinks;
 pub use sinks::label_map;
 pub mod sources;
@@ -174,6 +175,7 @@ pub fn registry() -> Vec<&'static ComponentSpec> {
         .iter()
         .chain(transforms::SPECS)
         .chain(features::SPECS)
+        .chain(model::SPECS)
         .chain(sinks::SPECS)
         .chain(train::SPECS)
         .collect()

@@ -329,6 +329,14 @@ pub fn beat_json(b: &Beat, include_samples: bool) -> serde_json::Value {
         "rr_next": b.rr_next.map(short_f64),
         "rr_local": b.rr_local.map(short_f64),
     });
+    if let Some(p) = &b.prediction {
+        v["prediction"] = json!({
+            "model": p.model,
+            "version": p.version,
+            "class": p.class,
+            "probabilities": p.probabilities.iter().map(|&x| short_f64(x)).collect::<Vec<_>>(),
+        });
+    }
     if include_samples {
         v["window"] = json!(b.window);
     }

@@ -255,7 +255,7 @@ impl<Op: ChunkOperator> Step for ChunkStep<Op> {
     }
 }
 
-fn kind_of(body: &Body) -> &'static str {
+pub(super) fn kind_of(body: &Body) -> &'static str {
     match body {
         Body::Chunk(_) => "a signal chunk",
         Body::Beat(_) => "a beat",
