@@ -1,8 +1,9 @@
 //! Export of trained networks to ONNX (burn-onnx's forward-capture exporter, opset 18), with
 //! a dynamic batch axis named `N`, so that tract, onnxruntime or any ONNX runtime can run
-//! them. The graph takes `input` `[N, 1, input_len]` (raw mV window, then RR features when
-//! the model uses them) and gives class logits `[N, classes]`; softmax is left to the
-//! runtime.
+//! them. The graph's one input is `[N, 1, input_len]` (raw mV window, then RR features
+//! when the model uses them) and its one output the class logits `[N, classes]`; softmax is
+//! left to the runtime. The exporter names them (`tensor_…`): read the names from the
+//! runtime's session rather than assuming them.
 
 use std::path::Path;
 
