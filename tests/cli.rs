@@ -83,6 +83,11 @@ fn shipped_pipelines_are_valid() {
         );
         files.retain(|f| !std::fs::read_to_string(f).unwrap().contains("${ECGFLOW_DATA}"));
     }
+    // Training pipelines read the beats that mitdb-to-parquet.toml writes under out/; their
+    // source path is checked only where that conversion has run.
+    if !root().join("out/mitdb_beats").is_dir() {
+        files.retain(|f| !std::fs::read_to_string(f).unwrap().contains("\"out/mitdb_beats\""));
+    }
     assert!(files.iter().any(|f| f.ends_with("demo.toml")));
     let mut args = vec!["validate"];
     args.extend(files.iter().map(String::as_str));
