@@ -1,13 +1,16 @@
 //! The `model` transform: a trained beat classifier applied to beats as they pass, in
-//! batches, attaching each beat's predicted class and probabilities.
+//! batches, attaching each beat's predicted class and probabilities. The network runs on
+//! tract (`runtime = "onnx"`, NAME.onnx) or on burn (`runtime = "burn"`, NAME.bpk); both go
+//! through the one [`Classifier`] and the one batching step.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use ecgflow_operators::models::resecanet::beat_input;
-use ecgflow_operators::models::{Architecture, TrainedModel};
+use ecgflow_operators::models::tract::OnnxClassifier;
+use ecgflow_operators::models::{model_paths, Architecture, ModelCard, TrainedModel};
 use ecgflow_operators::train::argmax;
 use ecgflow_operators::{Beat, Prediction};
 
@@ -19,21 +22,32 @@ use crate::message::Body;
 pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
     type_name: "model",
     role: Role::Transform,
-    summary: "Classifies beats with a trained model (NAME.json + NAME.bpk written by the `train` sink, e.g. \
-              models/resecanet-ds1.json) and attaches the prediction to each beat: the model's name and \
-              version, the most probable class and every class's probability (the jsonl sink writes them). \
-              Beats are run in batches of up to `max_batch`, flushed when the batch is full, when the oldest \
-              beat has waited `max_delay_ms`, or when the stream ends. The beats' window (before/after) must \
-              be the one the model was trained on.",
+    summary: "Classifies beats with a trained model and attaches the prediction to each beat: the model's \
+              name and version, the most probable class and every class's probability (the jsonl sink writes \
+              them). With `runtime = \"onnx\"` (the default) tract runs NAME.onnx (written by `ecgflow export`, \
+              or any ONNX classifier with one input [N, 1, L] f32 and one output of logits [N, classes]); \
+              NAME.json beside it, the model card, gives the class names, the beat window and whether RR \
+              features follow the window, and validation checks that the ONNX input length and output width \
+              agree with it. Without a card the classes are named by index (\"0\", \"1\", ...), the model by its \
+              file name with an empty version, the input is the beat's window alone, and each beat's window \
+              (before + 1 + after) must have the ONNX input length. With `runtime = \"burn\"` the training \
+              code's own network runs from NAME.bpk + NAME.json (written by the `train` sink). Beats are run \
+              in batches of up to `max_batch`, flushed when the batch is full, when the oldest beat has waited \
+              `max_delay_ms`, or when the stream ends. The beats' window (before/after) must be the one the \
+              model was trained on.",
     accepts: &[PortKind::Beats],
     output: Output::Kind(PortKind::Beats),
     fields: &[
-        F::string("path", D::Required, "the model: NAME.json or NAME.bpk"),
+        F::string(
+            "path",
+            D::Required,
+            "the model: NAME.onnx, NAME.json or NAME.bpk (any of them names the model; the runtime picks the file)",
+        ),
         F::choice(
             "runtime",
-            &["burn"],
-            "burn",
-            "inference engine: burn (CPU, the training code's own network)",
+            &["onnx", "burn"],
+            "onnx",
+            "inference engine: onnx (tract on NAME.onnx, card NAME.json optional) or burn (NAME.bpk + NAME.json)",
         ),
         F::int("max_batch", 1, 65_536, D::Int(64), "beats per batch at most"),
         F::int(
@@ -47,9 +61,8 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
     check: check_model,
     output_fs: same_fs,
     build: |p| {
-        let model = TrainedModel::open(&PathBuf::from(p.str("path")))?;
         Ok(Built::Transform(Arc::new(ModelTransform {
-            model: Arc::new(Mutex::new(model)),
+            classifier: Arc::new(Classifier::from_params(p)?),
             max_batch: p.usize("max_batch"),
             max_delay: Duration::from_millis(p.i64("max_delay_ms") as u64),
         })))
@@ -57,15 +70,142 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
 }];
 
 fn check_model(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
-    match TrainedModel::open(&PathBuf::from(p.str("path"))) {
+    match Classifier::from_params(p) {
         Ok(_) => Vec::new(),
-        Err(e) => vec![("path".to_owned(), e.to_string())],
+        Err(e) => vec![("path".to_owned(), format!("{e:#}"))],
+    }
+}
+
+/// A network in one of the runtimes.
+enum Runtime {
+    /// burn modules are not `Sync`: one network behind a lock, shared by every stream.
+    Burn(Box<Mutex<TrainedModel>>),
+    /// A tract plan runs each call in its own state: shared without a lock.
+    Onnx(OnnxClassifier),
+}
+
+impl Runtime {
+    /// Class probabilities for `inputs` (`n × input_len`), `batch` beats at a time.
+    fn predict(&self, inputs: &[f32], batch: usize) -> anyhow::Result<Vec<Vec<f32>>> {
+        Ok(match self {
+            Runtime::Burn(model) => model
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the model lock was poisoned"))?
+                .predict(inputs, batch)?,
+            Runtime::Onnx(model) => model.predict(inputs, batch)?,
+        })
+    }
+}
+
+/// A loaded model and what it takes to feed it beats and name its outputs.
+struct Classifier {
+    runtime: Runtime,
+    /// Name and version written into each prediction.
+    name: String,
+    version: String,
+    /// Class names in output order.
+    classes: Vec<String>,
+    /// Values per beat.
+    input_len: usize,
+    /// Whether the three RR features follow the window.
+    rr_features: bool,
+    /// The window (before, after) the model was trained on, from its card; `None` without a
+    /// card (then the beat's window must have `input_len` samples).
+    window: Option<(usize, usize)>,
+}
+
+impl Classifier {
+    fn from_params(p: &Params) -> anyhow::Result<Self> {
+        Self::open(Path::new(p.str("path")), p.str("runtime"))
+    }
+
+    /// Loads the model named by `path` for `runtime` (`onnx` or `burn`).
+    fn open(path: &Path, runtime: &str) -> anyhow::Result<Self> {
+        if runtime == "burn" {
+            let model = TrainedModel::open(path)?;
+            let card = model.card.clone();
+            return Ok(Self::with_card(Runtime::Burn(Box::new(Mutex::new(model))), &card));
+        }
+        let (_, card_path) = model_paths(path);
+        let onnx_path = match path.extension().and_then(|e| e.to_str()) {
+            Some("onnx") => path.to_path_buf(),
+            _ => card_path.with_extension("onnx"),
+        };
+        if !onnx_path.is_file() {
+            bail!(
+                "{}: no such file; runtime = \"onnx\" runs NAME.onnx (write it with `ecgflow export --model {} \
+                 --onnx {}`), runtime = \"burn\" runs NAME.bpk",
+                onnx_path.display(),
+                card_path.display(),
+                onnx_path.display()
+            );
+        }
+        let onnx = OnnxClassifier::load(&onnx_path)?;
+        if !card_path.is_file() {
+            if path.extension().is_some_and(|e| e == "json") {
+                bail!("{}: no such file", card_path.display());
+            }
+            let name = onnx_path
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+            return Ok(Classifier {
+                name,
+                version: String::new(),
+                classes: (0..onnx.classes()).map(|c| c.to_string()).collect(),
+                input_len: onnx.input_len(),
+                rr_features: false,
+                window: None,
+                runtime: Runtime::Onnx(onnx),
+            });
+        }
+        let text = std::fs::read_to_string(&card_path).with_context(|| card_path.display().to_string())?;
+        let card: ModelCard =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a model card", card_path.display()))?;
+        onnx.check_card(&card, &card_path)?;
+        Ok(Self::with_card(Runtime::Onnx(onnx), &card))
+    }
+
+    fn with_card(runtime: Runtime, card: &ModelCard) -> Self {
+        let Architecture::Resecanet(config) = &card.architecture;
+        Classifier {
+            runtime,
+            name: card.name.clone(),
+            version: card.version.clone(),
+            classes: card.classes.clone(),
+            input_len: card.architecture.input_len(),
+            rr_features: config.rr_features,
+            window: Some((card.input.before, card.input.after)),
+        }
+    }
+
+    /// The model's input for `beat`, or why the beat does not fit the model.
+    fn input(&self, beat: &Beat) -> anyhow::Result<Vec<f32>> {
+        let input = beat_input(beat, self.rr_features);
+        let fits = match self.window {
+            Some(window) => window == (beat.before, beat.after) && input.len() == self.input_len,
+            None => input.len() == self.input_len,
+        };
+        if !fits {
+            let takes = match self.window {
+                Some((before, after)) => format!("{before} + 1 + {after} window"),
+                None => format!("window of {} samples", self.input_len),
+            };
+            bail!(
+                "beat {} of {}: a {} + 1 + {} window; the model {} takes a {takes}",
+                beat.sample,
+                beat.stream,
+                beat.before,
+                beat.after,
+                self.name,
+            );
+        }
+        Ok(input)
     }
 }
 
 struct ModelTransform {
-    /// One network shared by every stream's step (burn modules are not `Sync`).
-    model: Arc<Mutex<TrainedModel>>,
+    /// One model shared by every stream's step.
+    classifier: Arc<Classifier>,
     max_batch: usize,
     max_delay: Duration,
 }
@@ -73,7 +213,7 @@ struct ModelTransform {
 impl Transform for ModelTransform {
     fn open(&self, _first: &Body) -> anyhow::Result<Box<dyn Step>> {
         Ok(Box::new(ModelStep {
-            model: self.model.clone(),
+            classifier: self.classifier.clone(),
             max_batch: self.max_batch,
             max_delay: self.max_delay,
             pending: Vec::new(),
@@ -83,7 +223,7 @@ impl Transform for ModelTransform {
 }
 
 struct ModelStep {
-    model: Arc<Mutex<TrainedModel>>,
+    classifier: Arc<Classifier>,
     max_batch: usize,
     max_delay: Duration,
     pending: Vec<Beat>,
@@ -95,34 +235,17 @@ impl ModelStep {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let model = self
-            .model
-            .lock()
-            .map_err(|_| anyhow::anyhow!("the model lock was poisoned"))?;
-        let Architecture::Resecanet(config) = &model.card.architecture;
-        let mut inputs = Vec::with_capacity(self.pending.len() * config.input_len());
+        let model = &*self.classifier;
+        let mut inputs = Vec::with_capacity(self.pending.len() * model.input_len);
         for beat in &self.pending {
-            let input = beat_input(beat, config.rr_features);
-            if input.len() != config.input_len() || beat.before != model.card.input.before {
-                bail!(
-                    "beat {} of {}: a {} + 1 + {} window; the model {} takes {} + 1 + {}",
-                    beat.sample,
-                    beat.stream,
-                    beat.before,
-                    beat.after,
-                    model.card.name,
-                    model.card.input.before,
-                    model.card.input.after
-                );
-            }
-            inputs.extend(input);
+            inputs.extend(model.input(beat)?);
         }
-        let probabilities = model.predict(&inputs, self.max_batch)?;
+        let probabilities = model.runtime.predict(&inputs, self.max_batch)?;
         for (mut beat, p) in self.pending.drain(..).zip(probabilities) {
             beat.prediction = Some(Prediction {
-                model: model.card.name.clone(),
-                version: model.card.version.clone(),
-                class: model.card.classes[argmax(&p)].clone(),
+                model: model.name.clone(),
+                version: model.version.clone(),
+                class: model.classes[argmax(&p)].clone(),
                 probabilities: p,
             });
             out.push(Body::Beat(beat));

@@ -6,6 +6,7 @@
 
 pub mod onnx;
 pub mod resecanet;
+pub mod tract;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,610 @@
+//! Inference with tract, a pure-Rust ONNX runtime: the deployable counterpart of the burn
+//! networks (no training code, no burn at run time), and a way to run beat classifiers made
+//! by other tools.
+//!
+//! An [`OnnxClassifier`] takes what `ecgflow export` writes (one input `[N, 1, input_len]`
+//! f32, one output of class logits `[N, classes]`), or any ONNX file of that shape: the batch
+//! axis is declared symbolic (`N`), so one optimised plan runs every batch size. The shape
+//! is checked when the file is loaded, and whatever does not fit (a channels-last
+//! `[N, L, 1]` Keras input, two inputs, a rank-3 output, f64 tensors...) is reported with
+//! the file's name rather than failing at the first beat.
+
+use std::path::{Path, PathBuf};
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+
+use super::ModelCard;
+
+/// Why an ONNX classifier could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not an ONNX model: {message}")]
+    NotOnnx { path: PathBuf, message: String },
+    /// The graph's inputs or outputs are not those of a beat classifier.
+    #[error("{path}: {message}")]
+    Shape { path: PathBuf, message: String },
+    #[error("{path}: tract cannot prepare the model: {message}")]
+    Prepare { path: PathBuf, message: String },
+    #[error("{path}: does not match its model card {card}: {message}")]
+    Card {
+        path: PathBuf,
+        card: PathBuf,
+        message: String,
+    },
+    #[error("{path}: inference failed: {message}")]
+    Run { path: PathBuf, message: String },
+    #[error("input has {got} values; the ONNX model takes {expected} values per beat")]
+    InputLength { got: usize, expected: usize },
+}
+
+/// A beat classifier loaded from an ONNX file and optimised by tract for any batch size.
+///
+/// It is `Send + Sync`: one classifier can serve many threads, each call to
+/// [`predict`](Self::predict) runs in its own state.
+#[derive(Debug, Clone)]
+pub struct OnnxClassifier {
+    path: PathBuf,
+    plan: Arc<TypedSimplePlan>,
+    input_len: usize,
+    classes: usize,
+}
+
+impl OnnxClassifier {
+    /// Loads, checks and optimises the ONNX file at `path`.
+    pub fn load(path: &Path) -> Result<Self, OnnxError> {
+        let bytes = std::fs::read(path).map_err(|source| OnnxError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let shape = |message: String| OnnxError::Shape {
+            path: path.to_path_buf(),
+            message,
+        };
+        let not_onnx = |message: String| OnnxError::NotOnnx {
+            path: path.to_path_buf(),
+            message,
+        };
+        let onnx = tract_onnx::onnx();
+        let proto = onnx
+            .proto_model_for_read(&mut bytes.as_slice())
+            .map_err(|e| not_onnx(format!("{e:#}")))?;
+        if proto.graph.as_ref().is_none_or(|g| g.node.is_empty()) {
+            return Err(not_onnx("the file holds no graph".to_owned()));
+        }
+        let dir = path.parent().and_then(Path::to_str);
+        let parsed = onnx.parse(&proto, dir).map_err(|e| not_onnx(format!("{e:#}")))?;
+        if !parsed.unresolved_inputs.is_empty() {
+            return Err(not_onnx(format!(
+                "the graph uses undefined values {:?}",
+                parsed.unresolved_inputs
+            )));
+        }
+        let mut model = parsed.model;
+
+        let inputs = model.input_outlets().map_err(|e| not_onnx(format!("{e:#}")))?.to_vec();
+        let outputs = model.output_outlets().map_err(|e| not_onnx(format!("{e:#}")))?.to_vec();
+        if inputs.len() != 1 || outputs.len() != 1 {
+            return Err(shape(format!(
+                "has {} input(s) and {} output(s); a beat classifier has one input [N, 1, L] and one output [N, classes]",
+                inputs.len(),
+                outputs.len()
+            )));
+        }
+        let input_name = model.node(inputs[0].node).name.clone();
+        let declared = model.input_fact(0).map_err(|e| not_onnx(format!("{e:#}")))?.clone();
+        let input_len = declared_input_len(&declared).map_err(|why| {
+            shape(format!(
+                "input `{input_name}` is {}; ecgflow expects [N, 1, L] f32 (batch, one channel, L values per beat){why}",
+                describe(&declared)
+            ))
+        })?;
+
+        // A symbolic batch axis: one plan for every batch size.
+        let n = model.sym("N");
+        let fact = f32::fact(tract_onnx::tract_core::dims!(n, 1, input_len));
+        let prepare = |message: String| {
+            let fixed = declared
+                .shape
+                .dim(0)
+                .and_then(|d| d.concretize())
+                .and_then(|d| d.to_i64().ok());
+            let hint = match fixed {
+                Some(b) => format!(" (the file fixes the batch axis at {b}; export it with a dynamic batch axis)"),
+                None => String::new(),
+            };
+            OnnxError::Prepare {
+                path: path.to_path_buf(),
+                message: format!("{message}{hint}"),
+            }
+        };
+        model
+            .set_input_fact(0, fact.into())
+            .map_err(|e| prepare(format!("{e:#}")))?;
+        let typed = model.into_typed().map_err(|e| prepare(format!("{e:#}")))?;
+        let output = typed.output_outlets().map_err(|e| prepare(format!("{e:#}")))?[0];
+        let output_name = typed
+            .outlet_label(output)
+            .map_or_else(|| typed.node(output.node).name.clone(), str::to_owned);
+        let out = typed.output_fact(0).map_err(|e| prepare(format!("{e:#}")))?.clone();
+        let classes = match out.shape.dims() {
+            [batch, classes] if *batch == TDim::from(n.clone()) && out.datum_type == f32::datum_type() => {
+                classes.to_i64().ok().filter(|&c| c > 0).map(|c| c as usize)
+            }
+            _ => None,
+        }
+        .ok_or_else(|| {
+            let dims: Vec<String> = out.shape.dims().iter().map(TDim::to_string).collect();
+            shape(format!(
+                "output `{output_name}` is [{}] {:?} for an input [N, 1, {input_len}]; ecgflow expects [N, classes] f32 (class logits)",
+                dims.join(", "),
+                out.datum_type
+            ))
+        })?;
+        let plan = typed
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| prepare(format!("{e:#}")))?;
+        Ok(OnnxClassifier {
+            path: path.to_path_buf(),
+            plan,
+            input_len,
+            classes,
+        })
+    }
+
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Values per beat (`L` of the input `[N, 1, L]`).
+    pub fn input_len(&self) -> usize {
+        self.input_len
+    }
+
+    /// Number of classes (the width of the output).
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Checks that `card` (read from `card_path`) describes this network: the same values
+    /// per beat and the same number of classes.
+    pub fn check_card(&self, card: &ModelCard, card_path: &Path) -> Result<(), OnnxError> {
+        let mismatch = |message: String| OnnxError::Card {
+            path: self.path.clone(),
+            card: card_path.to_path_buf(),
+            message,
+        };
+        let card_len = card.architecture.input_len();
+        if card_len != self.input_len {
+            return Err(mismatch(format!(
+                "the ONNX model takes {} values per beat, the card's architecture {card_len}",
+                self.input_len
+            )));
+        }
+        if card.classes.len() != self.classes || card.architecture.classes() != self.classes {
+            return Err(mismatch(format!(
+                "the ONNX model has {} outputs, the card {} class names ({}) and {} network outputs",
+                self.classes,
+                card.classes.len(),
+                card.classes.join(", "),
+                card.architecture.classes()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Class probabilities (softmax of the logits) for `inputs` (`n × input_len` values: each
+    /// beat's window, then its RR features when the model uses them), `batch` beats per run.
+    /// The same contract as [`TrainedModel::predict`](super::TrainedModel::predict).
+    pub fn predict(&self, inputs: &[f32], batch: usize) -> Result<Vec<Vec<f32>>, OnnxError> {
+        let len = self.input_len;
+        if !inputs.len().is_multiple_of(len) {
+            return Err(OnnxError::InputLength {
+                got: inputs.len(),
+                expected: len,
+            });
+        }
+        let run = |message: String| OnnxError::Run {
+            path: self.path.clone(),
+            message,
+        };
+        let mut out = Vec::with_capacity(inputs.len() / len);
+        if inputs.is_empty() {
+            return Ok(out);
+        }
+        let mut state = self.plan.spawn().map_err(|e| run(format!("{e:#}")))?;
+        for part in inputs.chunks(batch.max(1) * len) {
+            let n = part.len() / len;
+            let x = Tensor::from_shape(&[n, 1, len], part).map_err(|e| run(format!("{e:#}")))?;
+            let result = state.run(tvec!(x.into_tvalue())).map_err(|e| run(format!("{e:#}")))?;
+            let logits = result[0]
+                .to_plain_array_view::<f32>()
+                .map_err(|e| run(format!("{e:#}")))?;
+            if logits.shape() != [n, self.classes] {
+                return Err(run(format!(
+                    "output of shape {:?} for {n} beats; expected [{n}, {}]",
+                    logits.shape(),
+                    self.classes
+                )));
+            }
+            out.extend(logits.outer_iter().map(|row| softmax(row.iter().copied())));
+        }
+        Ok(out)
+    }
+}
+
+/// `L` of an input declared `[?, 1, L]` f32, or why the declaration does not fit.
+fn declared_input_len(fact: &InferenceFact) -> Result<usize, String> {
+    if let Some(dt) = fact.datum_type.concretize() {
+        if dt != f32::datum_type() {
+            return Err(format!(", not {dt:?}"));
+        }
+    }
+    let rank = fact.shape.rank().concretize();
+    if rank.is_none() {
+        return Err(": the file does not declare the input's shape".to_owned());
+    }
+    if rank != Some(3) {
+        return Err(String::new());
+    }
+    let dim = |i| {
+        fact.shape
+            .dim(i)
+            .and_then(|d| d.concretize())
+            .and_then(|d| d.to_i64().ok())
+    };
+    if dim(1) != Some(1) {
+        return Err(match dim(2) {
+            Some(1) => " (this looks like a channels-last [N, L, 1] input: transpose it to [N, 1, L] before export)",
+            _ => "",
+        }
+        .to_owned());
+    }
+    match dim(2) {
+        Some(len) if len > 0 => Ok(len as usize),
+        _ => Err(": the beat length L must be a fixed number".to_owned()),
+    }
+}
+
+/// An input declaration for messages, e.g. `[N, 259, 1] F32`.
+fn describe(fact: &InferenceFact) -> String {
+    let dt = fact
+        .datum_type
+        .concretize()
+        .map_or_else(|| "of unknown type".to_owned(), |dt| format!("{dt:?}"));
+    if fact.shape.rank().concretize().is_none() {
+        return format!("of unknown shape, {dt}");
+    }
+    let dims: Vec<String> = fact
+        .shape
+        .dims()
+        .map(|d| d.concretize().map_or_else(|| "?".to_owned(), |d| d.to_string()))
+        .collect();
+    format!("[{}] {dt}", dims.join(", "))
+}
+
+/// Softmax of one row of logits, as burn computes it (f32, shifted by the maximum).
+fn softmax(logits: impl Iterator<Item = f32> + Clone) -> Vec<f32> {
+    let max = logits.clone().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.map(|v| (v - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::onnx::onnx_bytes;
+    use crate::models::{Architecture, BeatInput, Network, ResEcaNetConfig, TrainedModel};
+    use crate::rng::SplitMix64;
+    use burn::module::Module as _;
+
+    /// A few ONNX protobuf messages written by hand, enough for graphs of one or two nodes.
+    mod pb {
+        fn varint(mut v: u64, out: &mut Vec<u8>) {
+            while v >= 0x80 {
+                out.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            out.push(v as u8);
+        }
+
+        fn bytes(field: u64, value: &[u8], out: &mut Vec<u8>) {
+            varint(field << 3 | 2, out);
+            varint(value.len() as u64, out);
+            out.extend_from_slice(value);
+        }
+
+        fn int(field: u64, value: u64, out: &mut Vec<u8>) {
+            varint(field << 3, out);
+            varint(value, out);
+        }
+
+        /// A dimension: a name for a symbolic one, a number for a fixed one.
+        pub enum Dim {
+            Sym(&'static str),
+            Fixed(u64),
+        }
+
+        pub const FLOAT: u64 = 1;
+        pub const DOUBLE: u64 = 11;
+
+        /// ValueInfoProto of a tensor (`dims: None` leaves the shape undeclared).
+        pub fn tensor(name: &str, elem_type: u64, dims: Option<&[Dim]>) -> Vec<u8> {
+            let mut tensor_type = Vec::new();
+            int(1, elem_type, &mut tensor_type);
+            if let Some(dims) = dims {
+                let mut shape = Vec::new();
+                for d in dims {
+                    let mut dim = Vec::new();
+                    match d {
+                        Dim::Fixed(v) => int(1, *v, &mut dim),
+                        Dim::Sym(s) => bytes(2, s.as_bytes(), &mut dim),
+                    }
+                    bytes(1, &dim, &mut shape);
+                }
+                bytes(2, &shape, &mut tensor_type);
+            }
+            let mut type_proto = Vec::new();
+            bytes(1, &tensor_type, &mut type_proto);
+            let mut info = Vec::new();
+            bytes(1, name.as_bytes(), &mut info);
+            bytes(2, &type_proto, &mut info);
+            info
+        }
+
+        /// NodeProto.
+        pub fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> Vec<u8> {
+            let mut node = Vec::new();
+            for i in inputs {
+                bytes(1, i.as_bytes(), &mut node);
+            }
+            for o in outputs {
+                bytes(2, o.as_bytes(), &mut node);
+            }
+            bytes(3, format!("{op}_{}", outputs[0]).as_bytes(), &mut node);
+            bytes(4, op.as_bytes(), &mut node);
+            node
+        }
+
+        /// ModelProto (IR 8, opset 13) of one graph.
+        pub fn model(nodes: &[Vec<u8>], inputs: &[Vec<u8>], outputs: &[Vec<u8>]) -> Vec<u8> {
+            let mut graph = Vec::new();
+            for n in nodes {
+                bytes(1, n, &mut graph);
+            }
+            bytes(2, b"g", &mut graph);
+            for i in inputs {
+                bytes(11, i, &mut graph);
+            }
+            for o in outputs {
+                bytes(12, o, &mut graph);
+            }
+            let mut opset = Vec::new();
+            int(2, 13, &mut opset);
+            let mut model = Vec::new();
+            int(1, 8, &mut model);
+            bytes(7, &graph, &mut model);
+            bytes(8, &opset, &mut model);
+            model
+        }
+    }
+
+    use pb::Dim::{Fixed, Sym};
+
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("ecgflow-tract-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Dir(dir)
+        }
+
+        fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// `x [dims] → Flatten → y`: a "classifier" whose logits are its input.
+    fn flatten(dims: &[pb::Dim], elem_type: u64) -> Vec<u8> {
+        pb::model(
+            &[pb::node("Flatten", &["x"], &["y"])],
+            &[pb::tensor("x", elem_type, Some(dims))],
+            &[pb::tensor("y", elem_type, None)],
+        )
+    }
+
+    fn load_err(dir: &Dir, name: &str, bytes: &[u8]) -> String {
+        let path = dir.write(name, bytes);
+        let err = OnnxClassifier::load(&path).unwrap_err().to_string();
+        eprintln!("{err}");
+        assert!(err.contains(name), "the message names the file: {err}");
+        err
+    }
+
+    #[test]
+    fn a_classifier_is_shareable_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<OnnxClassifier>();
+    }
+
+    #[test]
+    fn a_flatten_graph_gives_the_softmax_of_its_input_at_any_batch_size() {
+        let dir = Dir::new("flatten");
+        let path = dir.write("flat.onnx", &flatten(&[Sym("batch"), Fixed(1), Fixed(4)], pb::FLOAT));
+        let model = OnnxClassifier::load(&path).unwrap();
+        assert_eq!((model.input_len(), model.classes()), (4, 4));
+        let inputs: Vec<f32> = (0..5 * 4).map(|i| (i % 7) as f32 * 0.5 - 1.0).collect();
+        let expected: Vec<Vec<f32>> = inputs.chunks(4).map(|r| softmax(r.iter().copied())).collect();
+        for batch in [1, 2, 5, 64] {
+            assert_eq!(model.predict(&inputs, batch).unwrap(), expected, "batch {batch}");
+        }
+        for p in &expected {
+            assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+        assert!(model.predict(&[], 8).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_file_that_is_not_onnx_is_refused_with_its_name() {
+        let dir = Dir::new("notonnx");
+        let err = load_err(&dir, "notes.onnx", b"these are not the weights you are looking for\n");
+        assert!(err.contains("not an ONNX model"), "{err}");
+        let err = load_err(&dir, "empty.onnx", b"");
+        assert!(err.contains("not an ONNX model"), "{err}");
+        let missing = dir.0.join("missing.onnx");
+        let err = OnnxClassifier::load(&missing).unwrap_err().to_string();
+        assert!(err.contains("missing.onnx"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_input_length_is_refused() {
+        let dir = Dir::new("len");
+        let path = dir.write("flat.onnx", &flatten(&[Sym("N"), Fixed(1), Fixed(4)], pb::FLOAT));
+        let model = OnnxClassifier::load(&path).unwrap();
+        let err = model.predict(&[0.0; 7], 1).unwrap_err();
+        assert!(matches!(err, OnnxError::InputLength { got: 7, expected: 4 }), "{err}");
+        assert!(err.to_string().contains("takes 4 values per beat"), "{err}");
+    }
+
+    #[test]
+    fn inputs_that_are_not_n_1_l_are_refused() {
+        let dir = Dir::new("inputs");
+        // A Keras model converted by tf2onnx: channels last.
+        let err = load_err(
+            &dir,
+            "keras.onnx",
+            &flatten(&[Sym("unk__6"), Fixed(259), Fixed(1)], pb::FLOAT),
+        );
+        assert!(err.contains("[unk__6, 259, 1]") && err.contains("[N, 1, L]"), "{err}");
+        assert!(err.contains("channels-last"), "{err}");
+        let err = load_err(&dir, "rank2.onnx", &flatten(&[Sym("N"), Fixed(259)], pb::FLOAT));
+        assert!(err.contains("[N, 259]"), "{err}");
+        let err = load_err(
+            &dir,
+            "double.onnx",
+            &flatten(&[Sym("N"), Fixed(1), Fixed(8)], pb::DOUBLE),
+        );
+        assert!(err.contains("F64"), "{err}");
+        let err = load_err(&dir, "free.onnx", &flatten(&[Sym("N"), Fixed(1), Sym("L")], pb::FLOAT));
+        assert!(err.contains("fixed number"), "{err}");
+        let undeclared = pb::model(
+            &[pb::node("Flatten", &["x"], &["y"])],
+            &[pb::tensor("x", pb::FLOAT, None)],
+            &[pb::tensor("y", pb::FLOAT, None)],
+        );
+        let err = load_err(&dir, "undeclared.onnx", &undeclared);
+        assert!(err.contains("does not declare"), "{err}");
+        let two = pb::model(
+            &[pb::node("Add", &["a", "b"], &["y"])],
+            &[
+                pb::tensor("a", pb::FLOAT, Some(&[Sym("N"), Fixed(1), Fixed(8)])),
+                pb::tensor("b", pb::FLOAT, Some(&[Sym("N"), Fixed(1), Fixed(8)])),
+            ],
+            &[pb::tensor("y", pb::FLOAT, None)],
+        );
+        let err = load_err(&dir, "two.onnx", &two);
+        assert!(err.contains("2 input(s) and 1 output(s)"), "{err}");
+    }
+
+    #[test]
+    fn outputs_that_are_not_n_classes_are_refused() {
+        let dir = Dir::new("outputs");
+        let identity = pb::model(
+            &[pb::node("Identity", &["x"], &["y"])],
+            &[pb::tensor("x", pb::FLOAT, Some(&[Sym("N"), Fixed(1), Fixed(8)]))],
+            &[pb::tensor("y", pb::FLOAT, None)],
+        );
+        let err = load_err(&dir, "rank3.onnx", &identity);
+        assert!(err.contains("output `") && err.contains("[N, classes]"), "{err}");
+        let two = pb::model(
+            &[
+                pb::node("Flatten", &["x"], &["y"]),
+                pb::node("Identity", &["x"], &["z"]),
+            ],
+            &[pb::tensor("x", pb::FLOAT, Some(&[Sym("N"), Fixed(1), Fixed(8)]))],
+            &[pb::tensor("y", pb::FLOAT, None), pb::tensor("z", pb::FLOAT, None)],
+        );
+        let err = load_err(&dir, "twoout.onnx", &two);
+        assert!(err.contains("1 input(s) and 2 output(s)"), "{err}");
+    }
+
+    fn card(architecture: Architecture) -> ModelCard {
+        ModelCard {
+            name: "t".into(),
+            version: "1".into(),
+            classes: (0..architecture.classes()).map(|c| format!("c{c}")).collect(),
+            architecture,
+            label_map: "aami".into(),
+            input: BeatInput {
+                fs: 360.0,
+                before: 30,
+                after: 33,
+                lead: "MLII".into(),
+            },
+            training: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn an_exported_network_gives_burns_probabilities_and_is_checked_against_its_card() {
+        let config = ResEcaNetConfig {
+            window: 64,
+            widths: vec![4, 8],
+            rr_features: true,
+            ..ResEcaNetConfig::study(3)
+        };
+        let architecture = Architecture::Resecanet(config.clone());
+        let network = Network::init(&architecture, &burn::tensor::Device::flex()).valid();
+        let burn = TrainedModel {
+            card: card(architecture),
+            network,
+        };
+        let mut rng = SplitMix64::new(9);
+        let inputs: Vec<f32> = (0..7 * config.input_len()).map(|_| rng.normal() as f32).collect();
+        // burn first: the export leaves the batch norms' running statistics on the
+        // exporter's capture device, where burn can no longer run them.
+        let expected: Vec<_> = [1, 3].map(|batch| burn.predict(&inputs, batch).unwrap()).into();
+        let dir = Dir::new("exported");
+        let path = dir.write("m.onnx", &onnx_bytes(&burn.network, config.input_len()).unwrap());
+        let tract = OnnxClassifier::load(&path).unwrap();
+        assert_eq!((tract.input_len(), tract.classes()), (config.input_len(), 3));
+        tract.check_card(&burn.card, Path::new("m.json")).unwrap();
+        for (batch, a) in [1, 3].into_iter().zip(&expected) {
+            let b = tract.predict(&inputs, batch).unwrap();
+            assert_eq!((a.len(), b.len()), (7, 7));
+            for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+                assert!((x - y).abs() < 1e-5, "batch {batch}: burn {x}, tract {y}");
+            }
+        }
+
+        let mut other = burn.card.clone();
+        other.classes.pop();
+        let err = tract.check_card(&other, Path::new("m.json")).unwrap_err().to_string();
+        assert!(
+            err.contains("m.onnx") && err.contains("m.json") && err.contains("3 outputs"),
+            "{err}"
+        );
+        let Architecture::Resecanet(c) = &mut other.architecture;
+        c.window = 65;
+        let err = tract.check_card(&other, Path::new("m.json")).unwrap_err().to_string();
+        assert!(err.contains("67 values per beat") && err.contains("68"), "{err}");
+    }
+}
