@@ -3,7 +3,7 @@
 //! Each test prints a note and passes when the data is absent (CI has it).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod common;
 
@@ -11,22 +11,11 @@ use ecgflow_datasets::annotations::{is_beat, read_annotations};
 use ecgflow_datasets::wfdb::Header;
 
 fn data_dir() -> Option<PathBuf> {
-    let dir = common::data_root();
-    if dir.join("mitdb/100.hea").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("no data at {}; skipping", dir.display());
-        None
-    }
+    common::mitdb_data()
 }
 
 fn ecgflow(args: &[&str], data: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ecgflow"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("ECGFLOW_DATA", data)
-        .args(args)
-        .output()
-        .expect("ecgflow starts")
+    common::ecgflow_with_data(args, data)
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use ecgflow_operators::models::onnx::export_onnx;
 use ecgflow_operators::models::resecanet::beat_input;
@@ -28,12 +28,7 @@ fn root() -> PathBuf {
 }
 
 fn ecgflow(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_ecgflow"))
-        .current_dir(root())
-        .env("ECGFLOW_DATA", common::data_root())
-        .args(args)
-        .output()
-        .expect("ecgflow starts");
+    let out = common::ecgflow_with_data(args, &common::data_root());
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     out
 }

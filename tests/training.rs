@@ -3,29 +3,18 @@
 //! Each test prints a note and passes when the data is absent (CI has it).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 mod common;
 
 fn data_dir() -> Option<PathBuf> {
-    let dir = common::data_root();
-    if dir.join("mitdb/100.hea").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("no data at {}; skipping", dir.display());
-        None
-    }
+    common::mitdb_data()
 }
 
 fn ecgflow(args: &[&str], data: &Path) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_ecgflow"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("ECGFLOW_DATA", data)
-        .args(args)
-        .output()
-        .expect("ecgflow starts");
+    let out = common::ecgflow_with_data(args, data);
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     out
 }

@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test binary uses a subset of these helpers
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The Python with pyarrow: `ECGFLOW_PYTHON` (set by .ci/run) or python3. In CI its absence
 /// is a failure; elsewhere the cross-checks are skipped with a note.
@@ -43,4 +43,25 @@ pub fn data_root() -> PathBuf {
     std::env::var_os("ECGFLOW_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+}
+
+/// The data directory when it holds MIT-BIH; `None` (with a note) when the data is absent.
+pub fn mitdb_data() -> Option<PathBuf> {
+    let dir = data_root();
+    if dir.join("mitdb/100.hea").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("no data at {}; skipping", dir.display());
+        None
+    }
+}
+
+/// Runs the `ecgflow` binary in the workspace root with `ECGFLOW_DATA` set to `data`.
+pub fn ecgflow_with_data(args: &[&str], data: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ecgflow"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("ECGFLOW_DATA", data)
+        .args(args)
+        .output()
+        .expect("ecgflow starts")
 }

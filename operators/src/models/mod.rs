@@ -261,26 +261,32 @@ pub fn predict(network: &Network, input_len: usize, inputs: &[f32], batch: usize
     Ok(out)
 }
 
+/// A model card for unit tests: classes `c0`, `c1`, ..., a 30 + 1 + 33 MLII window.
+#[cfg(test)]
+pub(crate) fn test_card(architecture: Architecture) -> ModelCard {
+    ModelCard {
+        name: "t".into(),
+        version: "1".into(),
+        classes: (0..architecture.classes()).map(|c| format!("c{c}")).collect(),
+        architecture,
+        label_map: "aami".into(),
+        input: BeatInput {
+            fs: 360.0,
+            before: 30,
+            after: 33,
+            lead: "MLII".into(),
+        },
+        training: serde_json::Value::Null,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rng::SplitMix64;
 
     fn card(architecture: Architecture) -> ModelCard {
-        ModelCard {
-            name: "t".into(),
-            version: "1".into(),
-            classes: (0..architecture.classes()).map(|c| format!("c{c}")).collect(),
-            architecture,
-            label_map: "aami".into(),
-            input: BeatInput {
-                fs: 360.0,
-                before: 30,
-                after: 33,
-                lead: "MLII".into(),
-            },
-            training: serde_json::Value::Null,
-        }
+        test_card(architecture)
     }
 
     #[test]

@@ -303,7 +303,7 @@ fn softmax(logits: impl Iterator<Item = f32> + Clone) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::models::onnx::onnx_bytes;
-    use crate::models::{Architecture, BeatInput, Network, ResEcaNetConfig, TrainedModel};
+    use crate::models::{Architecture, Network, ResEcaNetConfig, TrainedModel};
     use crate::rng::SplitMix64;
     use burn::module::Module as _;
 
@@ -547,20 +547,7 @@ mod tests {
     }
 
     fn card(architecture: Architecture) -> ModelCard {
-        ModelCard {
-            name: "t".into(),
-            version: "1".into(),
-            classes: (0..architecture.classes()).map(|c| format!("c{c}")).collect(),
-            architecture,
-            label_map: "aami".into(),
-            input: BeatInput {
-                fs: 360.0,
-                before: 30,
-                after: 33,
-                lead: "MLII".into(),
-            },
-            training: serde_json::Value::Null,
-        }
+        crate::models::test_card(architecture)
     }
 
     #[test]
