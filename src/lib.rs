@@ -8,6 +8,7 @@ pub mod config;
 pub mod docs;
 pub mod eval;
 pub mod eval_beats;
+pub mod eval_explain;
 pub mod fetch_cli;
 pub mod graph;
 pub mod message;

@@ -59,6 +59,9 @@ enum EvalCommand {
     Rpeaks(eval::RpeaksArgs),
     /// A trained beat classifier scored on labelled beats from a beats Parquet table.
     Beats(ecgflow::eval_beats::BeatsArgs),
+    /// Faithfulness of explanations (Grad-CAM, SHAP, LIME) of a beat classifier: deletion and
+    /// insertion curves against random orders, and the model-randomisation check.
+    Explain(ecgflow::eval_explain::ExplainArgs),
 }
 
 #[derive(Subcommand)]
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
         Command::Eval(EvalCommand::Rpeaks(args)) => eval::rpeaks(&args).map(|()| ExitCode::SUCCESS),
         Command::Export { model, onnx } => export(&model, &onnx),
         Command::Eval(EvalCommand::Beats(args)) => ecgflow::eval_beats::beats(&args).map(|_| ExitCode::SUCCESS),
+        Command::Eval(EvalCommand::Explain(args)) => ecgflow::eval_explain::explain(&args).map(|_| ExitCode::SUCCESS),
         Command::Datasets(DatasetsCommand::Fetch {
             database,
             dest,

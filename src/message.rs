@@ -1,5 +1,6 @@
 //! What travels on the dataflow's edges.
 
+use ecgflow_operators::explain::Explanation;
 use ecgflow_operators::{Beat, Chunk, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,8 @@ pub enum Body {
     Beat(Beat),
     /// A tensor or image (port kind `tensors`).
     Tensor(Tensor),
+    /// A beat with its prediction explained (port kind `explanations`).
+    Explanation(Box<Explanation>),
     /// A stream begins; `meta` describes it (e.g. `patient`, `database`, PTB-XL's `fold`).
     /// Sent by sources before the first chunk and forwarded by every transform.
     Start {
@@ -41,6 +44,7 @@ impl Body {
             Body::Chunk(c) => &c.stream,
             Body::Beat(b) => &b.stream,
             Body::Tensor(t) => &t.stream,
+            Body::Explanation(e) => &e.beat.stream,
             Body::Start { stream, .. } | Body::End { stream } | Body::Abort { stream, .. } => stream,
         }
     }

@@ -639,3 +639,130 @@ impl Rows for TensorRows {
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }
+
+/// Schema `explanations`, one row per explained beat: `record` (utf8), `sample` (uint64, the
+/// R peak), `symbol` (utf8, nullable), `model`, `version` (utf8, nullable: the prediction's),
+/// `predicted` (utf8, nullable), `method` (utf8), `explained_class` (utf8), `probability`
+/// (float32), `base_value`, `fit_r2` (float32, nullable), `window` (list of float32, the beat's
+/// first lead in mV) and `attribution` (list of float32, one per window sample).
+pub struct ExplanationRows {
+    schema: SchemaRef,
+    record: StringBuilder,
+    sample: UInt64Builder,
+    symbol: StringBuilder,
+    model: StringBuilder,
+    version: StringBuilder,
+    predicted: StringBuilder,
+    method: StringBuilder,
+    class: StringBuilder,
+    probability: Float32Builder,
+    base_value: Float32Builder,
+    fit_r2: Float32Builder,
+    window: ListBuilder<Float32Builder>,
+    attribution: ListBuilder<Float32Builder>,
+    pending: usize,
+}
+
+impl ExplanationRows {
+    pub fn new(meta: &[(String, String)]) -> Self {
+        let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+        let float = |name: &str, nullable: bool| Field::new(name, DataType::Float32, nullable);
+        let list = |name: &str| Field::new(name, DataType::List(Arc::new(float_item())), false);
+        let schema = schema_with(
+            vec![
+                text("record", false),
+                Field::new("sample", DataType::UInt64, false),
+                text("symbol", true),
+                text("model", true),
+                text("version", true),
+                text("predicted", true),
+                text("method", false),
+                text("explained_class", false),
+                float("probability", false),
+                float("base_value", true),
+                float("fit_r2", true),
+                list("window"),
+                list("attribution"),
+            ],
+            vec![
+                ("ecgflow.schema", "explanations".to_owned()),
+                (
+                    "ecgflow.database",
+                    meta_value(meta, "database").unwrap_or("unknown").to_owned(),
+                ),
+            ],
+        );
+        let floats = || ListBuilder::new(Float32Builder::new()).with_field(float_item());
+        ExplanationRows {
+            schema,
+            record: StringBuilder::new(),
+            sample: UInt64Builder::new(),
+            symbol: StringBuilder::new(),
+            model: StringBuilder::new(),
+            version: StringBuilder::new(),
+            predicted: StringBuilder::new(),
+            method: StringBuilder::new(),
+            class: StringBuilder::new(),
+            probability: Float32Builder::new(),
+            base_value: Float32Builder::new(),
+            fit_r2: Float32Builder::new(),
+            window: floats(),
+            attribution: floats(),
+            pending: 0,
+        }
+    }
+}
+
+impl Rows for ExplanationRows {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn push(&mut self, body: &Body, _meta: &[(String, String)]) -> anyhow::Result<()> {
+        let Body::Explanation(e) = body else { return Ok(()) };
+        let (b, a) = (&e.beat, &e.attribution);
+        let prediction = b.prediction.as_ref();
+        self.record.append_value(&b.stream);
+        self.sample.append_value(b.sample);
+        self.symbol.append_option(b.symbol.as_deref());
+        self.model.append_option(prediction.map(|p| &p.model));
+        self.version.append_option(prediction.map(|p| &p.version));
+        self.predicted.append_option(prediction.map(|p| &p.class));
+        self.method.append_value(&a.method);
+        self.class.append_value(&e.class_name);
+        self.probability.append_value(a.probability);
+        self.base_value.append_option(a.base_value);
+        self.fit_r2.append_option(a.fit_r2);
+        let len = (b.before + 1 + b.after).min(b.window.len());
+        self.window.values().append_slice(&b.window[..len]);
+        self.window.append(true);
+        self.attribution.values().append_slice(&a.per_sample);
+        self.attribution.append(true);
+        self.pending += 1;
+        Ok(())
+    }
+
+    fn pending(&self) -> usize {
+        self.pending
+    }
+
+    fn take_batch(&mut self) -> anyhow::Result<RecordBatch> {
+        self.pending = 0;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.record.finish()),
+            Arc::new(self.sample.finish()),
+            Arc::new(self.symbol.finish()),
+            Arc::new(self.model.finish()),
+            Arc::new(self.version.finish()),
+            Arc::new(self.predicted.finish()),
+            Arc::new(self.method.finish()),
+            Arc::new(self.class.finish()),
+            Arc::new(self.probability.finish()),
+            Arc::new(self.base_value.finish()),
+            Arc::new(self.fit_r2.finish()),
+            Arc::new(self.window.finish()),
+            Arc::new(self.attribution.finish()),
+        ];
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}

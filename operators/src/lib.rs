@@ -4,6 +4,7 @@
 
 pub mod augment;
 pub mod cwt;
+pub mod explain;
 pub mod filter;
 pub mod metrics;
 pub mod models;

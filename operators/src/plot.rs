@@ -371,6 +371,8 @@ struct XyChart<'a> {
     diagonal: bool,
     /// Legend text and finite points of each line.
     lines: Vec<(String, Vec<(f64, f64)>)>,
+    /// Vertical bands `[x0, x1)` shaded behind the lines (attribution heat).
+    bands: Vec<(f64, f64, Rgb)>,
 }
 
 /// Draws an [`XyChart`] of [`CHART_WIDTH`] × [`CHART_HEIGHT`] and writes it to `path`.
@@ -405,6 +407,23 @@ fn draw_xy(path: &Path, chart: &XyChart) -> Result<(usize, usize), PlotError> {
     };
 
     c.text_centred(chart.title, w / 2, 14, INK);
+    for &(x0, x1, colour) in &chart.bands {
+        let (a, _) = to_px((x0, chart.y.lo));
+        let (b, _) = to_px((x1, chart.y.lo));
+        let (a, b) = (
+            a.min(b).round().max(plot.x0 as f64),
+            a.max(b).round().min(plot.x1 as f64),
+        );
+        if b > a {
+            let band = Rect {
+                x0: a as usize,
+                y0: plot.y0,
+                x1: b as usize,
+                y1: plot.y1,
+            };
+            c.fill(band, colour);
+        }
+    }
     for &t in &chart.x.ticks {
         let (px, _) = to_px((t, chart.y.lo));
         c.line((px, plot.y0 as f64), (px, plot.y1 as f64), GRID, 1, plot, false);
@@ -494,6 +513,66 @@ pub fn line_chart(
         y: Axis::fit(all().map(|p| p.1)),
         diagonal: false,
         lines,
+        bands: Vec::new(),
+    };
+    draw_xy(path, &chart)
+}
+
+/// Ticks every 100 ms (50 ms for short windows) tightly around the beat's time span: a
+/// "nice" fitted axis would leave a fifth of the picture empty on each side.
+fn time_axis(points: &[(f64, f64)]) -> Axis {
+    let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+        (lo.min(p.0), hi.max(p.0))
+    });
+    if !lo.is_finite() || !hi.is_finite() || lo >= hi {
+        return Axis::fit(points.iter().map(|p| p.0));
+    }
+    let step = if hi - lo > 400.0 { 100.0 } else { 50.0 };
+    Axis::stepped((lo / step).floor() * step, (hi / step).ceil() * step, step)
+}
+
+/// Light red for the most positive attribution, light blue for the most negative.
+const POSITIVE: Rgb = [239, 59, 44];
+const NEGATIVE: Rgb = [49, 130, 189];
+
+/// A beat (time in ms, amplitude in mV) drawn over its attribution: each sample's band is
+/// shaded red for a positive attribution and blue for a negative one, in proportion to
+/// its size relative to the largest. Returns the image's (width, height).
+pub fn attribution_chart(
+    path: &Path,
+    title: &str,
+    beat: &[(f64, f64)],
+    attribution: &[f64],
+) -> Result<(usize, usize), PlotError> {
+    let points = finite(beat);
+    let largest = attribution
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
+    let half_step = if beat.len() > 1 {
+        (beat[beat.len() - 1].0 - beat[0].0) / (beat.len() - 1) as f64 / 2.0
+    } else {
+        0.5
+    };
+    let bands = beat
+        .iter()
+        .zip(attribution)
+        .filter(|((x, _), a)| x.is_finite() && a.is_finite() && largest > 0.0)
+        .map(|(&(x, _), &a)| {
+            let end = if a >= 0.0 { POSITIVE } else { NEGATIVE };
+            // Kept light (at most 70 % of the colour) so the beat stays readable on top.
+            (x - half_step, x + half_step, lerp(WHITE, end, 0.7 * a.abs() / largest))
+        })
+        .collect();
+    let chart = XyChart {
+        title,
+        x_label: "time from R peak (ms)",
+        y_label: "mV",
+        x: time_axis(&points),
+        y: Axis::fit(points.iter().map(|p| p.1)),
+        diagonal: false,
+        lines: vec![("beat".to_owned(), points)],
+        bands,
     };
     draw_xy(path, &chart)
 }
@@ -522,6 +601,7 @@ pub fn roc_chart(path: &Path, title: &str, curves: &[RocCurve]) -> Result<(usize
         y: Axis::stepped(0.0, 1.0, 0.2),
         diagonal: true,
         lines,
+        bands: Vec::new(),
     };
     draw_xy(path, &chart)
 }
@@ -692,6 +772,22 @@ mod tests {
         let size = roc_chart(&path, "ROC, test fold", &curves).unwrap();
         assert_eq!(size, (CHART_WIDTH, CHART_HEIGHT));
         assert!(distinct_colours(&path, size) >= 5);
+    }
+
+    #[test]
+    fn attribution_chart_shades_the_beat() {
+        let dir = TestDir::new("attribution");
+        let beat: Vec<(f64, f64)> = (0..100)
+            .map(|i| (i as f64 * 2.8 - 90.0, (i as f64 / 10.0).sin()))
+            .collect();
+        let attribution: Vec<f64> = (0..100).map(|i| (i as f64 - 50.0) / 50.0).collect();
+        let path = dir.join("a.png");
+        let size = attribution_chart(&path, "beat 1 of 100: V", &beat, &attribution).unwrap();
+        // Red and blue shades of many strengths, besides ink and grid.
+        assert!(distinct_colours(&path, size) > 40);
+        let flat = dir.join("flat.png");
+        let size = attribution_chart(&flat, "all zero", &beat, &[0.0; 100]).unwrap();
+        assert!(distinct_colours(&flat, size) < 40);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! The registry here is the single source for validation, `ecgflow components` and
 //! `docs/components.md`.
 
+mod explain;
 mod features;
 pub mod fields;
 mod model;
@@ -176,6 +177,7 @@ pub fn registry() -> Vec<&'static ComponentSpec> {
         .chain(transforms::SPECS)
         .chain(features::SPECS)
         .chain(model::SPECS)
+        .chain(explain::SPECS)
         .chain(sinks::SPECS)
         .chain(train::SPECS)
         .collect()

@@ -77,7 +77,7 @@ fn check_model(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
 }
 
 /// A network in one of the runtimes.
-enum Runtime {
+pub(super) enum Runtime {
     /// burn modules are not `Sync`: one network behind a lock, shared by every stream.
     Burn(Box<Mutex<TrainedModel>>),
     /// A tract plan runs each call in its own state: shared without a lock.
@@ -86,7 +86,7 @@ enum Runtime {
 
 impl Runtime {
     /// Class probabilities for `inputs` (`n × input_len`), `batch` beats at a time.
-    fn predict(&self, inputs: &[f32], batch: usize) -> anyhow::Result<Vec<Vec<f32>>> {
+    pub(super) fn predict(&self, inputs: &[f32], batch: usize) -> anyhow::Result<Vec<Vec<f32>>> {
         Ok(match self {
             Runtime::Burn(model) => model
                 .lock()
@@ -97,21 +97,22 @@ impl Runtime {
     }
 }
 
-/// A loaded model and what it takes to feed it beats and name its outputs.
-struct Classifier {
-    runtime: Runtime,
+/// A loaded model and what it takes to feed it beats and name its outputs (shared with the
+/// `explain` transform).
+pub(super) struct Classifier {
+    pub(super) runtime: Runtime,
     /// Name and version written into each prediction.
     name: String,
     version: String,
     /// Class names in output order.
-    classes: Vec<String>,
+    pub(super) classes: Vec<String>,
     /// Values per beat.
-    input_len: usize,
+    pub(super) input_len: usize,
     /// Whether the three RR features follow the window.
     rr_features: bool,
     /// The window (before, after) the model was trained on, from its card; `None` without a
     /// card (then the beat's window must have `input_len` samples).
-    window: Option<(usize, usize)>,
+    pub(super) window: Option<(usize, usize)>,
 }
 
 impl Classifier {
@@ -120,7 +121,7 @@ impl Classifier {
     }
 
     /// Loads the model named by `path` for `runtime` (`onnx` or `burn`).
-    fn open(path: &Path, runtime: &str) -> anyhow::Result<Self> {
+    pub(super) fn open(path: &Path, runtime: &str) -> anyhow::Result<Self> {
         if runtime == "burn" {
             let model = TrainedModel::open(path)?;
             let card = model.card.clone();
@@ -178,8 +179,13 @@ impl Classifier {
         }
     }
 
+    /// Samples of the beat window at the start of each input (the rest are RR features).
+    pub(super) fn window_len(&self) -> usize {
+        self.window.map_or(self.input_len, |(before, after)| before + 1 + after)
+    }
+
     /// The model's input for `beat`, or why the beat does not fit the model.
-    fn input(&self, beat: &Beat) -> anyhow::Result<Vec<f32>> {
+    pub(super) fn input(&self, beat: &Beat) -> anyhow::Result<Vec<f32>> {
         let input = beat_input(beat, self.rr_features);
         let fits = match self.window {
             Some(window) => window == (beat.before, beat.after) && input.len() == self.input_len,

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use ecgflow_datasets::mitdb::LabelMap;
-use ecgflow_operators::{Beat, Chunk};
+use ecgflow_operators::explain::Explanation;
+use ecgflow_operators::{Beat, Chunk, Tensor};
 use serde_json::json;
 
 use super::fields::{Default as D, FieldSpec as F};
@@ -20,7 +21,7 @@ use super::{
 use crate::atomic_file::AtomicFile;
 use crate::config::Role;
 use crate::message::Body;
-use crate::parquet_out::{BeatRows, EcgRows, ParquetTable, Rows, SignalRows, TensorRows};
+use crate::parquet_out::{BeatRows, EcgRows, ExplanationRows, ParquetTable, Rows, SignalRows, TensorRows};
 
 pub static SPECS: &[ComponentSpec] = &[
     ComponentSpec {
@@ -50,9 +51,16 @@ pub static SPECS: &[ComponentSpec] = &[
                   begins, `{\"kind\":\"chunk\",...}` for signal chunks (stream, start, fs, leads, len, rpeaks, \
                   annotations), `{\"kind\":\"beat\",...}` for beats (stream, sample, fs, leads, before, after, \
                   symbol, rr_prev, rr_next, rr_local), `{\"kind\":\"tensor\",...}` for tensors (stream, \
-                  sample, shape, symbol) and `{\"kind\":\"end\",\"stream\"}` when it ends. Samples (and \
-                  tensor values) are included on request.",
-        accepts: &[PortKind::Signal, PortKind::Beats, PortKind::Tensors],
+                  sample, shape, symbol), `{\"kind\":\"explanation\",...}` for explained beats (the beat's \
+                  keys, then method, explained_class, probability, base_value, fit_r2, attribution: one value \
+                  per window sample, and segments for SHAP and LIME) and `{\"kind\":\"end\",\"stream\"}` \
+                  when it ends. Samples (and tensor values) are included on request.",
+        accepts: &[
+            PortKind::Signal,
+            PortKind::Beats,
+            PortKind::Tensors,
+            PortKind::Explanations,
+        ],
         output: Output::None,
         fields: &[
             F::string("path", D::Required, "output file; parent directories are created"),
@@ -77,10 +85,16 @@ pub static SPECS: &[ComponentSpec] = &[
         summary: "Writes Apache Parquet (Snappy), readable by pyarrow, pandas, polars or DuckDB; schemas in \
                   docs/parquet.md. `beats`: one row per beat, labelled with a label map; `signal`: one row \
                   per chunk and lead; `ecgs`: one row per record with its 12 × N signal and PTB-XL metadata; \
-                  `tensors`: one row per tensor (scalograms, images). \
+                  `tensors`: one row per tensor (scalograms, images); `explanations`: one row per explained \
+                  beat, with its window and the attribution of each sample. \
                   With `per_stream = true`, `path` is a directory holding one file per stream, each complete \
                   when it appears: a run started again skips the streams already written (resume).",
-        accepts: &[PortKind::Signal, PortKind::Beats, PortKind::Tensors],
+        accepts: &[
+            PortKind::Signal,
+            PortKind::Beats,
+            PortKind::Tensors,
+            PortKind::Explanations,
+        ],
         output: Output::None,
         fields: &[
             F::string(
@@ -90,9 +104,9 @@ pub static SPECS: &[ComponentSpec] = &[
             ),
             F::choice(
                 "schema",
-                &["auto", "beats", "signal", "ecgs", "tensors"],
+                &["auto", "beats", "signal", "ecgs", "tensors", "explanations"],
                 "auto",
-                "table layout; auto = beats for beats, signal for signal, tensors for tensors",
+                "table layout; auto = the table named after what arrives (beats, signal, tensors, explanations)",
             ),
             F::string(
                 "label_map",
@@ -127,11 +141,15 @@ pub static SPECS: &[ComponentSpec] = &[
     ComponentSpec {
         type_name: "png",
         role: Role::Sink,
-        summary: "Writes tensors as 8-bit grayscale PNG pictures a person can look at: DIR/STREAM.png for a \
-                  record's image, DIR/STREAM_SAMPLE.png for a beat's. A tensor's last two dimensions are the \
-                  picture; several leads are stacked vertically. Values are scaled to the picture's own \
-                  min..max (`scale = \"minmax\"`, for scalograms) or taken as 0..1 (`\"unit\"`, for images).",
-        accepts: &[PortKind::Tensors],
+        summary: "Writes PNG pictures a person can look at. Tensors become 8-bit grayscale pictures: \
+                  DIR/STREAM.png for a record's image, DIR/STREAM_SAMPLE.png for a beat's; a tensor's last two \
+                  dimensions are the picture, several leads stacked vertically, values scaled to the \
+                  picture's own min..max (`scale = \"minmax\"`, for scalograms) or taken as 0..1 (`\"unit\"`, \
+                  for images). Explanations become DIR/STREAM_SAMPLE_METHOD.png: the beat (mV against ms \
+                  from the R peak) over its attribution, red where it pushed towards the explained class and \
+                  blue where it pushed away, titled with the true symbol, the class explained and its \
+                  probability.",
+        accepts: &[PortKind::Tensors, PortKind::Explanations],
         output: Output::None,
         fields: &[
             F::string("path", D::Required, "output directory"),
@@ -194,6 +212,7 @@ struct StreamCounts {
     annotations: u64,
     beats: u64,
     tensors: u64,
+    explanations: u64,
     failed: bool,
 }
 
@@ -227,6 +246,7 @@ impl SinkWriter for ConsoleWriter {
             }
             Body::Beat(_) => counts.beats += 1,
             Body::Tensor(_) => counts.tensors += 1,
+            Body::Explanation(_) => counts.explanations += 1,
             Body::Abort { .. } => counts.failed = true,
             Body::Start { .. } | Body::End { .. } => {}
         }
@@ -240,14 +260,14 @@ impl SinkWriter for ConsoleWriter {
             let note = if c.failed { "  failed, left out" } else { "" };
             writeln!(
                 out,
-                "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8} {:>8}{note}",
-                name, c.chunks, c.samples, c.rpeaks, c.annotations, c.beats, c.tensors
+                "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8} {:>8} {:>9}{note}",
+                name, c.chunks, c.samples, c.rpeaks, c.annotations, c.beats, c.tensors, c.explanations
             )
         };
         writeln!(
             out,
-            "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8} {:>8}",
-            "stream", "chunks", "samples", "rpeaks", "annots", "beats", "tensors"
+            "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8} {:>8} {:>9}",
+            "stream", "chunks", "samples", "rpeaks", "annots", "beats", "tensors", "explained"
         )?;
         for (name, c) in &self.streams {
             if self.per_stream {
@@ -259,6 +279,7 @@ impl SinkWriter for ConsoleWriter {
             total.annotations += c.annotations;
             total.beats += c.beats;
             total.tensors += c.tensors;
+            total.explanations += c.explanations;
         }
         line(&mut out, &format!("total ({})", self.streams.len()), &total)?;
         Ok(None)
@@ -314,6 +335,28 @@ fn short_f64(x: f32) -> f64 {
     x.to_string().parse().unwrap_or(f64::from(x))
 }
 
+/// The JSON object written for an explained beat: the beat's own keys, then the method, the
+/// class explained, its probability and the attribution of each window sample.
+pub fn explanation_json(e: &Explanation, include_samples: bool) -> serde_json::Value {
+    let a = &e.attribution;
+    let mut v = beat_json(&e.beat, include_samples);
+    v["kind"] = json!("explanation");
+    v["method"] = json!(a.method);
+    v["explained_class"] = json!(e.class_name);
+    v["probability"] = json!(short_f64(a.probability));
+    v["base_value"] = json!(a.base_value.map(short_f64));
+    v["fit_r2"] = json!(a.fit_r2.map(short_f64));
+    v["attribution"] = json!(a.per_sample.iter().map(|&x| short_f64(x)).collect::<Vec<_>>());
+    if !a.segments.is_empty() {
+        v["segments"] = json!(a
+            .segments
+            .iter()
+            .map(|s| json!({"start": s.start, "end": s.end, "value": short_f64(s.value)}))
+            .collect::<Vec<_>>());
+    }
+    v
+}
+
 /// The JSON object written for a beat.
 pub fn beat_json(b: &Beat, include_samples: bool) -> serde_json::Value {
     let mut v = json!({
@@ -348,6 +391,7 @@ impl SinkWriter for JsonlWriter {
         let value = match body {
             Body::Chunk(c) => chunk_json(c, self.include_samples),
             Body::Beat(b) => beat_json(b, self.include_samples),
+            Body::Explanation(e) => explanation_json(e, self.include_samples),
             Body::Tensor(t) => {
                 let mut v = json!({"kind": "tensor", "stream": t.stream, "sample": t.sample, "shape": t.shape, "symbol": t.symbol});
                 if self.include_samples {
@@ -472,6 +516,7 @@ impl ParquetWriter {
             ("auto" | "beats", Body::Beat(b)) => Some(Box::new(BeatRows::new(b, meta, self.sink.labels.clone())?)),
             ("auto" | "signal", Body::Chunk(_)) => Some(Box::new(SignalRows::new(meta))),
             ("auto" | "tensors", Body::Tensor(t)) => Some(Box::new(TensorRows::new(t, meta))),
+            ("auto" | "explanations", Body::Explanation(_)) => Some(Box::new(ExplanationRows::new(meta))),
             ("ecgs", Body::Chunk(c)) => {
                 let samples = meta
                     .iter()
@@ -482,7 +527,7 @@ impl ParquetWriter {
                     })?;
                 Some(Box::new(EcgRows::new(c, samples, meta)))
             }
-            (_, Body::Chunk(_) | Body::Beat(_) | Body::Tensor(_)) => {
+            (_, Body::Chunk(_) | Body::Beat(_) | Body::Tensor(_) | Body::Explanation(_)) => {
                 bail!("{path}: schema {} cannot hold {}", self.sink.schema, body_kind(body))
             }
             _ => None,
@@ -498,6 +543,7 @@ fn body_kind(body: &Body) -> &'static str {
     match body {
         Body::Beat(_) => "beats",
         Body::Tensor(_) => "tensors",
+        Body::Explanation(_) => "explanations",
         _ => "signal chunks",
     }
 }
@@ -595,11 +641,62 @@ struct PngWriter {
 
 impl SinkWriter for PngWriter {
     fn write(&mut self, body: &Body) -> anyhow::Result<()> {
-        let Body::Tensor(t) = body else { return Ok(()) };
-        let count = self.written.entry(t.stream.clone()).or_default();
+        let (Body::Tensor(_) | Body::Explanation(_)) = body else {
+            return Ok(());
+        };
+        let count = self.written.entry(body.stream().to_owned()).or_default();
         if self.sink.max_per_stream > 0 && *count >= self.sink.max_per_stream {
             return Ok(());
         }
+        *count += 1;
+        self.total += 1;
+        match body {
+            Body::Tensor(t) => self.tensor_picture(t),
+            Body::Explanation(e) => self.explanation_picture(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn finish(self: Box<Self>) -> anyhow::Result<Option<String>> {
+        Ok(Some(format!(
+            "wrote {} picture(s) to {}",
+            self.total,
+            self.sink.dir.display()
+        )))
+    }
+}
+
+impl PngWriter {
+    fn explanation_picture(&self, e: &Explanation) -> anyhow::Result<()> {
+        let b = &e.beat;
+        let a = &e.attribution;
+        let ms = 1000.0 / b.fs;
+        let beat: Vec<(f64, f64)> = b
+            .window
+            .iter()
+            .take(b.before + 1 + b.after)
+            .enumerate()
+            .map(|(i, &v)| ((i as f64 - b.before as f64) * ms, f64::from(v)))
+            .collect();
+        let attribution: Vec<f64> = a.per_sample.iter().map(|&v| f64::from(v)).collect();
+        let title = format!(
+            "{} beat {} ({}): {} {} {:.0}%",
+            b.stream,
+            b.sample,
+            b.symbol.as_deref().unwrap_or("?"),
+            a.method,
+            e.class_name,
+            100.0 * a.probability
+        );
+        let path = self
+            .sink
+            .dir
+            .join(format!("{}_{}_{}.png", b.stream, b.sample, a.method));
+        ecgflow_operators::plot::attribution_chart(&path, &title, &beat, &attribution)?;
+        Ok(())
+    }
+
+    fn tensor_picture(&self, t: &Tensor) -> anyhow::Result<()> {
         // Leading dimensions (e.g. leads) stack the pictures vertically.
         let width = match t.shape.as_slice() {
             [.., _, w] if *w > 0 => *w,
@@ -618,17 +715,7 @@ impl SinkWriter for PngWriter {
             None => format!("{}.png", t.stream),
         };
         ecgflow_operators::render::write_png(&self.sink.dir.join(name), &pixels, width, height)?;
-        *count += 1;
-        self.total += 1;
         Ok(())
-    }
-
-    fn finish(self: Box<Self>) -> anyhow::Result<Option<String>> {
-        Ok(Some(format!(
-            "wrote {} picture(s) to {}",
-            self.total,
-            self.sink.dir.display()
-        )))
     }
 }
 

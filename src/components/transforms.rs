@@ -260,6 +260,7 @@ pub(super) fn kind_of(body: &Body) -> &'static str {
         Body::Chunk(_) => "a signal chunk",
         Body::Beat(_) => "a beat",
         Body::Tensor(_) => "a tensor",
+        Body::Explanation(_) => "an explanation",
         Body::Start { .. } | Body::End { .. } | Body::Abort { .. } => "a stream event",
     }
 }

@@ -196,6 +196,15 @@ impl TrainedModel {
         Self::load(path, &Device::flex())
     }
 
+    /// The same card and architecture with freshly initialised weights: the reference of
+    /// the model-randomisation check of explanations.
+    pub fn randomised(&self) -> TrainedModel {
+        TrainedModel {
+            card: self.card.clone(),
+            network: Network::init(&self.card.architecture, &Device::flex()).valid(),
+        }
+    }
+
     /// Writes `NAME.bpk` and `NAME.json` for `path` (each through a temporary file, so an
     /// interrupted save leaves the previous model whole).
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {

@@ -206,8 +206,14 @@ impl ResEcaNet {
     /// Class logits `[batch, classes]` for input `[batch, 1, input_len]` in mV.
     pub fn forward(&self, input: Tensor<3>) -> Tensor<2> {
         let (signal, rr) = self.split_input(input);
-        let x = self.last_block_activations(signal);
-        let x = self.halve(x);
+        self.logits_from_activations(self.last_block_activations(signal), rr)
+    }
+
+    /// Class logits from the last block's activations (and the RR features): the part of
+    /// [`ResEcaNet::forward`] after [`ResEcaNet::last_block_activations`], through which
+    /// Grad-CAM takes its gradients.
+    pub fn logits_from_activations(&self, activations: Tensor<3>, rr: Option<Tensor<2>>) -> Tensor<2> {
+        let x = self.halve(activations);
         let [batch, channels, length] = x.dims();
         let mut features: Tensor<2> = x.sum_dim(2).div_scalar(length as f32).reshape([batch, channels]);
         if let Some(rr) = rr {
