@@ -486,12 +486,16 @@ fn transform_operator<'scope>(
         let mut steps: HashMap<String, Box<dyn Step>> = HashMap::new();
         // Streams this transform failed on and aborted; their later messages are dropped.
         let mut aborted: HashSet<String> = HashSet::new();
+        // The route of each open stream: a step may emit other streams' payloads (the model
+        // transform's batches span the streams of a worker), and each keeps its own route.
+        let mut routes: HashMap<String, u64> = HashMap::new();
         let mut out = Vec::new();
         move |input, output| {
             input.for_each(|cap, data| {
                 let mut session = output.session(&cap);
                 for Message { route, body } in data.drain(..) {
                     let stream = body.stream().to_owned();
+                    routes.insert(stream.clone(), route);
                     if aborted.contains(&stream) {
                         if matches!(body, Body::End { .. } | Body::Abort { .. }) {
                             aborted.remove(&stream);
@@ -543,7 +547,11 @@ fn transform_operator<'scope>(
                         stats.beats.fetch_add(beats as u64, Ordering::Relaxed);
                     }
                     for body in out.drain(..) {
+                        let route = routes.get(body.stream()).copied().unwrap_or(route);
                         session.give(Message { route, body });
+                    }
+                    if aborted.contains(&stream) || !steps.contains_key(&stream) {
+                        routes.remove(&stream);
                     }
                 }
             });

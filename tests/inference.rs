@@ -340,3 +340,68 @@ fn validation_checks_the_onnx_file_against_its_card() {
     std::fs::write(&onnx, "not a network").unwrap();
     validate(&["transforms.classify.path", "m.onnx", "not an ONNX model"]);
 }
+
+/// The model transform batches beats across the streams of a worker: with batches larger
+/// than any stream, every beat still comes out once, classified, in its stream's order, on
+/// one worker as on two.
+#[test]
+fn batches_span_streams_and_lose_no_beat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = root().join("models/resecanet-ds1.json");
+    let out = tmp.path().join("classified.jsonl");
+    let pipeline = classify_pipeline(tmp.path(), &model, &out);
+    let text = std::fs::read_to_string(&pipeline)
+        .unwrap()
+        .replace("streams = 2", "streams = 5")
+        + &format!(
+            "\n[sinks.raw]\ntype = \"jsonl\"\ninputs = [\"beats\"]\npath = \"{}\"\n",
+            tmp.path().join("beats.jsonl").display()
+        );
+    std::fs::write(&pipeline, text).unwrap();
+    let order = |path: &Path| -> Vec<(String, u64)> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["kind"] == "beat")
+            .map(|v| (v["stream"].as_str().unwrap().to_owned(), v["sample"].as_u64().unwrap()))
+            .collect()
+    };
+    let per_stream = |beats: Vec<(String, u64)>| {
+        let mut map: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for (stream, sample) in beats {
+            map.entry(stream).or_default().push(sample);
+        }
+        map
+    };
+    let mut results = Vec::new();
+    for workers in ["1", "2"] {
+        let args = [
+            "run",
+            pipeline.to_str().unwrap(),
+            "--quiet",
+            "--workers",
+            workers,
+            "--set",
+            "transforms.classify.max_batch=1000",
+            "--set",
+            "transforms.classify.max_delay_ms=3600000",
+        ];
+        assert!(ecgflow(&args).status.success());
+        let classified = per_stream(order(&out));
+        assert_eq!(classified.len(), 5);
+        assert_eq!(classified, per_stream(order(&tmp.path().join("beats.jsonl"))));
+        assert_eq!(
+            predictions(&out).len(),
+            classified.values().map(Vec::len).sum::<usize>()
+        );
+        results.push(predictions(&out));
+    }
+    // The same verdicts (probabilities may differ in the last bits with the batch sizes).
+    let classes = |p: &BTreeMap<(String, u64), Value>| -> Vec<((String, u64), String)> {
+        p.iter()
+            .map(|(k, v)| (k.clone(), v["class"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    assert_eq!(classes(&results[0]), classes(&results[1]));
+}

@@ -3,8 +3,10 @@
 //! tract (`runtime = "onnx"`, NAME.onnx) or on burn (`runtime = "burn"`, NAME.bpk); both go
 //! through the one [`Classifier`] and the one batching step.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -31,9 +33,10 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
               agree with it. Without a card the classes are named by index (\"0\", \"1\", ...), the model by its \
               file name with an empty version, the input is the beat's window alone, and each beat's window \
               (before + 1 + after) must have the ONNX input length. With `runtime = \"burn\"` the training \
-              code's own network runs from NAME.bpk + NAME.json (written by the `train` sink). Beats are run \
-              in batches of up to `max_batch`, flushed when the batch is full, when the oldest beat has waited \
-              `max_delay_ms`, or when the stream ends. The beats' window (before/after) must be the one the \
+              code's own network runs from NAME.bpk + NAME.json (written by the `train` sink). Beats of all \
+              the streams on a worker are run together in batches of up to `max_batch`, flushed when the batch \
+              is full, when a beat arrives and the oldest waiting beat has waited `max_delay_ms`, or when a \
+              stream ends. The beats' window (before/after) must be the one the \
               model was trained on.",
     accepts: &[PortKind::Beats],
     output: Output::Kind(PortKind::Beats),
@@ -65,6 +68,7 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
             classifier: Arc::new(Classifier::from_params(p)?),
             max_batch: p.usize("max_batch"),
             max_delay: Duration::from_millis(p.i64("max_delay_ms") as u64),
+            batches: Mutex::new(HashMap::new()),
         })))
     },
 }];
@@ -214,40 +218,68 @@ struct ModelTransform {
     classifier: Arc<Classifier>,
     max_batch: usize,
     max_delay: Duration,
+    /// One batch per worker thread, shared by the steps of all its streams, so that beats of
+    /// many slow (live) streams fill a batch together.
+    batches: Mutex<HashMap<ThreadId, Arc<Mutex<Batch>>>>,
+}
+
+/// Beats waiting to be classified together, with their inputs.
+#[derive(Default)]
+struct Batch {
+    beats: Vec<Beat>,
+    inputs: Vec<f32>,
+    /// When the oldest waiting beat arrived.
+    oldest: Option<Instant>,
 }
 
 impl Transform for ModelTransform {
-    fn open(&self, _first: &Body) -> anyhow::Result<Box<dyn Step>> {
+    fn open(&self, first: &Body) -> anyhow::Result<Box<dyn Step>> {
+        let batch = self
+            .batches
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the batch table lock was poisoned"))?
+            .entry(std::thread::current().id())
+            .or_default()
+            .clone();
         Ok(Box::new(ModelStep {
+            stream: first.stream().to_owned(),
             classifier: self.classifier.clone(),
             max_batch: self.max_batch,
             max_delay: self.max_delay,
-            pending: Vec::new(),
-            oldest: None,
+            batch,
         }))
     }
 }
 
+/// One stream's view of its worker's batch.
 struct ModelStep {
+    stream: String,
     classifier: Arc<Classifier>,
     max_batch: usize,
     max_delay: Duration,
-    pending: Vec<Beat>,
-    oldest: Option<Instant>,
+    batch: Arc<Mutex<Batch>>,
 }
 
 impl ModelStep {
-    fn flush(&mut self, out: &mut Vec<Body>) -> anyhow::Result<()> {
-        if self.pending.is_empty() {
+    fn batch(&self) -> anyhow::Result<std::sync::MutexGuard<'_, Batch>> {
+        self.batch
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the batch lock was poisoned"))
+    }
+
+    /// Classifies every waiting beat, of whichever stream, and emits them in arrival order
+    /// (each keeps its stream; the engine routes it by that stream).
+    fn flush(&self, out: &mut Vec<Body>) -> anyhow::Result<()> {
+        let mut batch = self.batch()?;
+        if batch.beats.is_empty() {
             return Ok(());
         }
         let model = &*self.classifier;
-        let mut inputs = Vec::with_capacity(self.pending.len() * model.input_len);
-        for beat in &self.pending {
-            inputs.extend(model.input(beat)?);
-        }
+        let inputs = std::mem::take(&mut batch.inputs);
+        let beats = std::mem::take(&mut batch.beats);
+        batch.oldest = None;
         let probabilities = model.runtime.predict(&inputs, self.max_batch)?;
-        for (mut beat, p) in self.pending.drain(..).zip(probabilities) {
+        for (mut beat, p) in beats.into_iter().zip(probabilities) {
             beat.prediction = Some(Prediction {
                 model: model.name.clone(),
                 version: model.version.clone(),
@@ -256,7 +288,6 @@ impl ModelStep {
             });
             out.push(Body::Beat(beat));
         }
-        self.oldest = None;
         Ok(())
     }
 }
@@ -265,9 +296,16 @@ impl Step for ModelStep {
     fn process(&mut self, body: Body, out: &mut Vec<Body>) -> anyhow::Result<()> {
         match body {
             Body::Beat(beat) => {
-                self.pending.push(beat);
-                let oldest = *self.oldest.get_or_insert_with(Instant::now);
-                if self.pending.len() >= self.max_batch || oldest.elapsed() >= self.max_delay {
+                // Checked here, so that a beat that does not fit fails its own stream.
+                let input = self.classifier.input(&beat)?;
+                let full = {
+                    let mut batch = self.batch()?;
+                    batch.inputs.extend(input);
+                    batch.beats.push(beat);
+                    let oldest = *batch.oldest.get_or_insert_with(Instant::now);
+                    batch.beats.len() >= self.max_batch || oldest.elapsed() >= self.max_delay
+                };
+                if full {
                     self.flush(out)?;
                 }
                 Ok(())
@@ -281,5 +319,28 @@ impl Step for ModelStep {
 
     fn finish(&mut self, out: &mut Vec<Body>) -> anyhow::Result<()> {
         self.flush(out)
+    }
+}
+
+impl Drop for ModelStep {
+    /// A stream that failed or was aborted leaves no beats behind in the shared batch.
+    fn drop(&mut self) {
+        if let Ok(mut batch) = self.batch.lock() {
+            let len = self.classifier.input_len;
+            let Batch { beats, inputs, .. } = &mut *batch;
+            let mut kept = Vec::with_capacity(beats.len());
+            let mut kept_inputs = Vec::with_capacity(inputs.len());
+            for (beat, input) in beats.drain(..).zip(inputs.chunks(len)) {
+                if beat.stream != self.stream {
+                    kept.push(beat);
+                    kept_inputs.extend_from_slice(input);
+                }
+            }
+            *beats = kept;
+            *inputs = kept_inputs;
+            if beats.is_empty() {
+                batch.oldest = None;
+            }
+        }
     }
 }
