@@ -163,13 +163,19 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             summary.already_done
         );
     }
+    // The rate of what the sources read: samples of signal, or beats of beat tables.
+    let (read, unit) = if summary.samples > 0 {
+        (summary.samples, "samples")
+    } else {
+        (summary.beats, "beats")
+    };
     eprintln!(
-        "done: {} streams, {} samples, {} beats in {:.2} s ({}samples/s)",
+        "done: {} streams, {} samples, {} beats in {:.2} s ({}{unit}/s)",
         summary.streams,
         summary.samples,
         summary.beats,
         summary.seconds,
-        ecgflow::progress::human(summary.samples as f64 / summary.seconds.max(1e-9))
+        ecgflow::progress::human(read as f64 / summary.seconds.max(1e-9))
     );
     if !summary.skipped.is_empty() {
         eprintln!(

@@ -68,8 +68,12 @@ impl Default for RunOptions {
 pub struct RunStats {
     pub streams_total: AtomicU64,
     pub streams_done: AtomicU64,
+    /// Progress units read by sources: signal samples, and whole beats of beat tables.
     pub samples: AtomicU64,
+    /// Beats made by transforms (segmentation) or read from beat tables.
     pub beats: AtomicU64,
+    /// The part of `samples` that are beats read from beat tables.
+    pub source_beats: AtomicU64,
     failed: AtomicBool,
     on_error: OnError,
     errors: Mutex<Vec<String>>,
@@ -220,10 +224,11 @@ pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
             errors.join("\n  ")
         );
     }
+    let source_beats = stats.source_beats.load(Ordering::Relaxed);
     Ok(RunSummary {
         streams: stats.streams_done.load(Ordering::Relaxed),
-        samples: stats.samples.load(Ordering::Relaxed),
-        beats: stats.beats.load(Ordering::Relaxed),
+        samples: stats.samples.load(Ordering::Relaxed) - source_beats,
+        beats: stats.beats.load(Ordering::Relaxed) + source_beats,
         seconds: started.elapsed().as_secs_f64(),
         sink_lines: stats.sink_lines.lock().map(|l| l.clone()).unwrap_or_default(),
         skipped: stats.skipped.lock().map(|l| l.clone()).unwrap_or_default(),
@@ -443,7 +448,10 @@ fn read_streams(
                 // Progress counts samples of signal and whole beats of beat tables.
                 let done = match &body {
                     Body::Chunk(chunk) => chunk.len() as u64,
-                    _ => 1,
+                    _ => {
+                        stats.source_beats.fetch_add(1, Ordering::Relaxed);
+                        1
+                    }
                 };
                 stats.samples.fetch_add(done, Ordering::Relaxed);
                 if !send(body) {
@@ -489,6 +497,9 @@ fn transform_operator<'scope>(
         // The route of each open stream: a step may emit other streams' payloads (the model
         // transform's batches span the streams of a worker), and each keeps its own route.
         let mut routes: HashMap<String, u64> = HashMap::new();
+        // A transform that takes beats (model, explain, normalize) makes no new ones: what it
+        // emits, even when a stream's end flushes it, is not counted again.
+        let mut takes_beats = false;
         let mut out = Vec::new();
         move |input, output| {
             input.for_each(|cap, data| {
@@ -502,7 +513,7 @@ fn transform_operator<'scope>(
                         }
                         continue;
                     }
-                    let from_beats = matches!(body, Body::Beat(_));
+                    takes_beats |= matches!(body, Body::Beat(_));
                     let result = match body {
                         Body::Start { .. } => {
                             out.push(body);
@@ -542,7 +553,7 @@ fn transform_operator<'scope>(
                         }
                         continue;
                     }
-                    if !from_beats {
+                    if !takes_beats {
                         let beats = out.iter().filter(|b| matches!(b, Body::Beat(_))).count();
                         stats.beats.fetch_add(beats as u64, Ordering::Relaxed);
                     }
