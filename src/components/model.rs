@@ -127,9 +127,7 @@ impl Classifier {
     /// Loads the model named by `path` for `runtime` (`onnx` or `burn`).
     pub(super) fn open(path: &Path, runtime: &str) -> anyhow::Result<Self> {
         if runtime == "burn" {
-            let model = TrainedModel::open(path)?;
-            let card = model.card.clone();
-            return Ok(Self::with_card(Runtime::Burn(Box::new(Mutex::new(model))), &card));
+            return Ok(Self::from_model(TrainedModel::open(path)?));
         }
         let (_, card_path) = model_paths(path);
         let onnx_path = match path.extension().and_then(|e| e.to_str()) {
@@ -168,6 +166,12 @@ impl Classifier {
             serde_json::from_str(&text).with_context(|| format!("{}: not a model card", card_path.display()))?;
         onnx.check_card(&card, &card_path)?;
         Ok(Self::with_card(Runtime::Onnx(onnx), &card))
+    }
+
+    /// A burn model as a classifier.
+    pub(super) fn from_model(model: TrainedModel) -> Self {
+        let card = model.card.clone();
+        Self::with_card(Runtime::Burn(Box::new(Mutex::new(model))), &card)
     }
 
     fn with_card(runtime: Runtime, card: &ModelCard) -> Self {
