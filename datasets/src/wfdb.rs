@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// WFDB's default gain (ADC units per physical unit) when a header gives 0 or none.
@@ -837,11 +837,8 @@ impl RecordReader {
         }
         for g in self.groups.iter_mut().filter(|g| g.active) {
             let first = &self.header.signals[g.signals[0]];
-            let mut f = File::open(&g.path).map_err(io_err(&g.path))?;
+            let f = File::open(&g.path).map_err(io_err(&g.path))?;
             let len = f.metadata().map_err(io_err(&g.path))?.len();
-            if first.byte_offset > 0 {
-                f.seek(SeekFrom::Start(first.byte_offset)).map_err(io_err(&g.path))?;
-            }
             let bytes = len.saturating_sub(first.byte_offset);
             g.frames_in_file = decode::samples_in(first.format, bytes) / g.frame_len as u64;
             let prev = g
@@ -852,7 +849,9 @@ impl RecordReader {
                     std::iter::repeat_n(sp.initial_value, sp.samples_per_frame as usize)
                 })
                 .collect();
-            g.decoder = Some(FileDecoder::new(first.format, g.frame_len, f, bytes, prev));
+            g.decoder = Some(
+                FileDecoder::new(first.format, g.frame_len, f, first.byte_offset, len, prev).map_err(io_err(&g.path))?,
+            );
         }
         for (s, spec) in self.header.signals.iter().enumerate() {
             if self.wanted[s] {

@@ -2,6 +2,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
 fn best_of(repeats: usize, mut f: impl FnMut()) -> f64 {
     f();
@@ -45,6 +46,51 @@ fn main() -> TractResult<()> {
             std::hint::black_box(state.run(tvec!(x.into_tvalue())).unwrap());
         }
     };
+    if let Ok(ps) = std::env::var("PROFILE") {
+        for size in ps.split(',').map(|x| x.parse::<usize>().unwrap()) {
+            let subs: HashMap<Symbol, TDim> = [(n.clone(), TDim::Val(size as i64))].into();
+            let conc = typed.set_symbols(&subs)?.into_optimized()?;
+            if std::env::var("DUMP").is_ok() {
+                for node in conc.eval_order()? {
+                    let nd = conc.node(node);
+                    println!("{} {} {:?}", nd.id, nd, conc.outlet_fact(OutletId::new(node, 0))?);
+                }
+            }
+            let plan = conc.into_runnable()?;
+            let mut state = plan.spawn()?;
+            let mut times: HashMap<usize, (String, f64)> = HashMap::new();
+            let reps = 4096 / size;
+            let x = Tensor::from_shape(&[size, 1, len], &inputs[..size * len])?;
+            let total = Instant::now();
+            for _ in 0..reps {
+                state.run_plan_with_eval(tvec!(x.clone().into_tvalue()), |ctx, st, node, inp| {
+                    let t = Instant::now();
+                    let r = tract_onnx::tract_core::plan::eval(ctx, st, node, inp);
+                    let e = times.entry(node.id).or_insert_with(|| (format!("{}", node.op().name()), 0.0));
+                    e.1 += t.elapsed().as_secs_f64();
+                    r
+                })?;
+            }
+            let total = total.elapsed().as_secs_f64();
+            let mut by_op: HashMap<String, f64> = HashMap::new();
+            for (_, (name, t)) in &times {
+                *by_op.entry(name.clone()).or_default() += t;
+            }
+            let mut v: Vec<_> = by_op.into_iter().collect();
+            v.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
+            let beats = (reps * size) as f64;
+            println!("size {size}: {:.0} beats/s total", beats / total);
+            for (name, t) in v {
+                println!("   {name:<30} {:>8.2} us/beat", t / beats * 1e6);
+            }
+            let mut nodes: Vec<_> = times.into_iter().collect();
+            nodes.sort_by(|a, b| b.1 .1.partial_cmp(&a.1 .1).unwrap());
+            for (id, (name, t)) in nodes.iter().take(15) {
+                println!("   node {id:>4} {name:<30} {:>8.2} us/beat", t / beats * 1e6);
+            }
+        }
+        return Ok(());
+    }
     let sizes: Vec<usize> = std::env::args()
         .nth(2)
         .map(|s| s.split(',').map(|x| x.parse().unwrap()).collect())

@@ -15,8 +15,10 @@
 //! only in how many frames they ask for at a time.
 
 use super::{invalid_value, SignalSpec};
+use memmap2::Mmap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::mem::MaybeUninit;
 use std::slice::ChunksExact;
 
 /// Bytes read from a signal file at a time (rounded down to whole frames): large
@@ -132,56 +134,116 @@ pub(super) fn aligned_frame_bytes(format: u16, frame_len: usize) -> Option<usize
     }
 }
 
-/// A signal file read in blocks into a buffer that is reused.
+/// Files longer than this are memory-mapped; shorter ones are read into a buffer
+/// (mapping costs two system calls and page-table work, which only pays off when
+/// it saves copying more than a block).
+const MAP_MIN_BYTES: u64 = BLOCK_BYTES as u64;
+
+/// A signal file's bytes, handed out in blocks of whole units.
 struct Source {
-    file: File,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    eof: bool,
+    bytes: Bytes,
+    /// Most bytes handed out at a time: a whole number of units, at least one.
+    block: usize,
+}
+
+enum Bytes {
+    /// Read with `read(2)` into a buffer of `block` bytes that is reused.
+    Read {
+        file: File,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+        eof: bool,
+    },
+    /// The whole file mapped read-only: decoding reads the page cache in place,
+    /// saving the copy into a buffer (a third of the time of reading MIT-BIH).
+    Mapped { map: Mmap, pos: usize },
 }
 
 impl Source {
-    /// `unit` is the size of the pieces the file is consumed in (a frame, for an
-    /// aligned file); the buffer holds a whole number of them, at least one, and
-    /// about `file_bytes` (the bytes left to read) for a short file.
-    fn new(file: File, unit: usize, file_bytes: u64) -> Source {
+    /// Opens the bytes of `file` (of `file_len` bytes) from `offset` on. `unit` is
+    /// the size of the pieces the file is consumed in (a frame, for an aligned
+    /// file); blocks hold a whole number of them, at least one, and about the bytes
+    /// left for a short file.
+    fn open(file: File, offset: u64, file_len: u64, unit: usize) -> io::Result<Source> {
+        let bytes_left = file_len.saturating_sub(offset);
         let unit = unit.max(1);
-        let want = (file_bytes.min(BLOCK_BYTES as u64) as usize).max(1);
-        let size = want.div_ceil(unit).max(1) * unit;
-        Source {
-            file,
-            buf: vec![0; size],
-            start: 0,
-            end: 0,
-            eof: false,
+        let want = (bytes_left.min(BLOCK_BYTES as u64) as usize).max(1);
+        let block = want.div_ceil(unit).max(1) * unit;
+        if bytes_left > MAP_MIN_BYTES {
+            // SAFETY: a mapping of a file that is truncated or written while it is
+            // mapped breaks Rust's guarantees (a truncation kills the process with
+            // SIGBUS; a write changes bytes behind a shared reference). WFDB signal
+            // files are read-only inputs: records are written once (this crate's
+            // `write_record` writes a new file and renames it into place, which
+            // leaves an open mapping on the old file intact) and never modified in
+            // place, and the mapping lives only as long as this reader. The same
+            // trade is made by tools such as ripgrep; small files are read instead.
+            if let Ok(map) = unsafe { Mmap::map(&file) } {
+                // Not `offset as usize`: the offset may lie past the end (no data).
+                let pos = usize::try_from(offset).map_or(map.len(), |o| o.min(map.len()));
+                return Ok(Source {
+                    bytes: Bytes::Mapped { map, pos },
+                    block,
+                });
+            }
+            // A file system that cannot map files: read it instead.
         }
+        let mut file = file;
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset))?;
+        }
+        Ok(Source {
+            bytes: Bytes::Read {
+                file,
+                buf: vec![0; block],
+                start: 0,
+                end: 0,
+                eof: false,
+            },
+            block,
+        })
     }
 
-    /// Makes at least `n` (at most the buffer's size) bytes available unless the
-    /// file ends first; returns the bytes available.
+    /// Makes at least `n` (at most a block's) bytes available unless the file ends
+    /// first; returns the bytes available (at most a block).
     fn fill(&mut self, n: usize) -> io::Result<&[u8]> {
-        if self.end - self.start < n && !self.eof {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            while self.end < n.min(self.buf.len()) {
-                match self.file.read(&mut self.buf[self.end..]) {
-                    Ok(0) => {
-                        self.eof = true;
-                        break;
+        match &mut self.bytes {
+            Bytes::Mapped { map, pos } => Ok(&map[*pos..map.len().min(*pos + self.block)]),
+            Bytes::Read {
+                file,
+                buf,
+                start,
+                end,
+                eof,
+            } => {
+                if *end - *start < n && !*eof {
+                    buf.copy_within(*start..*end, 0);
+                    *end -= *start;
+                    *start = 0;
+                    while *end < n.min(buf.len()) {
+                        match file.read(&mut buf[*end..]) {
+                            Ok(0) => {
+                                *eof = true;
+                                break;
+                            }
+                            Ok(k) => *end += k,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(e),
+                        }
                     }
-                    Ok(k) => self.end += k,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
                 }
+                Ok(&buf[*start..*end])
             }
         }
-        Ok(&self.buf[self.start..self.end])
     }
 
+    /// Marks `n` bytes of those [`fill`](Self::fill) returned as used.
     fn consume(&mut self, n: usize) {
-        self.start += n;
+        match &mut self.bytes {
+            Bytes::Mapped { pos, .. } => *pos += n,
+            Bytes::Read { start, .. } => *start += n,
+        }
     }
 
     /// Copies up to `out.len()` bytes out; fewer only at the end of the file.
@@ -233,14 +295,22 @@ pub(super) struct FileDecoder {
 }
 
 impl FileDecoder {
-    /// `prev` is each frame position's initial value (used by format 8).
-    pub(super) fn new(format: u16, frame_len: usize, file: File, file_bytes: u64, prev: Vec<i32>) -> FileDecoder {
+    /// Decodes `file` (of `file_len` bytes) from byte `offset` on. `prev` is each
+    /// frame position's initial value (used by format 8).
+    pub(super) fn new(
+        format: u16,
+        frame_len: usize,
+        file: File,
+        offset: u64,
+        file_len: u64,
+        prev: Vec<i32>,
+    ) -> io::Result<FileDecoder> {
         let frame_bytes = aligned_frame_bytes(format, frame_len);
-        FileDecoder {
+        Ok(FileDecoder {
             format,
             frame_len,
             frame_bytes,
-            src: Source::new(file, frame_bytes.unwrap_or(1), file_bytes),
+            src: Source::open(file, offset, file_len, frame_bytes.unwrap_or(1))?,
             stream: Stream {
                 bytes: Vec::new(),
                 samples: Vec::new(),
@@ -250,7 +320,7 @@ impl FileDecoder {
                 prev,
                 frame_pos: 0,
             },
-        }
+        })
     }
 
     /// Decodes up to `want` frames (fewer only at the end of the file) into `cols`.
@@ -266,12 +336,7 @@ impl FileDecoder {
                         break;
                     }
                     let k = (avail.len() / fb).min(want - done.frames);
-                    let block = &avail[..k * fb];
-                    if !pair212(self.format, block, cols) {
-                        for c in cols.iter_mut() {
-                            aligned_column(self.format, block, fb, c);
-                        }
-                    }
+                    decode_aligned(self.format, &avail[..k * fb], fb, cols);
                     self.src.consume(k * fb);
                     done.frames += k;
                 }
@@ -353,7 +418,48 @@ fn sample_at(format: u16, f: &[u8], p: usize) -> i32 {
     }
 }
 
+/// Decodes a block of whole frames of a frame-aligned file into `cols`.
+///
+/// On an x86-64 CPU with AVX-512 this runs the same code compiled a second time
+/// for those instructions ([`decode_aligned_avx512`]): the compiler then
+/// vectorises the loops (the 212 unpacking with byte shuffles, the table lookups
+/// with gathers), which halves the time to decode MIT-BIH. Other CPUs run the
+/// baseline build; the results are the same.
+fn decode_aligned(format: u16, block: &[u8], fb: usize, cols: &mut [Column<'_>]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("bmi2")
+    {
+        // SAFETY: the CPU has every feature the function is compiled for (checked
+        // just above; the checks are cached loads).
+        return unsafe { decode_aligned_avx512(format, block, fb, cols) };
+    }
+    decode_aligned_any(format, block, fb, cols)
+}
+
+/// [`decode_aligned_any`] compiled for AVX-512 (see [`decode_aligned`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,bmi1,bmi2")]
+fn decode_aligned_avx512(format: u16, block: &[u8], fb: usize, cols: &mut [Column<'_>]) {
+    decode_aligned_any(format, block, fb, cols)
+}
+
+/// The decoding of [`decode_aligned`]; everything it calls in the loops is
+/// inlined, so that it is compiled for the caller's instruction set.
+#[inline(always)]
+fn decode_aligned_any(format: u16, block: &[u8], fb: usize, cols: &mut [Column<'_>]) {
+    if !pair212(format, block, cols) {
+        for c in cols.iter_mut() {
+            aligned_column(format, block, fb, c);
+        }
+    }
+}
+
 /// Decodes one signal of a block of whole frames.
+#[inline(always)]
 fn aligned_column(format: u16, block: &[u8], fb: usize, c: &mut Column<'_>) {
     let frames = block.chunks_exact(fb);
     if c.spf != 1 {
@@ -382,6 +488,7 @@ fn aligned_column(format: u16, block: &[u8], fb: usize, c: &mut Column<'_>) {
 /// Format 212 with two signals, both wanted (MIT-BIH's layout, and many other
 /// PhysioNet databases'): each 3-byte frame gives both samples, so both signals are
 /// decoded in a single pass. Returns `false` (doing nothing) for other layouts.
+#[inline(always)]
 fn pair212(format: u16, block: &[u8], cols: &mut [Column<'_>]) -> bool {
     let [c0, c1] = cols else { return false };
     let (Some((v0, Phys::Table12(t0))), Some((v1, Phys::Table12(t1)))) = (&mut c0.out, &mut c1.out) else {
@@ -391,42 +498,40 @@ fn pair212(format: u16, block: &[u8], cols: &mut [Column<'_>]) -> bool {
         return false;
     }
     let (t0, t1): (&[f32; 4096], &[f32; 4096]) = (t0, t1);
-    let n = block.len() / 3;
-    let (d0, d1) = (grow(v0, n), grow(v1, n));
-    // Two frames (6 bytes: two loads) at a time, then a lone last frame.
-    let (pairs, last) = block.as_chunks::<6>();
-    let (d0p, d0l) = d0.as_chunks_mut::<2>();
-    let (d1p, d1l) = d1.as_chunks_mut::<2>();
+    let (frames, _) = block.as_chunks::<3>();
+    let n = frames.len();
     let (mut s0, mut s1) = (*c0.sum, *c1.sum);
-    let sx = |code: u32| ((code << 20) as i32) >> 20;
-    for ((f, a), b) in pairs.iter().zip(d0p).zip(d1p) {
-        let lo = u32::from_le_bytes([f[0], f[1], f[2], f[3]]);
-        let hi = u16::from_le_bytes([f[4], f[5]]) as u32;
-        let a0 = lo & 0xfff;
-        let a1 = ((lo >> 16) & 0xff) | ((lo >> 4) & 0xf00);
-        let b0 = (lo >> 24) | ((hi & 0x0f) << 8);
-        let b1 = (hi >> 8) | ((hi & 0xf0) << 4);
-        s0 = s0.wrapping_add(sx(a0)).wrapping_add(sx(b0));
-        s1 = s1.wrapping_add(sx(a1)).wrapping_add(sx(b1));
-        *a = [t0[a0 as usize], t0[b0 as usize]];
-        *b = [t1[a1 as usize], t1[b1 as usize]];
-    }
-    if let ([a], [b]) = (d0l, d1l) {
-        let (x0, x1) = (first212(last, 0), second212(last, 0));
-        s0 = s0.wrapping_add(x0);
-        s1 = s1.wrapping_add(x1);
-        *a = t0[(x0 & 0xfff) as usize];
-        *b = t1[(x1 & 0xfff) as usize];
-    }
+    // SAFETY (both): the loop writes slot `i` of `d0` and of `d1` for every frame
+    // `i`, and there are `n` frames.
+    unsafe {
+        append(v0, n, |d0| {
+            append(v1, n, |d1| {
+                for (i, f) in frames.iter().enumerate() {
+                    let (x0, x1) = (first212(f, 0), second212(f, 0));
+                    s0 = s0.wrapping_add(x0);
+                    s1 = s1.wrapping_add(x1);
+                    d0[i].write(t0[(x0 & 0xfff) as usize]);
+                    d1[i].write(t1[(x1 & 0xfff) as usize]);
+                }
+            })
+        })
+    };
     (*c0.sum, *c1.sum) = (s0, s1);
     true
 }
 
-/// `n` more elements at the end of `v`, to be overwritten.
-fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
-    let start = v.len();
-    v.resize(start + n, 0.0);
-    &mut v[start..]
+/// Appends `n` values to `v`, written by `write` straight into the vector's spare
+/// capacity (`resize` would fill them with zeros first, a pass over the output).
+///
+/// # Safety
+/// `write` gets a slice of exactly `n` slots and must initialise all of them.
+#[inline(always)]
+unsafe fn append<R>(v: &mut Vec<f32>, n: usize, write: impl FnOnce(&mut [MaybeUninit<f32>]) -> R) -> R {
+    v.reserve(n);
+    let r = write(&mut v.spare_capacity_mut()[..n]);
+    // SAFETY: `write` initialised the `n` slots after the length (the contract).
+    unsafe { v.set_len(v.len() + n) };
+    r
 }
 
 /// The inner loop: for each frame, the signal's sample; adds it to the checksum and,
@@ -434,6 +539,9 @@ fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
 #[inline(always)]
 fn run<T, G: Fn(&[T]) -> i32>(frames: ChunksExact<'_, T>, get: G, c: &mut Column<'_>) {
     let mut sum = *c.sum;
+    let n = frames.len();
+    // SAFETY (the `append`s): `zip` pairs each of the `n` slots with one of the
+    // `n` frames, and the loop writes every slot it gets.
     match &mut c.out {
         None => {
             for f in frames {
@@ -442,31 +550,39 @@ fn run<T, G: Fn(&[T]) -> i32>(frames: ChunksExact<'_, T>, get: G, c: &mut Column
         }
         Some((v, Phys::Table12(t))) => {
             let t: &[f32; 4096] = t;
-            for (d, f) in grow(v, frames.len()).iter_mut().zip(frames) {
-                let x = get(f);
-                sum = sum.wrapping_add(x);
-                *d = t[(x & 0xfff) as usize];
+            unsafe {
+                append(v, n, |d| {
+                    for (d, f) in d.iter_mut().zip(frames) {
+                        let x = get(f);
+                        sum = sum.wrapping_add(x);
+                        d.write(t[(x & 0xfff) as usize]);
+                    }
+                })
             }
         }
-        Some((v, &Phys::Recip { base, recip, invalid })) => {
-            for (d, f) in grow(v, frames.len()).iter_mut().zip(frames) {
-                let x = get(f);
-                sum = sum.wrapping_add(x);
-                let y = ((x as f64 - base) * recip) as f32;
-                *d = if Some(x) == invalid { f32::NAN } else { y };
-            }
-        }
-        Some((v, &Phys::Div { base, gain, invalid })) => {
-            for (d, f) in grow(v, frames.len()).iter_mut().zip(frames) {
-                let x = get(f);
-                sum = sum.wrapping_add(x);
-                *d = if Some(x) == invalid {
-                    f32::NAN
-                } else {
-                    ((x as f64 - base) / gain) as f32
-                };
-            }
-        }
+        Some((v, &Phys::Recip { base, recip, invalid })) => unsafe {
+            append(v, n, |d| {
+                for (d, f) in d.iter_mut().zip(frames) {
+                    let x = get(f);
+                    sum = sum.wrapping_add(x);
+                    let y = ((x as f64 - base) * recip) as f32;
+                    d.write(if Some(x) == invalid { f32::NAN } else { y });
+                }
+            })
+        },
+        Some((v, &Phys::Div { base, gain, invalid })) => unsafe {
+            append(v, n, |d| {
+                for (d, f) in d.iter_mut().zip(frames) {
+                    let x = get(f);
+                    sum = sum.wrapping_add(x);
+                    d.write(if Some(x) == invalid {
+                        f32::NAN
+                    } else {
+                        ((x as f64 - base) / gain) as f32
+                    });
+                }
+            })
+        },
     }
     *c.sum = sum;
 }
