@@ -86,8 +86,8 @@ pub struct Explanation {
     pub attribution: Attribution,
 }
 
-/// Perturbed inputs sent to a runtime per call: tract and burn run batches of 16 to 64
-/// beats fastest on the CPU (batch 256 is ≈ 20 % slower for SHAP here).
+/// Perturbed inputs sent to a runtime per call: burn runs batches of 16 to 64 beats fastest
+/// on the CPU (tract runs beats one at a time whatever the batch).
 pub const PERTURBATION_BATCH: usize = 64;
 
 impl BatchClassifier for crate::models::TrainedModel {

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
 
@@ -34,8 +35,11 @@ pub fn onnx_bytes(network: &Network, input_len: usize) -> Result<Vec<u8>, ModelE
     let sample = Tensor::<3>::zeros([1, 1, input_len], &device);
     let validation = Tensor::<3>::zeros([3, 1, input_len], &device);
     let spec = InputSpec::new([AxisSpec::dynamic("N"), AxisSpec::Static, AxisSpec::Static]);
+    // The exporter moves batch norm's running statistics onto its capture device, and clones
+    // share them; `valid` gives a copy with its own, so `network` stays usable.
+    let network = network.valid();
     let model = OnnxExporter::new()
-        .export_dynamic(network, sample, validation, &[spec], |net, x| net.forward(x))
+        .export_dynamic(&network, sample, validation, &[spec], |net, x| net.forward(x))
         .map_err(|e| ModelError::Export(format!("{e:?}")))?;
     Ok(model.into_bytes())
 }
