@@ -2,12 +2,14 @@
 //! against wfdb-python's `rdrecord` on the same machine in one run (issue 3).
 //!
 //! `cargo bench -p ecgflow-datasets --bench read` (data under `$ECGFLOW_DATA`,
-//! default `../shared/data`; the comparison needs `python3` with `pip install wfdb`).
+//! default `../shared/data`; the comparison needs `python3`, or the interpreter
+//! named by `ECGFLOW_BENCH_PYTHON`, with `pip install wfdb`).
 //!
 //! 1. Criterion measures, over the 48 records (throughput in samples, both signals):
-//!    `read_record` one record after another on one thread, `read_records` (all
-//!    records, on every core, all held in memory), and `read_chunk(4096)` on one
-//!    thread and on every core (a record per thread at a time).
+//!    `read_record` one record after another on one thread, `read_to_end_into`
+//!    likewise but reusing the output vectors, `read_records` (all records, on
+//!    every core, all held in memory), and `read_chunk(4096)` on one thread and on
+//!    every core (a record per thread at a time).
 //! 2. Then, unless `ECGFLOW_BENCH_NO_PYTHON` is set, the comparison: each of ours
 //!    timed `ECGFLOW_BENCH_REPEAT` times (default 7), each in a fresh process (see
 //!    `run_case`), then `benches/read_wfdb_python.py --variant all` as many times:
@@ -15,8 +17,10 @@
 //!    and in ADC units (int64, its default, and int16). The best time of each is
 //!    reported (the machine is shared: the best run is the least disturbed one),
 //!    and the ratio of ours to the fastest Python variant, physical and overall.
-//!    Two floors are printed beside ours: copying the files out of the page cache,
-//!    and allocating and filling the output vectors alone.
+//!    Two floors are printed beside ours: mapping the files and summing their
+//!    bytes, and allocating and filling the output vectors alone; and, for
+//!    reference, copying the files out of the page cache with `read(2)` (which
+//!    the reader saves by mapping them).
 //!
 //! `ECGFLOW_BENCH_COMPARE_ONLY=1` skips the criterion part.
 
@@ -43,6 +47,19 @@ fn read_each(dir: &Path, records: &[String]) -> usize {
             black_box(&sig).iter().map(Vec::len).sum::<usize>()
         })
         .sum()
+}
+
+/// Reads every record whole into the same vectors
+/// ([`RecordReader::read_to_end_into`]), as a loop that handles one record at a
+/// time can: the output's memory is reused instead of faulted in afresh.
+fn read_each_reusing(dir: &Path, records: &[String]) -> usize {
+    let mut sig = Vec::new();
+    let mut n = 0;
+    for r in records {
+        RecordReader::open(dir, r).unwrap().read_to_end_into(&mut sig).unwrap();
+        n += black_box(&sig).iter().map(Vec::len).sum::<usize>();
+    }
+    n
 }
 
 /// Reads all records into memory at once, on every core.
@@ -88,9 +105,25 @@ fn stream_parallel(dir: &Path, records: &[String]) -> usize {
     })
 }
 
-/// A floor under `read_record`: copying the 48 signal files out of the page cache
-/// into a reused 128 KiB buffer (returns bytes).
-fn floor_copy(dir: &Path, records: &[String]) -> usize {
+/// A floor under the readers: mapping the 48 signal files (as the reader does)
+/// and summing their bytes, 8 at a time (returns bytes).
+fn floor_map(dir: &Path, records: &[String]) -> usize {
+    let mut n = 0;
+    for r in records {
+        let f = std::fs::File::open(dir.join(format!("{r}.dat"))).unwrap();
+        // SAFETY: the benchmark's data files are not modified while it runs.
+        let map = unsafe { memmap2::Mmap::map(&f) }.unwrap();
+        let (words, _) = map.as_chunks::<8>();
+        let sum = words.iter().fold(0u64, |s, w| s.wrapping_add(u64::from_le_bytes(*w)));
+        black_box(sum);
+        n += map.len();
+    }
+    n
+}
+
+/// What the reader saves by mapping the files: copying them out of the page cache
+/// into a reused 128 KiB buffer with `read(2)` (returns bytes).
+fn read_files(dir: &Path, records: &[String]) -> usize {
     use std::io::Read;
     let mut buf = vec![0u8; 1 << 17];
     let mut n = 0;
@@ -129,12 +162,18 @@ fn floor_alloc(_: &Path, records: &[String]) -> usize {
 type Reader = fn(&Path, &[String]) -> usize;
 
 /// The timed cases of the comparison: (name, what the count counts, function).
-const CASES: [(&str, &str, Reader); 6] = [
+const CASES: [(&str, &str, Reader); 8] = [
     ("ecgflow read_record, 1 thread", "samples", read_each),
+    (
+        "ecgflow read_to_end_into (reused), 1 thread",
+        "samples",
+        read_each_reusing,
+    ),
     ("ecgflow read_records, all cores", "samples", read_parallel),
     ("ecgflow read_chunk(4096), 1 thread", "samples", stream_each),
     ("ecgflow read_chunk(4096), all cores", "samples", stream_parallel),
-    ("floor: copy the .dat files", "bytes", floor_copy),
+    ("floor: map + sum the .dat files", "bytes", floor_map),
+    ("reference: read(2) the .dat files", "bytes", read_files),
     ("floor: allocate+fill the output", "samples", floor_alloc),
 ];
 
@@ -145,6 +184,9 @@ fn bench(c: &mut Criterion, dir: &Path, records: &[String]) {
     g.throughput(Throughput::Elements(samples as u64));
     g.bench_function("read_record_physical", |b| {
         b.iter(|| black_box(read_each(dir, records)))
+    });
+    g.bench_function("read_to_end_into_physical", |b| {
+        b.iter(|| black_box(read_each_reusing(dir, records)))
     });
     g.bench_function("read_records_parallel_physical", |b| {
         b.iter(|| black_box(read_parallel(dir, records)))
@@ -193,6 +235,7 @@ fn run_case(i: usize, repeat: usize) -> Option<(usize, f64)> {
 /// Times ours and wfdb-python's variants; prints one line each and the ratios.
 fn compare_with_wfdb_python(dir: &Path, repeat: usize) {
     println!("\nAll 48 MIT-BIH records, both signals; best of {repeat} runs each, each case in a fresh process:");
+    println!("  load average before: {}", load_average());
     let mut ours = Vec::new();
     for (i, (name, unit, _)) in CASES.iter().enumerate() {
         let Some((n, s)) = run_case(i, repeat) else {
@@ -208,7 +251,8 @@ fn compare_with_wfdb_python(dir: &Path, repeat: usize) {
         }
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/read_wfdb_python.py");
-    let out = match std::process::Command::new("python3")
+    let python = std::env::var("ECGFLOW_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = match std::process::Command::new(&python)
         .arg(&script)
         .args(["--variant", "all", "--repeat", &repeat.to_string()])
         .arg(dir)
@@ -223,7 +267,7 @@ fn compare_with_wfdb_python(dir: &Path, repeat: usize) {
             return;
         }
         Err(e) => {
-            eprintln!("wfdb-python comparison skipped: python3: {e}");
+            eprintln!("wfdb-python comparison skipped: {python}: {e}");
             return;
         }
     };
@@ -248,6 +292,7 @@ fn compare_with_wfdb_python(dir: &Path, repeat: usize) {
             .filter(|p| p.1 || !physical_only)
             .max_by(|a, b| a.2.total_cmp(&b.2))
     };
+    println!("  load average after: {}", load_average());
     for (name, rate) in &ours {
         for (what, p) in [("fastest physical", fastest(true)), ("fastest of all", fastest(false))] {
             if let Some((v, _, r)) = p {
@@ -255,6 +300,14 @@ fn compare_with_wfdb_python(dir: &Path, repeat: usize) {
             }
         }
     }
+}
+
+/// The 1, 5 and 15-minute load averages (`/proc/loadavg`; the machine may be shared).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".into(),
+        |l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
 }
 
 fn main() {

@@ -640,10 +640,13 @@ struct FileGroup {
 /// # Ok::<(), ecgflow_datasets::wfdb::WfdbError>(())
 /// ```
 ///
-/// Files are read in blocks of about 128 KiB, and each signal is checksummed,
+/// Files are decoded in blocks of about 128 KiB (straight from a memory mapping
+/// of the file when it is larger than that), and each signal is checksummed,
 /// converted to physical units and stored in one pass over a block, so chunked
 /// reading costs little more than [`read_to_end`](Self::read_to_end) (which
-/// [`read_record`] uses) once chunks hold a few thousand frames.
+/// [`read_record`] uses) once chunks hold a few thousand frames. To read many
+/// records one after another, [`read_to_end_into`](Self::read_to_end_into) reuses
+/// the output vectors.
 pub struct RecordReader {
     record: String,
     header: Header,
@@ -850,7 +853,8 @@ impl RecordReader {
                 })
                 .collect();
             g.decoder = Some(
-                FileDecoder::new(first.format, g.frame_len, f, first.byte_offset, len, prev).map_err(io_err(&g.path))?,
+                FileDecoder::new(first.format, g.frame_len, f, first.byte_offset, len, prev)
+                    .map_err(io_err(&g.path))?,
             );
         }
         for (s, spec) in self.header.signals.iter().enumerate() {
@@ -862,9 +866,11 @@ impl RecordReader {
         Ok(())
     }
 
-    /// Empty output vectors for `want` frames: one per header signal, with room
-    /// for the frames (at most those the files hold) for the selected ones.
-    fn outputs(&self, want: usize) -> Vec<Vec<f32>> {
+    /// Output vectors for `want` frames, one per header signal: empty, with room for
+    /// the frames (at most those the files hold) for the selected signals. Their
+    /// memory is taken from `reuse` (in selection order, as
+    /// [`take_selected`](Self::take_selected) returns them) where it has a vector.
+    fn outputs(&self, want: usize, reuse: &mut [Vec<f32>]) -> Vec<Vec<f32>> {
         let in_files = self
             .groups
             .iter()
@@ -873,33 +879,33 @@ impl RecordReader {
             .min()
             .unwrap_or(0);
         let frames = (want as u64).min(in_files) as usize;
-        self.header
-            .signals
-            .iter()
-            .zip(&self.wanted)
-            .map(|(s, &w)| {
-                if w {
-                    Vec::with_capacity(frames * s.samples_per_frame as usize)
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect()
+        let mut outs = vec![Vec::new(); self.header.signals.len()];
+        for (i, &s) in self.selected.iter().enumerate() {
+            if self.selected[..i].contains(&s) {
+                continue; // a repeat: `take_selected` copies the first
+            }
+            let mut v = reuse.get_mut(i).map(std::mem::take).unwrap_or_default();
+            v.clear();
+            v.reserve_exact(frames * self.header.signals[s].samples_per_frame as usize);
+            outs[s] = v;
+        }
+        outs
     }
 
-    /// The selected signals of `outs` (indexed by header signal), in selection order.
-    fn take_selected(&self, mut outs: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
-        let mut res: Vec<Vec<f32>> = Vec::with_capacity(self.selected.len());
+    /// Moves the selected signals of `outs` (indexed by header signal) into `res`,
+    /// one vector per selected signal, in selection order (a repeated signal is
+    /// copied into its vector).
+    fn take_selected(&self, mut outs: Vec<Vec<f32>>, res: &mut Vec<Vec<f32>>) {
+        res.resize_with(self.selected.len(), Vec::new);
         for (i, &s) in self.selected.iter().enumerate() {
             match self.selected[..i].iter().position(|&t| t == s) {
                 Some(j) => {
-                    let copy = res[j].clone();
-                    res.push(copy);
+                    let (first, rest) = res.split_at_mut(i);
+                    rest[0].clone_from(&first[j]);
                 }
-                None => res.push(std::mem::take(&mut outs[s])),
+                None => res[i] = std::mem::take(&mut outs[s]),
             }
         }
-        res
     }
 
     /// Reads up to `n` frames (fewer when `n` exceeds about 2^22 samples per file,
@@ -934,9 +940,13 @@ impl RecordReader {
         if let Some(total) = self.header.n_samples {
             want = want.min(total - self.frames_read);
         }
-        let mut outs = self.outputs(want as usize);
+        let mut outs = self.outputs(want as usize, &mut []);
         match self.step(want as usize, &mut outs)? {
-            Some(_) => Ok(Some(self.take_selected(outs))),
+            Some(_) => {
+                let mut res = Vec::with_capacity(self.selected.len());
+                self.take_selected(outs, &mut res);
+                Ok(Some(res))
+            }
             None => Ok(None),
         }
     }
@@ -946,24 +956,40 @@ impl RecordReader {
     /// pieces. Any error (a checksum mismatch, a truncated file) is returned instead
     /// of the data. The output vectors are allocated once, at their final size.
     pub fn read_to_end(&mut self) -> Result<Vec<Vec<f32>>, WfdbError> {
+        let mut out = Vec::new();
+        self.read_to_end_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// [`read_to_end`](Self::read_to_end) into `out`, reusing its vectors' memory:
+    /// `out` gets one vector per selected signal, the `i`-th made of `out[i]`'s
+    /// memory where there was one (cleared, grown if needed). Reading many records
+    /// one after another into the same `out` saves the page faults of fresh output
+    /// memory for each record (the larger part of the time of reading MIT-BIH
+    /// whole). On error the contents of `out` are unspecified.
+    pub fn read_to_end_into(&mut self, out: &mut Vec<Vec<f32>>) -> Result<(), WfdbError> {
         if let Some(e) = self.deferred.take() {
             return Err(e);
         }
-        let mut outs = vec![Vec::new(); self.header.signals.len()];
-        if !self.done && !self.selected.is_empty() {
+        let reading = !self.done && !self.selected.is_empty();
+        let mut want = 0;
+        if reading {
             self.start()?;
-            let want = match self.header.n_samples {
+            want = match self.header.n_samples {
                 Some(total) => usize::try_from(total - self.frames_read).unwrap_or(usize::MAX),
                 None => usize::MAX,
             };
-            outs = self.outputs(want);
-            self.step(want, &mut outs)?;
-            if let Some(e) = self.deferred.take() {
-                return Err(e);
-            }
         }
+        let mut outs = self.outputs(want, out);
+        let result = if reading { self.step(want, &mut outs) } else { Ok(None) };
+        // The vectors go back to `out` even on error, so that their memory is kept.
+        self.take_selected(outs, out);
+        result?;
         self.done = true;
-        Ok(self.take_selected(outs))
+        match self.deferred.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Decodes up to `want` frames of every file holding a selected signal: appends
@@ -1681,6 +1707,23 @@ mod tests {
             r.select(&sel).unwrap();
             assert_eq!(bits(&r.read_to_end().unwrap()), expect, "selection {sel:?}, whole");
             assert_eq!(r.read_chunk(10).unwrap(), None);
+        }
+        // `read_to_end_into` gives the same, in the vectors it is handed (more of
+        // them than needed, holding old values), reusing their memory.
+        let mut out = vec![vec![1.0f32; 10]; 7];
+        for (k, sel) in [vec![0, 1, 2, 3, 4], vec![1, 0], vec![0, 0, 4]].iter().enumerate() {
+            let mut r = RecordReader::open(dir.path(), "big").unwrap();
+            r.select(sel).unwrap();
+            let first = out[0].as_ptr();
+            r.read_to_end_into(&mut out).unwrap();
+            let expect: Vec<Vec<u32>> = sel.iter().map(|&s| want[s].clone()).collect();
+            assert_eq!(bits(&out), expect, "selection {sel:?}, into");
+            if k > 0 {
+                // Large enough since the first read: the same memory.
+                assert_eq!(out[0].as_ptr(), first, "selection {sel:?}");
+            }
+            r.read_to_end_into(&mut out).unwrap();
+            assert_eq!(out, vec![Vec::<f32>::new(); sel.len()], "after the end");
         }
         // Some chunks, then the rest at once.
         let mut r = RecordReader::open(dir.path(), "big").unwrap();

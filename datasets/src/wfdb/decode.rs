@@ -1,4 +1,5 @@
-//! Signal-file decoding for [`super::RecordReader`]: a block reader over the file,
+//! Signal-file decoding for [`super::RecordReader`]: a block source over the file
+//! (memory-mapped when it is larger than a block, read into a buffer otherwise),
 //! the digital-to-physical conversion, and the decoding loops.
 //!
 //! Two ways through a file, chosen once per file when it is opened:
@@ -12,7 +13,9 @@
 //!   decoded into a small `i32` block first, then taken per signal the same way.
 //!
 //! The chunked reader and the whole-record reader both go through here; they differ
-//! only in how many frames they ask for at a time.
+//! only in how many frames they ask for at a time. The loops of aligned files are
+//! compiled twice, for any x86-64 and for AVX-512, and the build the CPU can run is
+//! chosen per block ([`decode_aligned`]).
 
 use super::{invalid_value, SignalSpec};
 use memmap2::Mmap;
@@ -21,9 +24,9 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::mem::MaybeUninit;
 use std::slice::ChunksExact;
 
-/// Bytes read from a signal file at a time (rounded down to whole frames): large
-/// enough that system calls are rare, small enough that the block is still in the
-/// L2 cache while each of its signals is decoded.
+/// Bytes decoded from a signal file at a time (rounded down to whole frames):
+/// large enough that system calls (for a file that is read) are rare, small enough
+/// that the block is still in the L2 cache while each of its signals is decoded.
 const BLOCK_BYTES: usize = 1 << 17;
 
 /// Samples decoded at a time by a streamed file (its `i32` block: 128 KiB).
@@ -174,11 +177,11 @@ impl Source {
             // SAFETY: a mapping of a file that is truncated or written while it is
             // mapped breaks Rust's guarantees (a truncation kills the process with
             // SIGBUS; a write changes bytes behind a shared reference). WFDB signal
-            // files are read-only inputs: records are written once (this crate's
-            // `write_record` writes a new file and renames it into place, which
-            // leaves an open mapping on the old file intact) and never modified in
-            // place, and the mapping lives only as long as this reader. The same
-            // trade is made by tools such as ripgrep; small files are read instead.
+            // files are read-only inputs, written once and never modified in place:
+            // this crate's `write_record` and its downloader (`fetch`) write a new
+            // file and rename it into place, which leaves a mapping of the old file
+            // intact. The mapping lives only as long as this reader. Tools such as
+            // ripgrep make the same trade; small files are read instead.
             if let Ok(map) = unsafe { Mmap::map(&file) } {
                 // Not `offset as usize`: the offset may lie past the end (no data).
                 let pos = usize::try_from(offset).map_or(map.len(), |o| o.min(map.len()));
@@ -431,7 +434,6 @@ fn decode_aligned(format: u16, block: &[u8], fb: usize, cols: &mut [Column<'_>])
         && std::arch::is_x86_feature_detected!("avx512bw")
         && std::arch::is_x86_feature_detected!("avx512vl")
         && std::arch::is_x86_feature_detected!("avx512dq")
-        && std::arch::is_x86_feature_detected!("bmi2")
     {
         // SAFETY: the CPU has every feature the function is compiled for (checked
         // just above; the checks are cached loads).
@@ -442,7 +444,7 @@ fn decode_aligned(format: u16, block: &[u8], fb: usize, cols: &mut [Column<'_>])
 
 /// [`decode_aligned_any`] compiled for AVX-512 (see [`decode_aligned`]).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,bmi1,bmi2")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
 fn decode_aligned_avx512(format: u16, block: &[u8], fb: usize, cols: &mut [Column<'_>]) {
     decode_aligned_any(format, block, fb, cols)
 }
@@ -500,38 +502,54 @@ fn pair212(format: u16, block: &[u8], cols: &mut [Column<'_>]) -> bool {
     let (t0, t1): (&[f32; 4096], &[f32; 4096]) = (t0, t1);
     let (frames, _) = block.as_chunks::<3>();
     let n = frames.len();
-    let (mut s0, mut s1) = (*c0.sum, *c1.sum);
-    // SAFETY (both): the loop writes slot `i` of `d0` and of `d1` for every frame
-    // `i`, and there are `n` frames.
-    unsafe {
-        append(v0, n, |d0| {
-            append(v1, n, |d1| {
-                for (i, f) in frames.iter().enumerate() {
-                    let (x0, x1) = (first212(f, 0), second212(f, 0));
-                    s0 = s0.wrapping_add(x0);
-                    s1 = s1.wrapping_add(x1);
-                    d0[i].write(t0[(x0 & 0xfff) as usize]);
-                    d1[i].write(t1[(x1 & 0xfff) as usize]);
-                }
-            })
-        })
-    };
-    (*c0.sum, *c1.sum) = (s0, s1);
+    let sums = unpack212_pair(frames, (t0, t1), (spare(v0, n), spare(v1, n)), (*c0.sum, *c1.sum));
+    // SAFETY: `unpack212_pair` wrote all `n` slots of both.
+    unsafe { commit(v0, n) };
+    unsafe { commit(v1, n) };
+    (*c0.sum, *c1.sum) = sums;
     true
 }
 
-/// Appends `n` values to `v`, written by `write` straight into the vector's spare
-/// capacity (`resize` would fill them with zeros first, a pass over the output).
+/// The loop of [`pair212`]: for each 3-byte frame, both samples, added to the
+/// checksums (starting from the third argument) and stored, converted by the
+/// tables, in the frame's slot of each output (all slots written). Returns the
+/// checksums. A function of its own so that the outputs are `&mut` parameters,
+/// known not to overlap the tables or each other: that is what lets the compiler
+/// vectorise the loop.
+#[inline(always)]
+fn unpack212_pair(
+    frames: &[[u8; 3]],
+    (t0, t1): (&[f32; 4096], &[f32; 4096]),
+    (d0, d1): (&mut [MaybeUninit<f32>], &mut [MaybeUninit<f32>]),
+    (mut s0, mut s1): (i32, i32),
+) -> (i32, i32) {
+    assert!(d0.len() == frames.len() && d1.len() == frames.len());
+    for ((f, a), b) in frames.iter().zip(d0).zip(d1) {
+        let (x0, x1) = (first212(f, 0), second212(f, 0));
+        s0 = s0.wrapping_add(x0);
+        s1 = s1.wrapping_add(x1);
+        a.write(t0[(x0 & 0xfff) as usize]);
+        b.write(t1[(x1 & 0xfff) as usize]);
+    }
+    (s0, s1)
+}
+
+/// The `n` slots after the end of `v`, to be written and then added to it with
+/// [`commit`] (writing them in place saves the pass of `resize`'s zero-filling).
+#[inline(always)]
+fn spare(v: &mut Vec<f32>, n: usize) -> &mut [MaybeUninit<f32>] {
+    v.reserve(n);
+    &mut v.spare_capacity_mut()[..n]
+}
+
+/// Adds the `n` slots of [`spare`] to `v`.
 ///
 /// # Safety
-/// `write` gets a slice of exactly `n` slots and must initialise all of them.
+/// All `n` slots must have been written since `spare(v, n)`.
 #[inline(always)]
-unsafe fn append<R>(v: &mut Vec<f32>, n: usize, write: impl FnOnce(&mut [MaybeUninit<f32>]) -> R) -> R {
-    v.reserve(n);
-    let r = write(&mut v.spare_capacity_mut()[..n]);
-    // SAFETY: `write` initialised the `n` slots after the length (the contract).
-    unsafe { v.set_len(v.len() + n) };
-    r
+unsafe fn commit(v: &mut Vec<f32>, n: usize) {
+    // SAFETY: `spare` reserved the capacity, the caller initialised the slots.
+    unsafe { v.set_len(v.len() + n) }
 }
 
 /// The inner loop: for each frame, the signal's sample; adds it to the checksum and,
@@ -540,50 +558,46 @@ unsafe fn append<R>(v: &mut Vec<f32>, n: usize, write: impl FnOnce(&mut [MaybeUn
 fn run<T, G: Fn(&[T]) -> i32>(frames: ChunksExact<'_, T>, get: G, c: &mut Column<'_>) {
     let mut sum = *c.sum;
     let n = frames.len();
-    // SAFETY (the `append`s): `zip` pairs each of the `n` slots with one of the
-    // `n` frames, and the loop writes every slot it gets.
-    match &mut c.out {
-        None => {
-            for f in frames {
-                sum = sum.wrapping_add(get(f));
-            }
+    let Some((v, phys)) = &mut c.out else {
+        for f in frames {
+            sum = sum.wrapping_add(get(f));
         }
-        Some((v, Phys::Table12(t))) => {
+        *c.sum = sum;
+        return;
+    };
+    let d = spare(v, n);
+    // Each loop writes one slot per frame: `zip` pairs the `n` slots with the `n` frames.
+    match **phys {
+        Phys::Table12(ref t) => {
             let t: &[f32; 4096] = t;
-            unsafe {
-                append(v, n, |d| {
-                    for (d, f) in d.iter_mut().zip(frames) {
-                        let x = get(f);
-                        sum = sum.wrapping_add(x);
-                        d.write(t[(x & 0xfff) as usize]);
-                    }
-                })
+            for (d, f) in d.iter_mut().zip(frames) {
+                let x = get(f);
+                sum = sum.wrapping_add(x);
+                d.write(t[(x & 0xfff) as usize]);
             }
         }
-        Some((v, &Phys::Recip { base, recip, invalid })) => unsafe {
-            append(v, n, |d| {
-                for (d, f) in d.iter_mut().zip(frames) {
-                    let x = get(f);
-                    sum = sum.wrapping_add(x);
-                    let y = ((x as f64 - base) * recip) as f32;
-                    d.write(if Some(x) == invalid { f32::NAN } else { y });
-                }
-            })
-        },
-        Some((v, &Phys::Div { base, gain, invalid })) => unsafe {
-            append(v, n, |d| {
-                for (d, f) in d.iter_mut().zip(frames) {
-                    let x = get(f);
-                    sum = sum.wrapping_add(x);
-                    d.write(if Some(x) == invalid {
-                        f32::NAN
-                    } else {
-                        ((x as f64 - base) / gain) as f32
-                    });
-                }
-            })
-        },
+        Phys::Recip { base, recip, invalid } => {
+            for (d, f) in d.iter_mut().zip(frames) {
+                let x = get(f);
+                sum = sum.wrapping_add(x);
+                let y = ((x as f64 - base) * recip) as f32;
+                d.write(if Some(x) == invalid { f32::NAN } else { y });
+            }
+        }
+        Phys::Div { base, gain, invalid } => {
+            for (d, f) in d.iter_mut().zip(frames) {
+                let x = get(f);
+                sum = sum.wrapping_add(x);
+                d.write(if Some(x) == invalid {
+                    f32::NAN
+                } else {
+                    ((x as f64 - base) / gain) as f32
+                });
+            }
+        }
     }
+    // SAFETY: the loop above wrote all `n` slots (one per frame).
+    unsafe { commit(v, n) };
     *c.sum = sum;
 }
 
@@ -784,6 +798,94 @@ mod tests {
         assert!(matches!(Phys::new(&spec(16, 200.0, 0)), Phys::Recip { .. }));
         assert!(matches!(Phys::new(&spec(16, 12.3, 0)), Phys::Div { .. }));
         assert!(matches!(Phys::new(&spec(32, 200.0, 0)), Phys::Div { .. }));
+    }
+
+    /// Pseudo-random bytes.
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// The AVX-512 build of the aligned loops (which `decode_aligned` runs on a CPU
+    /// that has it) and the baseline build give the same values and checksums, for
+    /// each aligned format and conversion, selected signals or not.
+    #[test]
+    fn both_builds_decode_alike() {
+        let bytes = noise(30_000);
+        for (format, frame_len) in [(212, 2), (212, 4), (16, 3), (61, 2), (80, 2), (24, 2), (32, 2)] {
+            let fb = aligned_frame_bytes(format, frame_len).unwrap();
+            let block = &bytes[..bytes.len() / fb * fb];
+            // Gains giving each conversion (a table for 212), and an unselected signal.
+            let phys: Vec<Option<Phys>> = (0..frame_len)
+                .map(|k| match k {
+                    0 => Some(Phys::new(&spec(format, 200.0, 1024))),
+                    1 if frame_len > 2 => None,
+                    _ => Some(Phys::new(&spec(format, 12.3, -7))),
+                })
+                .collect();
+            type Decode = fn(u16, &[u8], usize, &mut [Column<'_>]);
+            let decode_with = |f: Decode| {
+                let mut sums = vec![0i32; frame_len];
+                let mut outs = vec![Vec::new(); frame_len];
+                let mut cols: Vec<Column<'_>> = sums
+                    .iter_mut()
+                    .zip(&mut outs)
+                    .zip(&phys)
+                    .enumerate()
+                    .map(|(pos, ((sum, out), p))| Column {
+                        pos,
+                        spf: 1,
+                        sum,
+                        out: p.as_ref().map(|p| (out, p)),
+                    })
+                    .collect();
+                f(format, block, fb, &mut cols);
+                drop(cols);
+                let bits: Vec<Vec<u32>> = outs.iter().map(|v| v.iter().map(|x| x.to_bits()).collect()).collect();
+                (bits, sums)
+            };
+            let (want, got) = (decode_with(decode_aligned_any), decode_with(decode_aligned));
+            assert_eq!(want, got, "format {format}, {frame_len} signals");
+            assert_eq!(want.0[0].len(), block.len() / fb);
+        }
+    }
+
+    /// A mapped file hands out its bytes from the offset on, in blocks of whole
+    /// units; an offset past the end gives no bytes.
+    #[test]
+    fn mapped_source_blocks() {
+        let dir = crate::testutil::TempDir::new("map");
+        let path = dir.path().join("m.dat");
+        let bytes = noise(3 * BLOCK_BYTES + 5);
+        std::fs::write(&path, &bytes).unwrap();
+        let len = bytes.len() as u64;
+        for (offset, unit) in [(0, 3), (7, 6), (BLOCK_BYTES as u64 - 1, 1)] {
+            let mut src = Source::open(File::open(&path).unwrap(), offset, len, unit).unwrap();
+            assert!(matches!(src.bytes, Bytes::Mapped { .. }));
+            let block = src.block;
+            assert!(block.is_multiple_of(unit));
+            let mut got = Vec::new();
+            loop {
+                let avail = src.fill(unit).unwrap();
+                assert!(avail.len() <= block);
+                if avail.is_empty() {
+                    break;
+                }
+                let k = avail.len();
+                got.extend_from_slice(avail);
+                src.consume(k);
+            }
+            assert_eq!(got, &bytes[offset as usize..], "offset {offset}");
+        }
+        let mut src = Source::open(File::open(&path).unwrap(), len + 10, len, 3).unwrap();
+        assert!(src.fill(3).unwrap().is_empty());
     }
 
     #[test]
