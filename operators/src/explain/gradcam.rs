@@ -141,7 +141,6 @@ fn upsample(map: &[f32], len: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::ResEcaNetConfig;
     use crate::rng::SplitMix64;
 
     #[test]
@@ -163,14 +162,7 @@ mod tests {
 
     #[test]
     fn grad_cam_covers_the_window_and_agrees_with_the_networks_prediction() {
-        let config = ResEcaNetConfig {
-            window: 64,
-            widths: vec![4, 8],
-            rr_features: true,
-            ..ResEcaNetConfig::study(3)
-        };
-        let architecture = Architecture::Resecanet(config.clone());
-        let network = Network::init(&architecture, &Device::flex()).valid();
+        let (config, architecture, network) = crate::models::small_network();
         let mut rng = SplitMix64::new(3);
         let inputs: Vec<f32> = (0..2 * config.input_len()).map(|_| rng.normal() as f32).collect();
         let cam = GradCam::new(&network, &architecture);

@@ -270,6 +270,21 @@ pub fn predict(network: &Network, input_len: usize, inputs: &[f32], batch: usize
     Ok(out)
 }
 
+/// A small freshly initialised ResECANet for unit tests: a 64-sample window followed by the
+/// RR features, widths 4 and 8, three classes; batch norm in inference mode.
+#[cfg(test)]
+pub(crate) fn small_network() -> (ResEcaNetConfig, Architecture, Network) {
+    let config = ResEcaNetConfig {
+        window: 64,
+        widths: vec![4, 8],
+        rr_features: true,
+        ..ResEcaNetConfig::study(3)
+    };
+    let architecture = Architecture::Resecanet(config.clone());
+    let network = Network::init(&architecture, &Device::flex()).valid();
+    (config, architecture, network)
+}
+
 /// A model card for unit tests: classes `c0`, `c1`, ..., a 30 + 1 + 33 MLII window.
 #[cfg(test)]
 pub(crate) fn test_card(architecture: Architecture) -> ModelCard {
@@ -294,22 +309,11 @@ mod tests {
     use super::*;
     use crate::rng::SplitMix64;
 
-    fn card(architecture: Architecture) -> ModelCard {
-        test_card(architecture)
-    }
-
     #[test]
     fn save_then_load_gives_the_same_outputs() {
-        let config = ResEcaNetConfig {
-            window: 64,
-            widths: vec![4, 8],
-            rr_features: true,
-            ..ResEcaNetConfig::study(3)
-        };
-        let architecture = Architecture::Resecanet(config.clone());
-        let network = Network::init(&architecture, &Device::flex()).valid();
+        let (config, architecture, network) = small_network();
         let model = TrainedModel {
-            card: card(architecture),
+            card: test_card(architecture),
             network,
         };
         let dir = std::env::temp_dir().join(format!("ecgflow-model-{}", std::process::id()));
@@ -333,7 +337,7 @@ mod tests {
         let err = TrainedModel::open(&dir.join("bad.json")).unwrap_err();
         assert!(err.to_string().contains("not a model card"), "{err}");
         let arch = Architecture::Resecanet(ResEcaNetConfig::study(2));
-        std::fs::write(dir.join("w.json"), serde_json::to_string(&card(arch)).unwrap()).unwrap();
+        std::fs::write(dir.join("w.json"), serde_json::to_string(&test_card(arch)).unwrap()).unwrap();
         let err = TrainedModel::open(&dir.join("w.json")).unwrap_err();
         assert!(err.to_string().contains("w.bpk"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
