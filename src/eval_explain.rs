@@ -198,7 +198,7 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<Vec<MethodReport>> {
         .collect();
 
     // A randomly initialised network of the same shape, for the randomisation check.
-    let random = model.randomised();
+    let random = model.randomised(args.seed);
 
     let mut reports = Vec::new();
     for &method in &methods {

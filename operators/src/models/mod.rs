@@ -196,12 +196,14 @@ impl TrainedModel {
         Self::load(path, &Device::flex())
     }
 
-    /// The same card and architecture with freshly initialised weights: the reference of
-    /// the model-randomisation check of explanations.
-    pub fn randomised(&self) -> TrainedModel {
+    /// The same card and architecture with freshly initialised weights drawn from `seed`:
+    /// the reference of the model-randomisation check of explanations.
+    pub fn randomised(&self, seed: u64) -> TrainedModel {
+        let device = Device::flex();
+        device.seed(seed);
         TrainedModel {
             card: self.card.clone(),
-            network: Network::init(&self.card.architecture, &Device::flex()).valid(),
+            network: Network::init(&self.card.architecture, &device).valid(),
         }
     }
 
