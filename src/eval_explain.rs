@@ -15,7 +15,7 @@ use ecgflow_operators::explain::faithfulness::{faithfulness, spearman, Faithfuln
 use ecgflow_operators::explain::gradcam::GradCam;
 use ecgflow_operators::explain::lime::{lime, LimeSettings};
 use ecgflow_operators::explain::shap::{kernel_shap, ShapSettings};
-use ecgflow_operators::explain::{Attribution, BatchClassifier, Segments};
+use ecgflow_operators::explain::{mean_window, Attribution, BatchClassifier, Segments};
 use ecgflow_operators::models::tract::OnnxClassifier;
 use ecgflow_operators::models::{model_paths, TrainedModel};
 use ecgflow_operators::plot::{attribution_chart, line_chart, Series};
@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::components::sources::beat_records;
-use crate::parquet_in::read_beats;
+use crate::parquet_in::{background_windows, read_beats};
 use crate::reports::{labelled_beats, model_context, write_json};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -181,13 +181,16 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<Vec<MethodReport>> {
     let map_name = &model.card.label_map;
     let map = crate::components::label_map(map_name).with_context(|| format!("label map {map_name:?}"))?;
     let (inputs, labels) = draw_beats(args, &model, &map)?;
-    let background = draw_background(args, &model)?;
-    let mut background_mean = vec![0f32; window];
-    for w in background.chunks_exact(window) {
-        for (m, &v) in background_mean.iter_mut().zip(w) {
-            *m += v / args.background_beats as f32;
-        }
-    }
+    let background_records = beat_records(&args.background_records).context("--background-records")?;
+    let input = &model.card.input;
+    let background = background_windows(
+        &args.data,
+        background_records.as_ref(),
+        (input.before, input.after),
+        args.background_beats,
+        args.seed ^ 0xB4C6_0000,
+    )?;
+    let background_mean = mean_window(&background, window);
     let input_len = architecture.input_len();
     let n = labels.len();
     let probabilities = model.predict(&inputs, 64)?;
@@ -343,36 +346,6 @@ fn draw_beats(
         labels.push(data.labels[i]);
     }
     Ok((inputs, labels))
-}
-
-/// `args.background_beats` windows drawn at random from the beats of
-/// `args.background_records`: `count × window` values.
-fn draw_background(args: &ExplainArgs, model: &TrainedModel) -> anyhow::Result<Vec<f32>> {
-    let records = beat_records(&args.background_records).context("--background-records")?;
-    let table = read_beats(&args.data, records.as_ref())?;
-    let input = &model.card.input;
-    let beats: Vec<_> = table
-        .records
-        .iter()
-        .flat_map(|(_, b)| b.iter().map(|s| &s.beat))
-        .filter(|b| (b.before, b.after) == (input.before, input.after))
-        .collect();
-    if beats.is_empty() {
-        bail!(
-            "{}: no beats of records {:?} with the model's {} + 1 + {} window",
-            args.data.display(),
-            args.background_records,
-            input.before,
-            input.after
-        );
-    }
-    let mut rng = SplitMix64::new(args.seed ^ 0xB4C6_0000);
-    let mut out = Vec::new();
-    for _ in 0..args.background_beats {
-        let beat = beats[(rng.next_u64() % beats.len() as u64) as usize];
-        out.extend(ecgflow_operators::models::resecanet::beat_input(beat, false));
-    }
-    Ok(out)
 }
 
 fn count_per_class(labels: &[usize], classes: usize) -> Vec<usize> {

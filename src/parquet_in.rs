@@ -9,6 +9,8 @@ use anyhow::{bail, Context};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
+use ecgflow_operators::models::resecanet::beat_input;
+use ecgflow_operators::rng::SplitMix64;
 use ecgflow_operators::Beat;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -203,4 +205,36 @@ impl<'a> BeatColumns<'a> {
                 .context("column \"window\" is not a fixed-size list")?,
         })
     }
+}
+
+/// `count` windows (`before + 1 + after` samples of the first lead each) drawn at random,
+/// seeded, from the beats of `records` in the table at `path` whose window is
+/// `(before, after)`: the background set of explanations.
+pub fn background_windows(
+    path: &Path,
+    records: Option<&HashSet<String>>,
+    (before, after): (usize, usize),
+    count: usize,
+    seed: u64,
+) -> anyhow::Result<Vec<f32>> {
+    let table = read_beats(path, records).with_context(|| format!("background {}", path.display()))?;
+    let fitting: Vec<&Beat> = table
+        .records
+        .iter()
+        .flat_map(|(_, b)| b.iter().map(|s| &s.beat))
+        .filter(|b| (b.before, b.after) == (before, after))
+        .collect();
+    if fitting.is_empty() {
+        bail!(
+            "background {}: no beats of the chosen records with the model's {before} + 1 + {after} window",
+            path.display()
+        );
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut out = Vec::with_capacity(count * (before + 1 + after));
+    for _ in 0..count {
+        let beat = fitting[(rng.next_u64() % fitting.len() as u64) as usize];
+        out.extend(beat_input(beat, false));
+    }
+    Ok(out)
 }

@@ -9,10 +9,10 @@ use anyhow::{bail, Context};
 use ecgflow_operators::explain::gradcam::GradCam;
 use ecgflow_operators::explain::lime::{lime, LimeSettings, Replacement};
 use ecgflow_operators::explain::shap::{kernel_shap, ShapSettings};
-use ecgflow_operators::explain::{Attribution, BatchClassifier, ExplainError, Explanation, PERTURBATION_BATCH};
-use ecgflow_operators::models::resecanet::beat_input;
+use ecgflow_operators::explain::{
+    mean_window, Attribution, BatchClassifier, ExplainError, Explanation, PERTURBATION_BATCH,
+};
 use ecgflow_operators::models::TrainedModel;
-use ecgflow_operators::rng::SplitMix64;
 use ecgflow_operators::train::argmax;
 use ecgflow_operators::Beat;
 
@@ -22,7 +22,7 @@ use super::sources::beat_records;
 use super::{same_fs, Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Step, Transform, Upstream};
 use crate::config::Role;
 use crate::message::{stream_hash, Body};
-use crate::parquet_in::read_beats;
+use crate::parquet_in::background_windows;
 
 pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
     type_name: "explain",
@@ -191,13 +191,16 @@ impl Explainer {
         let seed = p.i64("seed") as u64;
         let background = match p.opt_str("background") {
             None => Vec::new(),
-            Some(table) => draw_background(
-                Path::new(table),
-                p.str("background_records"),
-                classifier.window.expect("checked in open_models"),
-                p.usize("background_beats"),
-                seed,
-            )?,
+            Some(table) => {
+                let records = beat_records(p.str("background_records")).context("background_records")?;
+                background_windows(
+                    Path::new(table),
+                    records.as_ref(),
+                    classifier.window.expect("checked in open_models"),
+                    p.usize("background_beats"),
+                    seed,
+                )?
+            }
         };
         let method = match (p.str("method"), cam) {
             (_, Some(cam)) => Method::GradCam(Box::new(Mutex::new(cam))),
@@ -305,50 +308,6 @@ impl BatchClassifier for Perturbed<'_> {
             .predict(inputs, PERTURBATION_BATCH)
             .map_err(|e| ExplainError::Model(format!("{e:#}")))
     }
-}
-
-/// `count` windows drawn at random (seeded) from the beats of `records` in `table` whose
-/// window is `(before, after)`: `count × window` values.
-fn draw_background(
-    table: &Path,
-    records: &str,
-    (before, after): (usize, usize),
-    count: usize,
-    seed: u64,
-) -> anyhow::Result<Vec<f32>> {
-    let records = beat_records(records).context("background_records")?;
-    let beats = read_beats(table, records.as_ref()).with_context(|| format!("background {}", table.display()))?;
-    let fitting: Vec<&Beat> = beats
-        .records
-        .iter()
-        .flat_map(|(_, b)| b.iter().map(|s| &s.beat))
-        .filter(|b| (b.before, b.after) == (before, after))
-        .collect();
-    if fitting.is_empty() {
-        bail!(
-            "background {}: no beats with the model's {before} + 1 + {after} window",
-            table.display()
-        );
-    }
-    let mut rng = SplitMix64::new(seed);
-    let mut out = Vec::with_capacity(count * (before + 1 + after));
-    for _ in 0..count {
-        let beat = fitting[(rng.next_u64() % fitting.len() as u64) as usize];
-        out.extend(beat_input(beat, false));
-    }
-    Ok(out)
-}
-
-/// The sample-wise mean of `windows` (`n × window` values); zeros when there are none.
-fn mean_window(windows: &[f32], window: usize) -> Vec<f32> {
-    let mut mean = vec![0f32; window];
-    let n = windows.len() / window.max(1);
-    for w in windows.chunks_exact(window) {
-        for (m, &v) in mean.iter_mut().zip(w) {
-            *m += v / n as f32;
-        }
-    }
-    mean
 }
 
 struct ExplainTransform {

@@ -86,6 +86,19 @@ pub struct Explanation {
     pub attribution: Attribution,
 }
 
+/// The sample-wise mean of `windows` (`n × window` values): LIME's background beat and the
+/// deletion baseline. Zeros when there are none.
+pub fn mean_window(windows: &[f32], window: usize) -> Vec<f32> {
+    let mut mean = vec![0f32; window];
+    let n = windows.len() / window.max(1);
+    for w in windows.chunks_exact(window) {
+        for (m, &v) in mean.iter_mut().zip(w) {
+            *m += v / n as f32;
+        }
+    }
+    mean
+}
+
 /// Perturbed inputs sent to a runtime per call: burn runs batches of 16 to 64 beats fastest
 /// on the CPU (tract runs beats one at a time whatever the batch).
 pub const PERTURBATION_BATCH: usize = 64;
