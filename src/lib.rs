@@ -12,6 +12,7 @@ pub mod eval_explain;
 pub mod fetch_cli;
 pub mod graph;
 pub mod message;
+pub mod metrics;
 pub mod parquet_in;
 pub mod parquet_out;
 pub mod progress;

@@ -152,6 +152,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         process: args.process,
         hostfile: args.hostfile,
         progress: !args.quiet,
+        metrics: None,
     };
     let summary = runtime::run(&graph, &options)?;
     for line in &summary.sink_lines {

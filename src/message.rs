@@ -1,7 +1,7 @@
 //! What travels on the dataflow's edges.
 
 use ecgflow_operators::explain::Explanation;
-use ecgflow_operators::{Beat, Chunk, Tensor};
+use ecgflow_operators::{Beat, Chunk, Event, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// One item on an edge, with the route that keeps each stream on one worker.
@@ -24,6 +24,8 @@ pub enum Body {
     Tensor(Tensor),
     /// A beat with its prediction explained (port kind `explanations`).
     Explanation(Box<Explanation>),
+    /// An alarm or stream event (port kind `events`).
+    Event(Event),
     /// A stream begins; `meta` describes it (e.g. `patient`, `database`, PTB-XL's `fold`).
     /// Sent by sources before the first chunk and forwarded by every transform.
     Start {
@@ -45,6 +47,7 @@ impl Body {
             Body::Beat(b) => &b.stream,
             Body::Tensor(t) => &t.stream,
             Body::Explanation(e) => &e.beat.stream,
+            Body::Event(e) => &e.stream,
             Body::Start { stream, .. } | Body::End { stream } | Body::Abort { stream, .. } => stream,
         }
     }

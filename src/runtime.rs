@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub hostfile: Option<PathBuf>,
     /// Draw a progress bar on standard error (only when it is a terminal).
     pub progress: bool,
+    /// Live counters and latencies, for `GET /metrics` of `ecgflow serve`.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for RunOptions {
@@ -59,6 +61,7 @@ impl Default for RunOptions {
             process: 0,
             hostfile: None,
             progress: false,
+            metrics: None,
         }
     }
 }

@@ -21,4 +21,4 @@ pub mod synthetic;
 pub mod train;
 pub mod types;
 
-pub use types::{Annotation, Beat, Chunk, Prediction, Tensor};
+pub use types::{Annotation, Beat, Chunk, Event, EventPhase, Prediction, Tensor};

@@ -120,3 +120,51 @@ pub struct Tensor {
     /// Reference annotation symbol of the beat, when known.
     pub symbol: Option<String>,
 }
+
+/// Something that happened on a stream at a point of its time: an alarm starting or
+/// ending, the leads coming off, a gap in the samples, samples dropped by a live source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Stream key: record or patient identifier.
+    pub stream: String,
+    /// What happened, e.g. `ventricular_run`, `bradycardia`, `lead_off`, `dropped`.
+    pub kind: String,
+    /// Whether a condition begins, ends, or is a single occurrence.
+    pub phase: EventPhase,
+    /// Sample index in the stream at which it happened (stream time).
+    pub sample: u64,
+    /// Sampling rate in Hz, so that `sample / fs` is the stream time in seconds.
+    pub fs: f64,
+    /// The patient and ward the stream belongs to, when the source states them.
+    pub patient: Option<String>,
+    pub ward: Option<String>,
+    /// What supports the event, readable by a person (e.g. `3 V beats from 12.41 s`,
+    /// `heart rate 36 bpm`).
+    pub evidence: String,
+}
+
+impl Event {
+    /// Stream time in seconds.
+    pub fn time_s(&self) -> f64 {
+        self.sample as f64 / self.fs
+    }
+}
+
+/// The phase of an [`Event`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventPhase {
+    Start,
+    End,
+    Instant,
+}
+
+impl EventPhase {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventPhase::Start => "start",
+            EventPhase::End => "end",
+            EventPhase::Instant => "instant",
+        }
+    }
+}

@@ -121,6 +121,32 @@ pub trait Source: Send + Sync {
     fn total_samples(&self) -> Option<u64>;
     /// Opens stream `index` for reading.
     fn open(&self, index: usize) -> anyhow::Result<Box<dyn StreamReader>>;
+    /// For a live source (replay, ADC): how it is paced and what happens when the dataflow
+    /// falls behind. `None` for a dataset source, read as fast as the dataflow takes it.
+    fn live(&self) -> Option<Live> {
+        None
+    }
+}
+
+/// How a live source runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Live {
+    /// Play the streams at this multiple of real time (1.0 = real time), all of a worker's
+    /// streams at once; `None` when the source paces itself (hardware with its own clock).
+    pub speed: Option<f64>,
+    /// What happens when the queue to the dataflow is full.
+    pub overflow: Overflow,
+    /// Messages (chunks) the queue to the dataflow holds.
+    pub capacity: usize,
+}
+
+/// What a live source does when the dataflow is slower than the signal arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// Wait for room: nothing is lost, the source falls behind real time.
+    Block,
+    /// Drop the oldest queued chunk to make room; every dropped sample is counted.
+    DropOldest,
 }
 
 /// Reads one stream piece by piece: signal chunks, or beats for a beat table.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use ecgflow_datasets::mitdb::LabelMap;
 use ecgflow_operators::explain::Explanation;
-use ecgflow_operators::{Beat, Chunk, Tensor};
+use ecgflow_operators::{Beat, Chunk, Event, Tensor};
 use serde_json::json;
 
 use super::fields::{Default as D, FieldSpec as F};
@@ -53,13 +53,16 @@ pub static SPECS: &[ComponentSpec] = &[
                   symbol, rr_prev, rr_next, rr_local), `{\"kind\":\"tensor\",...}` for tensors (stream, \
                   sample, shape, symbol), `{\"kind\":\"explanation\",...}` for explained beats (the beat's \
                   keys, then method, explained_class, probability, base_value, fit_r2, attribution: one value \
-                  per window sample, and segments for SHAP and LIME) and `{\"kind\":\"end\",\"stream\"}` \
-                  when it ends. Samples (and tensor values) are included on request.",
+                  per window sample, and segments for SHAP and LIME), `{\"kind\":\"event\",...}` for alarms and \
+                  stream events (stream, event, phase: start|end|instant, sample, fs, time_s, patient, ward, \
+                  evidence) and `{\"kind\":\"end\",\"stream\"}` when it ends. Samples (and tensor values) \
+                  are included on request.",
         accepts: &[
             PortKind::Signal,
             PortKind::Beats,
             PortKind::Tensors,
             PortKind::Explanations,
+            PortKind::Events,
         ],
         output: Output::None,
         fields: &[
@@ -213,6 +216,7 @@ struct StreamCounts {
     beats: u64,
     tensors: u64,
     explanations: u64,
+    events: u64,
     failed: bool,
 }
 
@@ -247,6 +251,7 @@ impl SinkWriter for ConsoleWriter {
             Body::Beat(_) => counts.beats += 1,
             Body::Tensor(_) => counts.tensors += 1,
             Body::Explanation(_) => counts.explanations += 1,
+            Body::Event(_) => counts.events += 1,
             Body::Abort { .. } => counts.failed = true,
             Body::Start { .. } | Body::End { .. } => {}
         }
@@ -260,14 +265,14 @@ impl SinkWriter for ConsoleWriter {
             let note = if c.failed { "  failed, left out" } else { "" };
             writeln!(
                 out,
-                "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8} {:>8} {:>9}{note}",
-                name, c.chunks, c.samples, c.rpeaks, c.annotations, c.beats, c.tensors, c.explanations
+                "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7}{note}",
+                name, c.chunks, c.samples, c.rpeaks, c.annotations, c.beats, c.tensors, c.explanations, c.events
             )
         };
         writeln!(
             out,
-            "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8} {:>8} {:>9}",
-            "stream", "chunks", "samples", "rpeaks", "annots", "beats", "tensors", "explained"
+            "{:<16} {:>8} {:>12} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7}",
+            "stream", "chunks", "samples", "rpeaks", "annots", "beats", "tensors", "explained", "events"
         )?;
         for (name, c) in &self.streams {
             if self.per_stream {
@@ -280,6 +285,7 @@ impl SinkWriter for ConsoleWriter {
             total.beats += c.beats;
             total.tensors += c.tensors;
             total.explanations += c.explanations;
+            total.events += c.events;
         }
         line(&mut out, &format!("total ({})", self.streams.len()), &total)?;
         Ok(None)
@@ -358,6 +364,22 @@ pub fn explanation_json(e: &Explanation, include_samples: bool) -> serde_json::V
 }
 
 /// The JSON object written for a beat.
+/// One event as JSON (`kind: event`); its own kind is `event`, e.g. `ventricular_run`.
+pub fn event_json(e: &Event) -> serde_json::Value {
+    json!({
+        "kind": "event",
+        "stream": e.stream,
+        "event": e.kind,
+        "phase": e.phase.name(),
+        "sample": e.sample,
+        "fs": e.fs,
+        "time_s": short_f64(e.time_s() as f32),
+        "patient": e.patient,
+        "ward": e.ward,
+        "evidence": e.evidence,
+    })
+}
+
 pub fn beat_json(b: &Beat, include_samples: bool) -> serde_json::Value {
     let mut v = json!({
         "kind": "beat",
@@ -392,6 +414,7 @@ impl SinkWriter for JsonlWriter {
             Body::Chunk(c) => chunk_json(c, self.include_samples),
             Body::Beat(b) => beat_json(b, self.include_samples),
             Body::Explanation(e) => explanation_json(e, self.include_samples),
+            Body::Event(e) => event_json(e),
             Body::Tensor(t) => {
                 let mut v = json!({"kind": "tensor", "stream": t.stream, "sample": t.sample, "shape": t.shape, "symbol": t.symbol});
                 if self.include_samples {

@@ -329,7 +329,9 @@ impl SinkWriter for TrainWriter {
                 self.failed.insert(stream.clone());
             }
             Body::End { .. } => {}
-            Body::Chunk(_) | Body::Tensor(_) | Body::Explanation(_) => bail!("the train sink takes beats"),
+            Body::Chunk(_) | Body::Tensor(_) | Body::Explanation(_) | Body::Event(_) => {
+                bail!("the train sink takes beats")
+            }
         }
         Ok(())
     }

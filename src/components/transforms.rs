@@ -261,6 +261,7 @@ pub(super) fn kind_of(body: &Body) -> &'static str {
         Body::Beat(_) => "a beat",
         Body::Tensor(_) => "a tensor",
         Body::Explanation(_) => "an explanation",
+        Body::Event(_) => "an event",
         Body::Start { .. } | Body::End { .. } | Body::Abort { .. } => "a stream event",
     }
 }
