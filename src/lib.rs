@@ -9,6 +9,7 @@ pub mod docs;
 pub mod eval;
 pub mod eval_beats;
 pub mod eval_explain;
+pub mod feed;
 pub mod fetch_cli;
 pub mod graph;
 pub mod message;

@@ -143,6 +143,7 @@ fn read_file(
                 rr_local: optional(rows.rr_local),
                 symbol: (!rows.symbol.is_null(row)).then(|| rows.symbol.value(row).to_owned()),
                 prediction: None,
+                arrival: None,
             };
             let slot = *index.entry(record.to_owned()).or_insert_with(|| {
                 table.records.push((record.to_owned(), Vec::new()));

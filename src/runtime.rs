@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use crossbeam_channel::{bounded, Receiver, Select, TryRecvError};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use timely::communication::Config as CommunicationConfig;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -21,8 +23,10 @@ use timely::dataflow::operators::{Concatenate, Operator};
 use timely::dataflow::{InputHandle, Stream};
 use timely::WorkerConfig;
 
-use crate::components::{Built, Source, Step, Transform};
+use crate::components::{Built, Overflow, Source, Step, StreamReader, Transform};
 use crate::config::OnError;
+use crate::feed::{feed, wait_any, FeedReceiver, FeedSender, Received};
+use crate::metrics::Metrics;
 use crate::graph::{Graph, Node};
 use crate::message::{stream_hash, Body, Message};
 
@@ -32,6 +36,9 @@ const CHANNEL_CAPACITY: usize = 64;
 const IDLE_WAIT: Duration = Duration::from_millis(1);
 /// Messages moved from a channel into the dataflow between two worker steps.
 const FEED_BATCH: usize = 256;
+/// The dataflow's clock: inputs advance to a new epoch this often, so that operators that
+/// wait for time to pass (the alarms' windows) report while a live run goes on.
+const EPOCH: Duration = Duration::from_millis(10);
 
 type Input = InputHandle<u64, CapacityContainerBuilder<Vec<Message>>>;
 type MessageStream<'scope> = Stream<'scope, u64, Vec<Message>>;
@@ -77,6 +84,9 @@ pub struct RunStats {
     pub beats: AtomicU64,
     /// The part of `samples` that are beats read from beat tables.
     pub source_beats: AtomicU64,
+    /// Samples live sources dropped because the dataflow fell behind (`drop_oldest`).
+    pub dropped_samples: AtomicU64,
+    metrics: Option<Arc<Metrics>>,
     failed: AtomicBool,
     on_error: OnError,
     errors: Mutex<Vec<String>>,
@@ -125,6 +135,8 @@ pub struct RunSummary {
     pub skipped: Vec<String>,
     /// Streams not read because every sink already holds their complete output (resume).
     pub already_done: u64,
+    /// Samples live sources dropped because the dataflow fell behind (`drop_oldest`).
+    pub dropped_samples: u64,
 }
 
 struct Component {
@@ -190,6 +202,7 @@ pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
     let components = Arc::new(components);
     let stats = Arc::new(RunStats {
         on_error: graph.on_error,
+        metrics: options.metrics.clone(),
         ..RunStats::default()
     });
     // In a cluster each process counts the streams its own workers read.
@@ -236,6 +249,7 @@ pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
         sink_lines: stats.sink_lines.lock().map(|l| l.clone()).unwrap_or_default(),
         skipped: stats.skipped.lock().map(|l| l.clone()).unwrap_or_default(),
         already_done,
+        dropped_samples: stats.dropped_samples.load(Ordering::Relaxed),
     })
 }
 
@@ -366,7 +380,7 @@ fn run_worker(worker: &mut timely::worker::Worker, components: &Arc<Vec<Componen
     });
 
     // Start a reader thread per source for the streams routed to this worker.
-    let mut feeds: Vec<(Receiver<Message>, Option<Input>)> = Vec::new();
+    let mut feeds: Vec<(FeedReceiver, Option<Input>)> = Vec::new();
     for (i, input) in inputs {
         let c = &components[i];
         let Built::Source(source) = &c.built else {
@@ -378,41 +392,63 @@ fn run_worker(worker: &mut timely::worker::Worker, components: &Arc<Vec<Componen
         if mine.is_empty() {
             continue; // dropping the handle closes this worker's part of the input
         }
-        let (tx, rx) = bounded(CHANNEL_CAPACITY);
-        let (source, stats, offset, full) = (source.clone(), stats.clone(), c.route_offset, c.node.full_name());
-        let names = c.streams.clone();
-        std::thread::spawn(move || read_streams(&*source, &mine, &names, offset, &full, &tx, &stats));
+        let live = source.live();
+        let (tx, rx) = match live {
+            Some(live) => feed(live.overflow, live.capacity),
+            None => feed(Overflow::Block, CHANNEL_CAPACITY),
+        };
+        let reader = StreamsReader {
+            source: source.clone(),
+            names: c.streams.clone(),
+            route_offset: c.route_offset,
+            full_name: c.node.full_name(),
+            tx,
+            stats: stats.clone(),
+            live: live.is_some(),
+        };
+        match live.and_then(|l| l.speed) {
+            Some(speed) => std::thread::spawn(move || reader.read_paced(&mine, speed)),
+            None => std::thread::spawn(move || reader.read_in_turn(&mine)),
+        };
         feeds.push((rx, Some(input)));
     }
 
-    // Move data from the channels into the dataflow until every reader is done.
+    // Move data from the feeds into the dataflow until every reader is done.
+    let mut epoch = 0u64;
+    let mut epoch_started = Instant::now();
     while feeds.iter().any(|(_, input)| input.is_some()) {
         let mut moved = 0;
         for (rx, slot) in feeds.iter_mut() {
             let Some(input) = slot.as_mut() else { continue };
             for _ in 0..FEED_BATCH {
                 match rx.try_recv() {
-                    Ok(msg) => {
+                    Received::Message(msg) => {
                         input.send(msg);
                         moved += 1;
                     }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
+                    Received::Empty => break,
+                    Received::Closed => {
                         *slot = None;
                         break;
                     }
                 }
             }
         }
+        if epoch_started.elapsed() >= EPOCH {
+            epoch += 1;
+            epoch_started = Instant::now();
+            for input in feeds.iter_mut().filter_map(|(_, input)| input.as_mut()) {
+                input.advance_to(epoch);
+            }
+        }
         worker.step();
         if moved == 0 {
             // Nothing from the readers: sleep until one sends (or briefly, so that data
             // exchanged by other workers is not left waiting), instead of spinning.
-            let mut select = Select::new();
-            for (rx, _) in feeds.iter().filter(|(_, input)| input.is_some()) {
-                select.recv(rx);
-            }
-            let _ = select.ready_timeout(IDLE_WAIT);
+            wait_any(
+                feeds.iter().filter(|(_, input)| input.is_some()).map(|(rx, _)| rx),
+                IDLE_WAIT,
+            );
         }
     }
     while worker.has_dataflows() {
@@ -420,66 +456,179 @@ fn run_worker(worker: &mut timely::worker::Worker, components: &Arc<Vec<Componen
     }
 }
 
-/// The reader thread of one source on one worker: reads its streams one after the other.
-fn read_streams(
-    source: &dyn Source,
-    mine: &[usize],
-    names: &[String],
+/// The reader thread of one source on one worker.
+struct StreamsReader {
+    source: Arc<dyn Source>,
+    names: Vec<String>,
     route_offset: u64,
-    full_name: &str,
-    tx: &crossbeam_channel::Sender<Message>,
-    stats: &RunStats,
-) {
-    for &j in mine {
-        let route = route_offset + j as u64;
-        let stream = &names[j];
-        let send = |body| tx.send(Message { route, body }).is_ok();
-        let mut started = false;
-        let result = (|| -> anyhow::Result<bool> {
-            let mut reader = source.open(j)?;
-            started = true;
-            if !send(Body::Start {
-                stream: stream.clone(),
+    full_name: String,
+    tx: FeedSender,
+    stats: Arc<RunStats>,
+    /// A live source: chunks are stamped with their arrival time (for latency metrics).
+    live: bool,
+}
+
+/// Why a reader stops sending a stream.
+enum Stop {
+    /// The worker is gone or the run failed: stop reading altogether.
+    Run,
+    /// The stream failed; under `on_error = "skip"` the others go on.
+    Stream(anyhow::Error),
+}
+
+impl StreamsReader {
+    fn send(&self, route: u64, mut body: Body) -> Result<(), Stop> {
+        if self.stats.failed() {
+            return Err(Stop::Run);
+        }
+        // Progress counts samples of signal and whole beats of beat tables.
+        let done = match &mut body {
+            Body::Chunk(chunk) => {
+                if self.live {
+                    chunk.arrival = Some(Instant::now());
+                }
+                chunk.len() as u64
+            }
+            Body::Beat(_) => {
+                self.stats.source_beats.fetch_add(1, Ordering::Relaxed);
+                1
+            }
+            _ => 0,
+        };
+        self.stats.samples.fetch_add(done, Ordering::Relaxed);
+        if let Some(m) = &self.stats.metrics {
+            m.samples.fetch_add(done, Ordering::Relaxed);
+        }
+        let dropped = self.tx.send(Message { route, body }).ok_or(Stop::Run)?;
+        if dropped > 0 {
+            self.stats.dropped_samples.fetch_add(dropped, Ordering::Relaxed);
+            if let Some(m) = &self.stats.metrics {
+                m.dropped_samples.fetch_add(dropped, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens stream `j` and sends its start.
+    fn start(&self, j: usize) -> Result<Box<dyn StreamReader>, Stop> {
+        let reader = self.source.open(j).map_err(Stop::Stream)?;
+        self.send(
+            self.route_offset + j as u64,
+            Body::Start {
+                stream: self.names[j].clone(),
                 meta: reader.meta(),
-            }) {
-                return Ok(false);
-            }
-            while let Some(body) = reader.next()? {
-                if stats.failed() {
-                    return Ok(false);
-                }
-                // Progress counts samples of signal and whole beats of beat tables.
-                let done = match &body {
-                    Body::Chunk(chunk) => chunk.len() as u64,
-                    _ => {
-                        stats.source_beats.fetch_add(1, Ordering::Relaxed);
-                        1
-                    }
-                };
-                stats.samples.fetch_add(done, Ordering::Relaxed);
-                if !send(body) {
-                    return Ok(false);
-                }
-            }
-            Ok(send(Body::End { stream: stream.clone() }))
-        })();
+            },
+        )?;
+        Ok(reader)
+    }
+
+    /// The stream ended or failed (`result`); returns false when reading must stop.
+    fn close(&self, j: usize, started: bool, result: Result<(), Stop>) -> bool {
+        let route = self.route_offset + j as u64;
+        let stream = self.names[j].clone();
         match result {
-            Ok(true) => {
-                stats.streams_done.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(false) => return,
-            Err(e) => {
-                let reason = format!("{e:#}");
-                if !stats.stream_failed(format!("{full_name}: stream {stream}: {reason}")) {
-                    return;
+            Ok(()) => match self.send(route, Body::End { stream }) {
+                Ok(()) => {
+                    self.stats.streams_done.fetch_add(1, Ordering::Relaxed);
+                    true
                 }
-                if started
-                    && !send(Body::Abort {
-                        stream: stream.clone(),
-                        reason,
-                    })
-                {
-                    return;
+                Err(_) => false,
+            },
+            Err(Stop::Run) => false,
+            Err(Stop::Stream(e)) => {
+                let reason = format!("{e:#}");
+                let full_name = &self.full_name;
+                if !self.stats.stream_failed(format!("{full_name}: stream {stream}: {reason}")) {
+                    return false;
+                }
+                !started || self.send(route, Body::Abort { stream, reason }).is_ok()
+            }
+        }
+    }
+
+    /// Reads this worker's streams one after the other, as fast as the dataflow takes them.
+    fn read_in_turn(&self, mine: &[usize]) {
+        for &j in mine {
+            let route = self.route_offset + j as u64;
+            let mut started = false;
+            let result = (|| {
+                let mut reader = self.start(j)?;
+                started = true;
+                while let Some(body) = reader.next().map_err(Stop::Stream)? {
+                    self.send(route, body)?;
+                }
+                Ok(())
+            })();
+            if !self.close(j, started, result) {
+                return;
+            }
+        }
+    }
+
+    /// Plays this worker's streams all at once, each chunk sent when its last sample is due
+    /// at `speed` times real time.
+    fn read_paced(&self, mine: &[usize], speed: f64) {
+        let started_at = Instant::now();
+        // When a payload is due: a chunk when its last sample would have been acquired,
+        // anything else at once.
+        let due_at = |body: &Body| match body {
+            Body::Chunk(c) if c.fs > 0.0 => started_at + Duration::from_secs_f64(c.end() as f64 / c.fs / speed),
+            _ => Instant::now(),
+        };
+        // Per stream: its reader and the payload read ahead, waiting to be due.
+        let mut open: Vec<Option<(Box<dyn StreamReader>, Body)>> = Vec::with_capacity(mine.len());
+        // (due, index into `mine`), the earliest first.
+        let mut queue = BinaryHeap::new();
+        for (k, &j) in mine.iter().enumerate() {
+            let mut started = false;
+            let first = (|| {
+                let mut reader = self.start(j)?;
+                started = true;
+                Ok(reader.next().map_err(Stop::Stream)?.map(|body| (reader, body)))
+            })();
+            match first {
+                Ok(Some((reader, body))) => {
+                    queue.push(Reverse((due_at(&body), k)));
+                    open.push(Some((reader, body)));
+                }
+                Ok(None) => {
+                    open.push(None);
+                    if !self.close(j, started, Ok(())) {
+                        return;
+                    }
+                }
+                Err(stop) => {
+                    open.push(None);
+                    if !self.close(j, started, Err(stop)) {
+                        return;
+                    }
+                }
+            }
+        }
+        while let Some(Reverse((at, k))) = queue.pop() {
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+            let j = mine[k];
+            let Some((mut reader, body)) = open[k].take() else { continue };
+            let result = self
+                .send(self.route_offset + j as u64, body)
+                .and_then(|()| reader.next().map_err(Stop::Stream));
+            match result {
+                Ok(Some(next)) => {
+                    queue.push(Reverse((due_at(&next), k)));
+                    open[k] = Some((reader, next));
+                }
+                Ok(None) => {
+                    if !self.close(j, true, Ok(())) {
+                        return;
+                    }
+                }
+                Err(stop) => {
+                    if !self.close(j, true, Err(stop)) {
+                        return;
+                    }
                 }
             }
         }
@@ -517,8 +666,15 @@ fn transform_operator<'scope>(
                         continue;
                     }
                     takes_beats |= matches!(body, Body::Beat(_));
+                    // Predictions made by this step (a model) are counted and timed.
+                    let predicted_before = usize::from(matches!(&body, Body::Beat(b) if b.prediction.is_some()));
+                    let began = Instant::now();
                     let result = match body {
                         Body::Start { .. } => {
+                            out.push(body);
+                            Ok(())
+                        }
+                        Body::Event(_) if !transform.takes_events() => {
                             out.push(body);
                             Ok(())
                         }
@@ -559,6 +715,17 @@ fn transform_operator<'scope>(
                     if !takes_beats {
                         let beats = out.iter().filter(|b| matches!(b, Body::Beat(_))).count();
                         stats.beats.fetch_add(beats as u64, Ordering::Relaxed);
+                        if let Some(m) = &stats.metrics {
+                            m.beats.fetch_add(beats as u64, Ordering::Relaxed);
+                        }
+                    }
+                    if let Some(m) = &stats.metrics {
+                        m.observe_stage(&full_name, began.elapsed().as_secs_f64());
+                        record_predictions(m, &mut out, predicted_before);
+                        if transform.takes_events() {
+                            let events = out.iter().filter(|b| matches!(b, Body::Event(_))).count();
+                            m.events.fetch_add(events as u64, Ordering::Relaxed);
+                        }
                     }
                     for body in out.drain(..) {
                         let route = routes.get(body.stream()).copied().unwrap_or(route);
@@ -571,6 +738,26 @@ fn transform_operator<'scope>(
             });
         }
     })
+}
+
+/// Counts the predictions a step made (those it emitted beyond the one it took) and records,
+/// once per beat, the latency from its completing chunk's arrival to its prediction.
+fn record_predictions(metrics: &Metrics, out: &mut [Body], predicted_before: usize) {
+    let now = Instant::now();
+    let mut predicted = 0usize;
+    for body in out.iter_mut() {
+        if let Body::Beat(beat) = body {
+            if beat.prediction.is_some() {
+                predicted += 1;
+                if let Some(arrival) = beat.arrival.take() {
+                    metrics.observe_prediction_latency(now.duration_since(arrival).as_secs_f64());
+                }
+            }
+        }
+    }
+    metrics
+        .predictions
+        .fetch_add(predicted.saturating_sub(predicted_before) as u64, Ordering::Relaxed);
 }
 
 /// Wraps a global transform: everything goes to worker 0, into one step, which is finished

@@ -189,6 +189,7 @@ mod tests {
             rr_local: None,
             symbol: None,
             prediction: None,
+            arrival: None,
         };
         normalize_beat(&mut beat, Normalization::MinMax);
         assert_eq!(beat.window[..4], [0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0]);

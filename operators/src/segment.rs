@@ -67,6 +67,8 @@ pub struct Segmenter {
     last_peak: Option<u64>,
     rr_history: VecDeque<f32>,
     dropped: u64,
+    /// Arrival time of the chunk being processed, passed on to the beats it completes.
+    arrival: Option<std::time::Instant>,
 }
 
 impl Segmenter {
@@ -89,6 +91,7 @@ impl Segmenter {
             last_peak: None,
             rr_history: VecDeque::new(),
             dropped: 0,
+            arrival: None,
         }
     }
 
@@ -109,6 +112,7 @@ impl Segmenter {
     /// `annotations`) and returns every beat now complete. Chunks must follow each other
     /// without gaps.
     pub fn process(&mut self, chunk: &Chunk) -> Vec<Beat> {
+        self.arrival = chunk.arrival;
         if self.stream_start.is_none() {
             self.stream_start = Some(chunk.start);
             self.stream = chunk.stream.clone();
@@ -232,6 +236,7 @@ impl Segmenter {
                 rr_local: p.rr_local,
                 symbol,
                 prediction: None,
+                arrival: self.arrival,
             });
         }
         beats

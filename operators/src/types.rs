@@ -1,6 +1,8 @@
 //! The data that flows between steps. Plain values, serialisable so that the engine can
 //! move them between workers and processes.
 
+use std::time::Instant;
+
 use serde::{Deserialize, Serialize};
 
 /// A reference annotation attached to a stream (e.g. a true or annotated R peak).
@@ -30,6 +32,10 @@ pub struct Chunk {
     /// R peaks detected so far and not yet reported (absolute indices; a detector's
     /// delay means they may lie before `start`).
     pub rpeaks: Vec<u64>,
+    /// When the chunk reached the engine from a live source, for latency measurements;
+    /// not serialised.
+    #[serde(skip)]
+    pub arrival: Option<Instant>,
 }
 
 impl Chunk {
@@ -43,6 +49,7 @@ impl Chunk {
             samples,
             annotations: Vec::new(),
             rpeaks: Vec::new(),
+            arrival: None,
         }
     }
 
@@ -90,6 +97,10 @@ pub struct Beat {
     /// A classifier's verdict on this beat, once a `model` step has seen it.
     #[serde(default)]
     pub prediction: Option<Prediction>,
+    /// When the chunk that completed this beat reached the engine from a live source, for
+    /// latency measurements; not serialised.
+    #[serde(skip)]
+    pub arrival: Option<Instant>,
 }
 
 /// A classifier's output for one beat.

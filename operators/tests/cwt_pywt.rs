@@ -107,6 +107,7 @@ fn study_map_is_38_by_259_and_batch_and_beat_agree_with_single() {
         rr_local: None,
         symbol: None,
         prediction: None,
+        arrival: None,
     };
     assert_eq!(cwt.transform_beat(&beat).unwrap(), single);
 

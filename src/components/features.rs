@@ -563,6 +563,7 @@ impl Step for SmoteStep {
                     rr_local: None,
                     symbol,
                     prediction: None,
+                    arrival: None,
                 }));
             }
         }

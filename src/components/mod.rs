@@ -2,6 +2,7 @@
 //! The registry here is the single source for validation, `ecgflow components` and
 //! `docs/components.md`.
 
+mod adc;
 mod explain;
 mod features;
 pub mod fields;
@@ -168,6 +169,11 @@ pub trait Transform: Send + Sync {
     fn global(&self) -> bool {
         false
     }
+    /// True for a transform whose steps take events (the alarms). Others pass events on
+    /// untouched: a lead-off or a drop travels with its stream down to the sinks.
+    fn takes_events(&self) -> bool {
+        false
+    }
 }
 
 /// The per-stream state of a transform.
@@ -200,6 +206,7 @@ pub trait SinkWriter {
 pub fn registry() -> Vec<&'static ComponentSpec> {
     sources::SPECS
         .iter()
+        .chain(adc::SPECS)
         .chain(transforms::SPECS)
         .chain(features::SPECS)
         .chain(model::SPECS)

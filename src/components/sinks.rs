@@ -575,6 +575,8 @@ impl SinkWriter for ParquetWriter {
     fn write(&mut self, body: &Body) -> anyhow::Result<()> {
         let stream = body.stream();
         match body {
+            // Events travel with their streams; they are kept by the jsonl sink, not here.
+            Body::Event(_) => return Ok(()),
             Body::Start { meta, .. } => {
                 self.meta.insert(stream.to_owned(), meta.clone());
                 return Ok(());

@@ -328,8 +328,8 @@ impl SinkWriter for TrainWriter {
             Body::Abort { stream, .. } => {
                 self.failed.insert(stream.clone());
             }
-            Body::End { .. } => {}
-            Body::Chunk(_) | Body::Tensor(_) | Body::Explanation(_) | Body::Event(_) => {
+            Body::End { .. } | Body::Event(_) => {}
+            Body::Chunk(_) | Body::Tensor(_) | Body::Explanation(_) => {
                 bail!("the train sink takes beats")
             }
         }
