@@ -329,7 +329,8 @@ pub enum FilterMode {
     /// Streaming, one chunk in, one chunk out, no delay in the output timeline (but the
     /// filter's own phase delay in the waveform). Each lead's state starts at the steady
     /// state of its first sample ([`SosState::steady`]), so a DC offset gives no
-    /// start-up transient.
+    /// start-up transient. NaN or infinite samples (leads off, gaps) come out as NaN and
+    /// the filter restarts the same way at the next finite sample.
     Causal,
     /// Forward-backward ([`Sos::filtfilt`]) over the whole stream: no phase distortion,
     /// but the whole stream is buffered and emitted at [`SosFilter::finish`] (batch
@@ -400,9 +401,24 @@ impl SosFilter {
                     self.states.resize(chunk.samples.len(), None);
                 }
                 for (lead, state) in chunk.samples.iter_mut().zip(self.states.iter_mut()) {
-                    let Some(&x0) = lead.first() else { continue };
-                    let state = state.get_or_insert_with(|| SosState::steady(&self.sos, x0 as f64));
-                    state.process(lead, &mut self.scratch);
+                    // NaN or infinite samples (leads off, a gap) pass through as NaN and the
+                    // filter starts afresh, at rest, on the next finite sample.
+                    let mut rest: &mut [f32] = lead;
+                    while !rest.is_empty() {
+                        let finite = rest.iter().position(|v| !v.is_finite()).unwrap_or(rest.len());
+                        let (run, after) = rest.split_at_mut(finite);
+                        if let Some(&x0) = run.first() {
+                            let state = state.get_or_insert_with(|| SosState::steady(&self.sos, x0 as f64));
+                            state.process(run, &mut self.scratch);
+                        }
+                        let bad = after.iter().position(|v| v.is_finite()).unwrap_or(after.len());
+                        if bad > 0 {
+                            *state = None;
+                        }
+                        let (gap, next) = after.split_at_mut(bad);
+                        gap.fill(f32::NAN);
+                        rest = next;
+                    }
                 }
                 vec![chunk]
             }

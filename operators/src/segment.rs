@@ -38,7 +38,8 @@ struct Pending {
 /// samples `[p - before, p + after]` (inclusive) of every lead.
 ///
 /// A beat is emitted once its window is complete, the next R peak is known (for
-/// `rr_next`) and annotations up to 150 ms after the peak have arrived; at
+/// `rr_next`, unless [`Segmenter::without_waiting_for_next`]) and annotations up to 150 ms
+/// after the peak have arrived; windows holding NaN samples (gaps) are dropped; at
 /// [`Segmenter::finish`] the last beat is emitted with `rr_next = None`. Beats come out in
 /// peak order. Beats whose window starts before the stream start, whose peak arrives
 /// after its window start has left the history, or whose window the stream ends before
@@ -69,6 +70,8 @@ pub struct Segmenter {
     dropped: u64,
     /// Arrival time of the chunk being processed, passed on to the beats it completes.
     arrival: Option<std::time::Instant>,
+    /// Hold each beat until the next R peak is known (for `rr_next`); off for live use.
+    wait_for_next: bool,
 }
 
 impl Segmenter {
@@ -92,7 +95,16 @@ impl Segmenter {
             rr_history: VecDeque::new(),
             dropped: 0,
             arrival: None,
+            wait_for_next: true,
         }
+    }
+
+    /// Emits each beat as soon as its window is complete, without waiting for the next R
+    /// peak: `rr_next` is then always `None`. For live monitoring, where waiting for the
+    /// next beat would delay every verdict by an RR interval.
+    pub fn without_waiting_for_next(mut self) -> Self {
+        self.wait_for_next = false;
+        self
     }
 
     /// Accepts R peaks up to `samples` samples after the sample itself (e.g. an R-peak
@@ -122,6 +134,25 @@ impl Segmenter {
             self.buf = vec![VecDeque::new(); chunk.samples.len()];
             let default = (DEFAULT_MAX_DELAY_S * chunk.fs).ceil() as u64;
             self.max_delay.get_or_insert(default);
+        }
+        // Missing samples (a live source dropped them) are held as NaN, so that every
+        // index stays in place; windows over them are dropped. A gap longer than the
+        // history just restarts it.
+        let gap = chunk.start.saturating_sub(self.buf_end());
+        if gap > 0 {
+            let history = self.before as u64 + self.after as u64 + self.max_delay.unwrap_or(0);
+            if gap > history {
+                self.buf.iter_mut().for_each(VecDeque::clear);
+                self.buf_start = chunk.start;
+                // Peaks still waiting for samples that will never come.
+                let waiting = self.pending.len();
+                self.pending.retain(|p| p.window.is_some());
+                self.dropped += (waiting - self.pending.len()) as u64;
+            } else {
+                for buf in self.buf.iter_mut() {
+                    buf.extend(std::iter::repeat_n(f32::NAN, gap as usize));
+                }
+            }
         }
         for (buf, lead) in self.buf.iter_mut().zip(&chunk.samples) {
             buf.extend(lead);
@@ -213,10 +244,20 @@ impl Segmenter {
         let mut beats = Vec::new();
         while let Some(p) = self.pending.front() {
             let annotated = at_end || p.sample + tolerance < end;
-            let (Some(rr_next), true, true) = (p.rr_next, p.window.is_some(), annotated) else {
+            let rr_next = match p.rr_next {
+                Some(rr) => Some(rr),
+                None if !self.wait_for_next => Some(None),
+                None => None,
+            };
+            let (Some(rr_next), true, true) = (rr_next, p.window.is_some(), annotated) else {
                 break;
             };
             let p = self.pending.pop_front().expect("front exists");
+            // A window over a gap (leads off, dropped samples) is no beat to classify.
+            if p.window.as_ref().is_some_and(|w| w.iter().any(|v| !v.is_finite())) {
+                self.dropped += 1;
+                continue;
+            }
             let symbol = self
                 .annotations
                 .iter()
@@ -309,5 +350,31 @@ mod tests {
         assert_eq!(seg.dropped(), 1, "50 - 10 is older than the history kept");
         assert!(seg.finish().is_empty(), "190 + 10 is past the end");
         assert_eq!(seg.dropped(), 2);
+    }
+
+    #[test]
+    fn live_beats_leave_without_waiting_for_the_next_peak() {
+        let mut seg = Segmenter::new(10, 20).without_waiting_for_next();
+        let beats = seg.process(&chunk(0, 100, vec![50]));
+        assert_eq!(beats.len(), 1, "the window ends at 70, within the chunk");
+        assert_eq!(beats[0].rr_next, None);
+        let mut waiting = Segmenter::new(10, 20);
+        assert!(waiting.process(&chunk(0, 100, vec![50])).is_empty(), "waits for the next peak");
+    }
+
+    #[test]
+    fn gaps_keep_indices_and_drop_the_windows_over_them() {
+        let mut seg = Segmenter::new(10, 10).without_waiting_for_next();
+        assert!(seg.process(&chunk(0, 100, vec![])).is_empty());
+        // Samples 100..150 were dropped; the peak at 145 has a window over the gap.
+        let beats = seg.process(&chunk(150, 100, vec![145, 200]));
+        assert_eq!(beats.len(), 1);
+        assert_eq!(beats[0].sample, 200);
+        assert!(beats[0].window.iter().all(|v| *v == 0.5), "the window is 190..=210, after the gap");
+        assert_eq!(seg.dropped(), 1);
+        // A gap longer than the history restarts it; samples stay where they belong.
+        let beats = seg.process(&chunk(10_000, 100, vec![10_050]));
+        assert_eq!(beats.len(), 1);
+        assert_eq!(beats[0].sample, 10_050);
     }
 }

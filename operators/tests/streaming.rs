@@ -199,3 +199,20 @@ fn detector_then_segmenter_streams_like_batch() {
         }
     }
 }
+
+/// Leads off (NaN samples) must not poison a causal filter: the gap comes out as NaN and
+/// the output afterwards equals a filter started fresh on the samples after the gap.
+#[test]
+fn causal_bandpass_recovers_after_nan_samples() {
+    let fs = 360.0;
+    let signal: Vec<f32> = (0..2000).map(|i| (i as f32 * 0.05).sin() + 0.3).collect();
+    let mut with_gap = signal.clone();
+    with_gap[500..700].fill(f32::NAN);
+    let mut filter = Bandpass::new(0.5, 40.0, 2, FilterMode::Causal, fs, 1).unwrap();
+    let out = filter.process(Chunk::new("s", fs, 0, vec!["a".into()], vec![with_gap]));
+    let out = &out[0].samples[0];
+    assert!(out[500..700].iter().all(|v| v.is_nan()));
+    let mut fresh = Bandpass::new(0.5, 40.0, 2, FilterMode::Causal, fs, 1).unwrap();
+    let expected = fresh.process(Chunk::new("s", fs, 700, vec!["a".into()], vec![signal[700..].to_vec()]));
+    assert_eq!(&out[700..], &expected[0].samples[0][..]);
+}

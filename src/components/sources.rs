@@ -14,7 +14,9 @@ use ecgflow_operators::synthetic::{SyntheticConfig, SyntheticEcg, SyntheticError
 use ecgflow_operators::{Annotation, Beat, Chunk};
 
 use super::fields::{Default as D, FieldSpec as F};
-use super::{Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Source, StreamReader, Upstream};
+use super::{
+    Built, ComponentSpec, FieldProblem, Live, Output, Overflow, Params, PortKind, Source, StreamReader, Upstream,
+};
 use crate::config::Role;
 use crate::message::Body;
 use crate::parquet_in::{read_beats, BeatTable};
@@ -41,6 +43,9 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
         F::float("ectopic_probability", 0.0, 1.0, D::Float(0.0), "probability that a beat is a premature ventricular beat (V)"),
         F::int("seed", 0, i64::MAX, D::Int(1), "random seed; the same seed gives the same signal"),
         F::int("chunk_size", 1, 10_000_000, D::Int(360), "samples per emitted chunk"),
+        F::float("speed", 0.0, 1_000_000.0, D::Float(0.0), "play the streams live at this multiple of real time, all at once (1 = real time); 0 = as fast as the dataflow takes them, one after the other"),
+        OVERFLOW,
+        QUEUE,
     ],
     check: |p, _| match synthetic_config(p).validate() {
         Ok(()) => Vec::new(),
@@ -78,6 +83,49 @@ ComponentSpec {
         Header::read(&source.path.join(format!("{first}.hea"))).ok().map(|h| h.fs)
     },
     build: |p| Ok(Built::Source(Arc::new(WfdbSource::from_params(p)))),
+},
+ComponentSpec {
+    type_name: "replay",
+    role: Role::Source,
+    summary: "WFDB records (e.g. MIT-BIH) played as live streams, all at once, at real time or a speed \
+              factor, in small chunks, with their reference beat annotations attached for checking. Each \
+              record can be played several times as separate patients (`copies`) and the streams spread \
+              over wards. When the dataflow falls behind, `overflow` decides: `block` loses nothing, \
+              `drop_oldest` drops the oldest queued chunk and reports a `dropped` event (every sample counted).",
+    accepts: &[],
+    output: Output::Kind(PortKind::Signal),
+    fields: &[
+        F::string("path", D::Required, "directory holding the records (.hea/.dat files)"),
+        F::string("records", D::Str("all"), "records: names and MIT-BIH sets, e.g. \"100,101\", \"DS2\", \"all,-paced\""),
+        F::string("lead", D::Str("MLII"), "lead name(s) as in the header, comma-separated, or \"all\""),
+        F::choice(
+            "missing_lead",
+            &["fail", "first"],
+            "first",
+            "a record without the lead fails (`fail`) or uses its first lead (`first`)",
+        ),
+        F::string("annotations", D::Str("atr"), "annotation file extension to attach (\"\" for none)"),
+        F::int("chunk_size", 1, 10_000_000, D::Int(36), "samples per chunk (36 = 100 ms at 360 Hz)"),
+        SPEED,
+        F::int("copies", 1, 10_000, D::Int(1), "play each record this many times, as separate patients named RECORD, RECORD-c1, RECORD-c2, ..."),
+        F::int("wards", 1, 10_000, D::Int(1), "spread the streams over this many wards (ward-1, ward-2, ...), in turn"),
+        OVERFLOW,
+        QUEUE,
+    ],
+    check: check_wfdb,
+    output_fs: |p, _| {
+        let source = WfdbSource::from_params(p);
+        let first = source.records().ok()?.into_iter().next()?;
+        Header::read(&source.path.join(format!("{first}.hea"))).ok().map(|h| h.fs)
+    },
+    build: |p| {
+        Ok(Built::Source(Arc::new(ReplaySource {
+            wfdb: WfdbSource::from_params(p),
+            copies: p.usize("copies"),
+            wards: p.usize("wards"),
+            live: live_from_params(p),
+        })))
+    },
 },
 ComponentSpec {
     type_name: "ptbxl",
@@ -140,6 +188,41 @@ ComponentSpec {
 },
 ];
 
+/// The `speed` field of live sources.
+const SPEED: F = F::positive(
+    "speed",
+    0.0,
+    1_000_000.0,
+    D::Float(1.0),
+    "multiple of real time (1 = real time, 1000 = a day in under 90 s)",
+);
+/// The `overflow` field of live sources.
+const OVERFLOW: F = F::choice(
+    "overflow",
+    Overflow::CHOICES,
+    "block",
+    "when the dataflow falls behind: `block` makes the source wait (nothing lost), `drop_oldest` drops the oldest queued chunk (counted, reported as a `dropped` event)",
+);
+/// The `queue` field of live sources.
+const QUEUE: F = F::int(
+    "queue",
+    1,
+    1_000_000,
+    D::Int(64),
+    "chunks queued between the source and the dataflow (per worker)",
+);
+
+/// How a paced source runs, from its `speed`, `overflow` and `queue` fields; `None` when
+/// `speed` is 0 (not paced: a dataset read as fast as the dataflow takes it).
+fn live_from_params(p: &Params) -> Option<Live> {
+    let speed = p.f64("speed");
+    (speed > 0.0).then(|| Live {
+        speed: Some(speed),
+        overflow: Overflow::from_name(p.str("overflow")),
+        capacity: p.usize("queue"),
+    })
+}
+
 fn synthetic_config(p: &Params) -> SyntheticConfig {
     SyntheticConfig {
         fs: p.f64("fs"),
@@ -163,6 +246,7 @@ fn build_synthetic(p: &Params) -> anyhow::Result<Built> {
         config,
         streams: p.usize("streams"),
         chunk_size: p.usize("chunk_size"),
+        live: live_from_params(p),
     })))
 }
 
@@ -171,6 +255,8 @@ pub struct SyntheticSource {
     pub config: SyntheticConfig,
     pub streams: usize,
     pub chunk_size: usize,
+    /// Played live when paced (`speed` > 0).
+    pub live: Option<Live>,
 }
 
 impl Source for SyntheticSource {
@@ -181,6 +267,10 @@ impl Source for SyntheticSource {
     fn total_samples(&self) -> Option<u64> {
         let per_stream = (self.config.duration_s * self.config.fs).round() as u64;
         Some(per_stream * self.streams as u64)
+    }
+
+    fn live(&self) -> Option<Live> {
+        self.live
     }
 
     fn open(&self, index: usize) -> anyhow::Result<Box<dyn StreamReader>> {
@@ -348,6 +438,71 @@ impl Source for WfdbSource {
             meta,
             self.chunk_size,
         )))
+    }
+}
+
+/// The `replay` source: WFDB records played live, each possibly several times.
+pub struct ReplaySource {
+    wfdb: WfdbSource,
+    copies: usize,
+    wards: usize,
+    live: Option<Live>,
+}
+
+impl Source for ReplaySource {
+    fn streams(&self) -> anyhow::Result<Vec<String>> {
+        let records = self.wfdb.records()?;
+        Ok((0..self.copies)
+            .flat_map(|copy| {
+                records.iter().map(move |r| match copy {
+                    0 => r.clone(),
+                    _ => format!("{r}-c{copy}"),
+                })
+            })
+            .collect())
+    }
+
+    fn total_samples(&self) -> Option<u64> {
+        self.wfdb.total_samples().map(|n| n * self.copies as u64)
+    }
+
+    fn live(&self) -> Option<Live> {
+        self.live
+    }
+
+    fn open(&self, index: usize) -> anyhow::Result<Box<dyn StreamReader>> {
+        let records = self.wfdb.records()?.len();
+        let name = self.streams()?.swap_remove(index);
+        let mut inner = self.wfdb.open(index % records)?;
+        let mut meta = inner.meta();
+        // Each copy is a patient of its own, in its ward.
+        meta.retain(|(k, _)| k != "patient");
+        meta.push(("patient".to_owned(), name.clone()));
+        meta.push(("ward".to_owned(), format!("ward-{}", index % self.wards + 1)));
+        Ok(Box::new(ReplayStream { inner, name, meta }))
+    }
+}
+
+/// A record's stream under the name of its copy.
+struct ReplayStream {
+    inner: Box<dyn StreamReader>,
+    name: String,
+    meta: Vec<(String, String)>,
+}
+
+impl StreamReader for ReplayStream {
+    fn meta(&self) -> Vec<(String, String)> {
+        self.meta.clone()
+    }
+
+    fn next(&mut self) -> anyhow::Result<Option<Body>> {
+        Ok(self.inner.next()?.map(|body| match body {
+            Body::Chunk(mut c) => {
+                c.stream.clone_from(&self.name);
+                Body::Chunk(c)
+            }
+            other => other,
+        }))
     }
 }
 

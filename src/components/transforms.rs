@@ -112,18 +112,30 @@ pub static SPECS: &[ComponentSpec] = &[
         type_name: "segment",
         role: Role::Transform,
         summary: "Cuts a fixed window around each detected R peak (all leads), with the RR intervals before \
-                  and after and the local mean RR. Beats without a full window are counted and dropped.",
+                  and after and the local mean RR. Beats without a full window, or whose window holds NaN \
+                  samples (leads off, dropped samples), are counted and dropped.",
         accepts: &[PortKind::Signal],
         output: Output::Kind(PortKind::Beats),
         fields: &[
             F::int("before", 0, 1_000_000, D::Int(90), "samples before the R peak"),
             F::int("after", 0, 1_000_000, D::Int(168), "samples after the R peak"),
+            F::boolean(
+                "wait_for_next",
+                true,
+                "hold each beat until the next R peak is known, for its `rr_next`; false for live monitoring, \
+                 where a beat leaves as soon as its window is complete (`rr_next` empty)",
+            ),
         ],
         check: no_check,
         output_fs: same_fs,
         build: |p| {
             let (before, after) = (p.usize("before"), p.usize("after"));
-            Ok(Built::Transform(Arc::new(SegmentTransform { before, after })))
+            let wait_for_next = p.bool("wait_for_next");
+            Ok(Built::Transform(Arc::new(SegmentTransform {
+                before,
+                after,
+                wait_for_next,
+            })))
         },
     },
     ComponentSpec {
@@ -292,11 +304,17 @@ impl<T: ChunkOperator + ?Sized> ChunkOperator for Box<T> {
 struct SegmentTransform {
     before: usize,
     after: usize,
+    wait_for_next: bool,
 }
 
 impl Transform for SegmentTransform {
     fn open(&self, _first: &Body) -> anyhow::Result<Box<dyn Step>> {
-        Ok(Box::new(Segmenter::new(self.before, self.after)))
+        let segmenter = Segmenter::new(self.before, self.after);
+        Ok(Box::new(if self.wait_for_next {
+            segmenter
+        } else {
+            segmenter.without_waiting_for_next()
+        }))
     }
 }
 
