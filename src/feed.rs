@@ -185,3 +185,73 @@ impl DropQueue {
         Received::Message(message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecgflow_operators::Chunk;
+
+    fn chunk(start: u64) -> Message {
+        Message {
+            route: 0,
+            body: Body::Chunk(Chunk::new("s", 360.0, start, vec!["a".into()], vec![vec![0.0; 36]])),
+        }
+    }
+
+    /// A reader 10× faster than its worker: `block` loses nothing; `drop_oldest` never holds
+    /// more than its capacity, and what arrives plus what was dropped is what was sent.
+    fn run(overflow: Overflow) -> (u64, u64, u64, usize) {
+        let (tx, rx) = feed(overflow, 8);
+        let queue = match &rx {
+            FeedReceiver::DropOldest(q) => Some(q.clone()),
+            FeedReceiver::Block(_) => None,
+        };
+        let reader = std::thread::spawn(move || {
+            let mut dropped = 0;
+            for i in 0..400 {
+                dropped += tx.send(chunk(i * 36)).expect("worker alive");
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            dropped
+        });
+        let (mut arrived, mut reported, mut most) = (0u64, 0u64, 0usize);
+        loop {
+            if let Some(q) = &queue {
+                most = most.max(q.state.lock().unwrap().chunks);
+            }
+            match rx.try_recv() {
+                Received::Message(Message {
+                    body: Body::Chunk(c), ..
+                }) => {
+                    arrived += c.len() as u64;
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                Received::Message(Message {
+                    body: Body::Event(e), ..
+                }) => {
+                    assert_eq!(e.kind, "dropped");
+                    reported += e.evidence.split(' ').next().unwrap().parse::<u64>().unwrap();
+                }
+                Received::Message(_) => {}
+                Received::Empty => std::thread::sleep(Duration::from_micros(100)),
+                Received::Closed => break,
+            }
+        }
+        (arrived, reported, reader.join().unwrap(), most)
+    }
+
+    #[test]
+    fn block_loses_nothing() {
+        let (arrived, reported, dropped, _) = run(Overflow::Block);
+        assert_eq!((arrived, reported, dropped), (400 * 36, 0, 0));
+    }
+
+    #[test]
+    fn drop_oldest_stays_bounded_and_counts_every_drop() {
+        let (arrived, reported, dropped, most) = run(Overflow::DropOldest);
+        assert!(dropped > 0, "the reader is 10× faster: something must be dropped");
+        assert_eq!(reported, dropped, "every dropped sample is reported downstream");
+        assert_eq!(arrived + dropped, 400 * 36);
+        assert!(most <= 8, "held {most} chunks, capacity 8");
+    }
+}

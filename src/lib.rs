@@ -7,6 +7,7 @@ pub mod components;
 pub mod config;
 pub mod docs;
 pub mod eval;
+pub mod eval_alarms;
 pub mod eval_beats;
 pub mod eval_explain;
 pub mod feed;
@@ -19,6 +20,7 @@ pub mod parquet_out;
 pub mod progress;
 pub mod reports;
 pub mod runtime;
+pub mod serve;
 
 use std::path::Path;
 

@@ -51,6 +51,8 @@ enum Command {
     /// Download and verify public databases.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// Run a pipeline and serve the live monitor web page of its `monitor` sinks.
+    Serve(ecgflow::serve::ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -62,6 +64,9 @@ enum EvalCommand {
     /// Faithfulness of explanations (Grad-CAM, SHAP, LIME) of a beat classifier: deletion and
     /// insertion curves against random orders, and the model-randomisation check.
     Explain(ecgflow::eval_explain::ExplainArgs),
+    /// Ventricular-run alarms of a monitoring run (its events JSONL) scored against the runs
+    /// of V beats in the reference annotations: sensitivity and false alarms per hour.
+    Alarms(ecgflow::eval_alarms::AlarmsArgs),
 }
 
 #[derive(Subcommand)]
@@ -126,6 +131,7 @@ fn main() -> ExitCode {
         Command::Export { model, onnx } => export(&model, &onnx),
         Command::Eval(EvalCommand::Beats(args)) => ecgflow::eval_beats::beats(&args).map(|_| ExitCode::SUCCESS),
         Command::Eval(EvalCommand::Explain(args)) => ecgflow::eval_explain::explain(&args).map(|_| ExitCode::SUCCESS),
+        Command::Eval(EvalCommand::Alarms(args)) => ecgflow::eval_alarms::alarms(&args).map(|_| ExitCode::SUCCESS),
         Command::Datasets(DatasetsCommand::Fetch {
             database,
             dest,
@@ -133,6 +139,7 @@ fn main() -> ExitCode {
             jobs,
             only,
         }) => ecgflow::fetch_cli::fetch(&database, dest, base_url, jobs, only),
+        Command::Serve(args) => ecgflow::serve::serve(&args),
     };
     match result {
         Ok(code) => code,

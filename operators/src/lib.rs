@@ -2,6 +2,7 @@
 //! processes one chunk at a time, so that it works the same over a whole record and over a
 //! live stream. Nothing here knows about the engine, timely or TOML.
 
+pub mod alarms;
 pub mod augment;
 pub mod cwt;
 pub mod explain;

@@ -3,10 +3,12 @@
 //! `docs/components.md`.
 
 mod adc;
+mod alarms;
 mod explain;
 mod features;
 pub mod fields;
 mod model;
+mod monitor;
 mod sinks;
 pub use sinks::label_map;
 pub mod sources;
@@ -150,6 +152,20 @@ pub enum Overflow {
     DropOldest,
 }
 
+impl Overflow {
+    /// The choices of an `overflow` field.
+    pub const CHOICES: &'static [&'static str] = &["block", "drop_oldest"];
+
+    /// From an `overflow` field's value (one of [`Overflow::CHOICES`]).
+    pub fn from_name(name: &str) -> Overflow {
+        if name == "drop_oldest" {
+            Overflow::DropOldest
+        } else {
+            Overflow::Block
+        }
+    }
+}
+
 /// Reads one stream piece by piece: signal chunks, or beats for a beat table.
 pub trait StreamReader: Send {
     /// The next payload (`Body::Chunk` or `Body::Beat`), or `None` at the end of the stream.
@@ -211,7 +227,9 @@ pub fn registry() -> Vec<&'static ComponentSpec> {
         .chain(features::SPECS)
         .chain(model::SPECS)
         .chain(explain::SPECS)
+        .chain(alarms::SPECS)
         .chain(sinks::SPECS)
+        .chain(monitor::SPECS)
         .chain(train::SPECS)
         .collect()
 }

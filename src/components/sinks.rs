@@ -28,8 +28,14 @@ pub static SPECS: &[ComponentSpec] = &[
         type_name: "console",
         role: Role::Sink,
         summary: "Prints a summary table at the end of the run: per stream, the chunks, samples, detected \
-                  R peaks, reference annotations, beats and tensors that reached it.",
-        accepts: &[PortKind::Signal, PortKind::Beats, PortKind::Tensors],
+                  R peaks, reference annotations, beats, tensors, explanations and events that reached it.",
+        accepts: &[
+            PortKind::Signal,
+            PortKind::Beats,
+            PortKind::Tensors,
+            PortKind::Explanations,
+            PortKind::Events,
+        ],
         output: Output::None,
         fields: &[F::boolean(
             "per_stream",

@@ -473,7 +473,7 @@ impl Source for ReplaySource {
     fn open(&self, index: usize) -> anyhow::Result<Box<dyn StreamReader>> {
         let records = self.wfdb.records()?.len();
         let name = self.streams()?.swap_remove(index);
-        let mut inner = self.wfdb.open(index % records)?;
+        let inner = self.wfdb.open(index % records)?;
         let mut meta = inner.meta();
         // Each copy is a patient of its own, in its ward.
         meta.retain(|(k, _)| k != "patient");
