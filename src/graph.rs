@@ -220,7 +220,9 @@ pub fn validate(file: &PipelineFile) -> Result<Graph, Vec<Problem>> {
                         spec.accepts.iter().map(|k| k.name()).collect::<Vec<_>>().join(" or ")
                     ),
                 ));
-            } else if let Some(prev) = in_kind.filter(|&p| p != kind) {
+            } else if kind == PortKind::Events && in_kind.is_some() {
+                // Events travel with their streams on any edge: merging them in is fine.
+            } else if let Some(prev) = in_kind.filter(|&p| p != kind && p != PortKind::Events) {
                 ok = false;
                 problems.push(Problem::new(
                     &full,

@@ -4,6 +4,9 @@ use ecgflow_operators::explain::Explanation;
 use ecgflow_operators::{Beat, Chunk, Event, Tensor};
 use serde::{Deserialize, Serialize};
 
+/// An edge of the running dataflow: messages stamped with the run's epoch.
+pub type MessageStream<'scope> = timely::dataflow::Stream<'scope, u64, Vec<Message>>;
+
 /// One item on an edge, with the route that keeps each stream on one worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {

@@ -20,7 +20,7 @@ use timely::communication::Config as CommunicationConfig;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Concatenate, Operator};
-use timely::dataflow::{InputHandle, Stream};
+use timely::dataflow::InputHandle;
 use timely::WorkerConfig;
 
 use crate::components::{Built, Overflow, Source, Step, StreamReader, Transform};
@@ -28,7 +28,7 @@ use crate::config::OnError;
 use crate::feed::{feed, wait_any, FeedReceiver, FeedSender, Received};
 use crate::metrics::Metrics;
 use crate::graph::{Graph, Node};
-use crate::message::{stream_hash, Body, Message};
+use crate::message::{stream_hash, Body, Message, MessageStream};
 
 /// Messages a source thread may queue ahead of its worker.
 const CHANNEL_CAPACITY: usize = 64;
@@ -41,7 +41,6 @@ const FEED_BATCH: usize = 256;
 const EPOCH: Duration = Duration::from_millis(10);
 
 type Input = InputHandle<u64, CapacityContainerBuilder<Vec<Message>>>;
-type MessageStream<'scope> = Stream<'scope, u64, Vec<Message>>;
 
 /// How to spread a run over threads and processes.
 #[derive(Clone, Debug)]
@@ -321,6 +320,10 @@ fn run_worker(worker: &mut timely::worker::Worker, components: &Arc<Vec<Componen
                     let mut input = Input::new();
                     outputs.insert(name, input.to_stream(scope));
                     inputs.push((i, input));
+                }
+                Built::Transform(t) if t.dataflow().is_some() => {
+                    let dataflow = t.dataflow().expect("checked");
+                    outputs.insert(name, dataflow.build(upstream(), &c.node.full_name()));
                 }
                 Built::Transform(t) if t.global() => {
                     let stream = global_operator(upstream(), c.node.full_name(), t.clone(), stats.clone());

@@ -115,3 +115,54 @@ fn paced_streams_play_at_their_speed_and_lose_nothing_under_block() {
     let switches = order.windows(2).filter(|w| w[0] != w[1]).count();
     assert!(switches > 10, "streams were not played together: {switches} switches");
 }
+
+/// The census keeps, per patient and per ward, the beats of the last `window_s` seconds:
+/// two synthetic patients at 72 bpm played at 50× real time for 90 s hold about 36 beats
+/// each in a 30 s window (beats leave the window as new ones come), a heart rate near 72,
+/// and their ward holds both.
+#[test]
+fn census_windows_slide_per_patient_and_per_ward() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("census.toml");
+    let out_file = dir.path().join("census.jsonl");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[sources.ecg]\ntype = \"synthetic\"\nstreams = 2\nduration_s = 90.0\nchunk_size = 36\nspeed = 50.0\n\
+             heart_rate = 72.0\nseed = 7\n\
+             [transforms.peaks]\ntype = \"rpeaks\"\ninputs = [\"ecg\"]\n\
+             [transforms.beats]\ntype = \"segment\"\ninputs = [\"peaks\"]\nwait_for_next = false\n\
+             [transforms.classify]\ntype = \"model\"\ninputs = [\"beats\"]\npath = \"models/resecanet-ds1.json\"\n\
+             [transforms.counts]\ntype = \"census\"\ninputs = [\"classify\"]\nwindow_s = 30.0\n\
+             [sinks.out]\ntype = \"jsonl\"\ninputs = [\"counts\"]\npath = \"{}\"\n",
+            out_file.display()
+        ),
+    )
+    .unwrap();
+    let out = common::ecgflow_with_data(&["run", pipeline.to_str().unwrap(), "--quiet"], &common::data_root());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let census: Vec<Value> = lines(&out_file).into_iter().filter(|v| v["event"] == "census").collect();
+    let field = |v: &Value, key: &str| -> f64 {
+        let evidence = v["evidence"].as_str().unwrap();
+        evidence
+            .split(' ')
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {evidence}"))
+            .parse()
+            .unwrap()
+    };
+    for patient in ["syn000", "syn001"] {
+        let mine: Vec<&Value> = census.iter().filter(|v| v["patient"] == patient).collect();
+        assert!(mine.len() > 5, "{patient}: {} census events", mine.len());
+        let most = mine.iter().map(|v| field(v, "beats")).fold(0.0, f64::max);
+        assert!((30.0..=42.0).contains(&most), "{patient}: {most} beats in a 30 s window at 72 bpm");
+        let last = mine.last().unwrap();
+        assert!((field(last, "hr") - 72.0).abs() < 8.0, "{patient}: {last}");
+    }
+    let ward_most = census
+        .iter()
+        .filter(|v| v["ward"] == "ward")
+        .map(|v| field(v, "beats"))
+        .fold(0.0, f64::max);
+    assert!((60.0..=84.0).contains(&ward_most), "the ward holds both patients' beats: {ward_most}");
+}

@@ -4,6 +4,7 @@
 
 mod adc;
 mod alarms;
+mod census;
 mod explain;
 mod features;
 pub mod fields;
@@ -18,7 +19,7 @@ mod transforms;
 use std::sync::Arc;
 
 use crate::config::Role;
-use crate::message::Body;
+use crate::message::{Body, MessageStream};
 pub use fields::{FieldSpec, Params};
 
 /// The kind of data on a port. Edges must connect equal kinds.
@@ -190,6 +191,18 @@ pub trait Transform: Send + Sync {
     fn takes_events(&self) -> bool {
         false
     }
+    /// For a transform that builds its own operators (differential dataflow) instead of
+    /// per-stream steps.
+    fn dataflow(&self) -> Option<&dyn DataflowTransform> {
+        None
+    }
+}
+
+/// A transform built as its own piece of dataflow.
+pub trait DataflowTransform: Send + Sync {
+    /// Builds the operators that take `input` (every upstream message) and returns their
+    /// output; `name` names the component in operator names.
+    fn build<'scope>(&self, input: MessageStream<'scope>, name: &str) -> MessageStream<'scope>;
 }
 
 /// The per-stream state of a transform.
@@ -228,6 +241,7 @@ pub fn registry() -> Vec<&'static ComponentSpec> {
         .chain(model::SPECS)
         .chain(explain::SPECS)
         .chain(alarms::SPECS)
+        .chain(census::SPECS)
         .chain(sinks::SPECS)
         .chain(monitor::SPECS)
         .chain(train::SPECS)
