@@ -77,7 +77,6 @@ impl FeedReceiver {
             FeedReceiver::DropOldest(queue) => queue.pop(),
         }
     }
-
 }
 
 /// Waits up to `timeout` for any of `feeds` to have something (without taking it).

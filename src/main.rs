@@ -112,6 +112,10 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// Write the run's metrics (counters, stage times, prediction latency) here at the end,
+    /// in the Prometheus text format.
+    #[arg(long, value_name = "FILE")]
+    metrics: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -159,9 +163,18 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         process: args.process,
         hostfile: args.hostfile,
         progress: !args.quiet,
-        metrics: None,
+        metrics: args.metrics.is_some().then(Default::default),
     };
     let summary = runtime::run(&graph, &options)?;
+    if let (Some(path), Some(metrics)) = (&args.metrics, &options.metrics) {
+        report_metrics(path, metrics)?;
+    }
+    if summary.dropped_samples > 0 {
+        eprintln!(
+            "live sources dropped {} samples: the dataflow fell behind (overflow = \"drop_oldest\")",
+            summary.dropped_samples
+        );
+    }
     for line in &summary.sink_lines {
         eprintln!("{line}");
     }
@@ -196,6 +209,22 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the metrics file and prints the prediction latency, when beats were timed.
+fn report_metrics(path: &std::path::Path, metrics: &ecgflow::metrics::Metrics) -> anyhow::Result<()> {
+    ecgflow::atomic_file::write_atomic(path, metrics.render_prometheus().as_bytes())?;
+    let latency = metrics.prediction_latency();
+    if let (Some(p50), Some(p99), Some(mean)) = (latency.quantile(0.5), latency.quantile(0.99), latency.mean()) {
+        eprintln!(
+            "prediction latency over {} beats: mean {:.2} ms, p50 ≤ {} ms, p99 ≤ {} ms",
+            latency.count(),
+            mean * 1e3,
+            p50 * 1e3,
+            p99 * 1e3
+        );
+    }
+    Ok(())
 }
 
 fn validate(files: &[PathBuf], set: &[String]) -> ExitCode {

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 14] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+const BUCKETS: [f64; 16] = [
+    0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
 ];
 
 /// A cumulative latency histogram with fixed buckets.
@@ -32,6 +32,28 @@ impl Histogram {
         self.count
     }
 
+    /// An upper bound of quantile `q` (0..1): the upper edge of the bucket it falls in, or
+    /// infinity past the last bucket; `None` when nothing was observed.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = (q * self.count as f64).ceil().max(1.0) as u64;
+        let mut cumulative = 0;
+        for (bound, n) in BUCKETS.iter().zip(self.counts) {
+            cumulative += n;
+            if cumulative >= rank {
+                return Some(*bound);
+            }
+        }
+        Some(f64::INFINITY)
+    }
+
+    /// The mean observation.
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         for (bound, n) in BUCKETS.iter().zip(self.counts) {
@@ -40,8 +62,13 @@ impl Histogram {
         }
         let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count);
         let labels = labels.trim_end_matches(',');
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+        let labels = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{labels} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{labels} {}", self.count);
     }
 }
 
@@ -87,13 +114,26 @@ impl Metrics {
         }
     }
 
+    /// A copy of the prediction-latency histogram.
+    pub fn prediction_latency(&self) -> Histogram {
+        self.prediction_latency.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
         let counters = [
-            ("ecgflow_samples_total", "Signal samples read by sources.", &self.samples),
+            (
+                "ecgflow_samples_total",
+                "Signal samples read by sources.",
+                &self.samples,
+            ),
             ("ecgflow_beats_total", "Beats segmented or read.", &self.beats),
-            ("ecgflow_predictions_total", "Beats classified by a model.", &self.predictions),
+            (
+                "ecgflow_predictions_total",
+                "Beats classified by a model.",
+                &self.predictions,
+            ),
             (
                 "ecgflow_dropped_samples_total",
                 "Samples dropped by live sources (overflow = drop_oldest).",
@@ -124,5 +164,38 @@ impl Metrics {
             h.render(&mut out, name, "");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_bucket_upper_bounds() {
+        let mut h = Histogram::default();
+        assert_eq!(h.quantile(0.99), None);
+        for _ in 0..98 {
+            h.observe(0.0015);
+        }
+        h.observe(0.03);
+        h.observe(20.0);
+        assert_eq!(h.quantile(0.5), Some(0.002));
+        assert_eq!(h.quantile(0.99), Some(0.05));
+        assert_eq!(h.quantile(1.0), Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn prometheus_text_has_counters_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.samples.fetch_add(360, Ordering::Relaxed);
+        m.observe_stage("transforms.clean", 0.0003);
+        m.observe_prediction_latency(0.004);
+        let text = m.render_prometheus();
+        assert!(text.contains("ecgflow_samples_total 360"));
+        assert!(text.contains("ecgflow_stage_seconds_bucket{stage=\"transforms.clean\",le=\"0.0005\"} 1"));
+        assert!(text.contains("ecgflow_prediction_latency_seconds_bucket{le=\"0.002\"} 0"));
+        assert!(text.contains("ecgflow_prediction_latency_seconds_bucket{le=\"+Inf\"} 1"));
+        assert!(text.contains("ecgflow_prediction_latency_seconds_count 1"));
     }
 }

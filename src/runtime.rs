@@ -26,9 +26,9 @@ use timely::WorkerConfig;
 use crate::components::{Built, Overflow, Source, Step, StreamReader, Transform};
 use crate::config::OnError;
 use crate::feed::{feed, wait_any, FeedReceiver, FeedSender, Received};
-use crate::metrics::Metrics;
 use crate::graph::{Graph, Node};
 use crate::message::{stream_hash, Body, Message, MessageStream};
+use crate::metrics::Metrics;
 
 /// Messages a source thread may queue ahead of its worker.
 const CHANNEL_CAPACITY: usize = 64;
@@ -541,7 +541,10 @@ impl StreamsReader {
             Err(Stop::Stream(e)) => {
                 let reason = format!("{e:#}");
                 let full_name = &self.full_name;
-                if !self.stats.stream_failed(format!("{full_name}: stream {stream}: {reason}")) {
+                if !self
+                    .stats
+                    .stream_failed(format!("{full_name}: stream {stream}: {reason}"))
+                {
                     return false;
                 }
                 !started || self.send(route, Body::Abort { stream, reason }).is_ok()
@@ -614,7 +617,9 @@ impl StreamsReader {
                 std::thread::sleep(at - now);
             }
             let j = mine[k];
-            let Some((mut reader, body)) = open[k].take() else { continue };
+            let Some((mut reader, body)) = open[k].take() else {
+                continue;
+            };
             let result = self
                 .send(self.route_offset + j as u64, body)
                 .and_then(|()| reader.next().map_err(Stop::Stream));

@@ -112,6 +112,12 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             run_hub.set_status(RunStatus::Running);
             let ok = match runtime::run(&graph, &options) {
                 Ok(summary) => {
+                    if summary.dropped_samples > 0 {
+                        eprintln!(
+                            "live sources dropped {} samples: the dataflow fell behind (overflow = \"drop_oldest\")",
+                            summary.dropped_samples
+                        );
+                    }
                     for line in &summary.sink_lines {
                         eprintln!("{line}");
                     }

@@ -52,8 +52,14 @@ fn replayed_records_raise_ventricular_run_alarms() {
         .filter(|v| v["kind"] == "event" && v["event"] == "ventricular_run")
         .collect();
     for stream in ["200", "233"] {
-        let starts = alarms.iter().filter(|v| v["stream"] == stream && v["phase"] == "start").count();
-        let ends = alarms.iter().filter(|v| v["stream"] == stream && v["phase"] == "end").count();
+        let starts = alarms
+            .iter()
+            .filter(|v| v["stream"] == stream && v["phase"] == "start")
+            .count();
+        let ends = alarms
+            .iter()
+            .filter(|v| v["stream"] == stream && v["phase"] == "end")
+            .count();
         assert!(starts > 0, "record {stream}: no ventricular-run alarm");
         assert_eq!(starts, ends, "record {stream}: every alarm that starts ends");
     }
@@ -77,7 +83,13 @@ fn replayed_records_raise_ventricular_run_alarms() {
     let gross = &report["gross"];
     assert_eq!(gross["runs"], 12, "200 and 233 hold 6 runs of 3 or more V beats each");
     assert!(gross["detected"].as_u64().unwrap() > 0, "{gross}");
-    for key in ["sensitivity", "false_alarms_per_hour", "alarms", "false_alarms", "hours"] {
+    for key in [
+        "sensitivity",
+        "false_alarms_per_hour",
+        "alarms",
+        "false_alarms",
+        "hours",
+    ] {
         assert!(!gross[key].is_null(), "report key {key}");
     }
 }
@@ -104,7 +116,11 @@ fn paced_streams_play_at_their_speed_and_lose_nothing_under_block() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(took >= 0.3, "6 s of signal at 20× took {took:.2} s: not paced");
     let chunks = lines(&out_file);
-    let samples: u64 = chunks.iter().filter(|v| v["kind"] == "chunk").map(|v| v["len"].as_u64().unwrap()).sum();
+    let samples: u64 = chunks
+        .iter()
+        .filter(|v| v["kind"] == "chunk")
+        .map(|v| v["len"].as_u64().unwrap())
+        .sum();
     assert_eq!(samples, 2 * 6 * 360);
     // Both streams play at once: their chunks interleave rather than one after the other.
     let order: Vec<&str> = chunks
@@ -141,7 +157,10 @@ fn census_windows_slide_per_patient_and_per_ward() {
     .unwrap();
     let out = common::ecgflow_with_data(&["run", pipeline.to_str().unwrap(), "--quiet"], &common::data_root());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let census: Vec<Value> = lines(&out_file).into_iter().filter(|v| v["event"] == "census").collect();
+    let census: Vec<Value> = lines(&out_file)
+        .into_iter()
+        .filter(|v| v["event"] == "census")
+        .collect();
     let field = |v: &Value, key: &str| -> f64 {
         let evidence = v["evidence"].as_str().unwrap();
         evidence
@@ -155,7 +174,10 @@ fn census_windows_slide_per_patient_and_per_ward() {
         let mine: Vec<&Value> = census.iter().filter(|v| v["patient"] == patient).collect();
         assert!(mine.len() > 5, "{patient}: {} census events", mine.len());
         let most = mine.iter().map(|v| field(v, "beats")).fold(0.0, f64::max);
-        assert!((30.0..=42.0).contains(&most), "{patient}: {most} beats in a 30 s window at 72 bpm");
+        assert!(
+            (30.0..=42.0).contains(&most),
+            "{patient}: {most} beats in a 30 s window at 72 bpm"
+        );
         let last = mine.last().unwrap();
         assert!((field(last, "hr") - 72.0).abs() < 8.0, "{patient}: {last}");
     }
@@ -164,5 +186,8 @@ fn census_windows_slide_per_patient_and_per_ward() {
         .filter(|v| v["ward"] == "ward")
         .map(|v| field(v, "beats"))
         .fold(0.0, f64::max);
-    assert!((60.0..=84.0).contains(&ward_most), "the ward holds both patients' beats: {ward_most}");
+    assert!(
+        (60.0..=84.0).contains(&ward_most),
+        "the ward holds both patients' beats: {ward_most}"
+    );
 }

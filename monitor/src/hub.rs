@@ -336,6 +336,14 @@ impl StreamState {
         if event.fs > 0.0 && self.fs <= 0.0 {
             self.fs = event.fs;
         }
+        // The alarm rules know the patient and ward even when the stream's start did not say.
+        for (key, value) in [("patient", &event.patient), ("ward", &event.ward)] {
+            if let Some(v) = value {
+                if self.meta_value(key).is_none() && self.meta.len() < MAX_META {
+                    self.meta.push((key.to_owned(), truncate(v)));
+                }
+            }
+        }
         let kind = truncate(&event.kind);
         let evidence = truncate(&event.evidence);
         match event.phase {
@@ -1127,6 +1135,13 @@ pub(crate) mod tests {
         let s = hub.detail("a").unwrap().summary;
         assert_eq!(s.alarms.len(), 1);
         assert_eq!(s.events.len(), 4);
+        assert_eq!(s.patient, None);
+        let mut e = event("a", "pause", "instant", 4100);
+        e.patient = Some("p7".into());
+        e.ward = Some("icu".into());
+        hub.event(&e);
+        let s = hub.detail("a").unwrap().summary;
+        assert_eq!((s.patient.as_deref(), s.ward.as_deref()), (Some("p7"), Some("icu")));
     }
 
     #[test]

@@ -232,6 +232,10 @@ fn handle(ctx: &Context, request: Request) {
     }
     if path == "/events" {
         finished(); // an event stream is counted among the clients instead
+        if method != Method::Get {
+            let _ = request.respond(text(405, "only GET\n").with_header(header("Allow", "GET")));
+            return;
+        }
         events(ctx, request, query);
         return;
     }

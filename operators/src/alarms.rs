@@ -187,7 +187,15 @@ impl AlarmRules {
     }
 
     /// Starts `rule` when `start` holds and it is not active; ends it when `end` holds.
-    fn condition(&mut self, events: &mut Vec<Event>, beat: &Beat, rule: &'static str, start: bool, end: bool, evidence: &str) {
+    fn condition(
+        &mut self,
+        events: &mut Vec<Event>,
+        beat: &Beat,
+        rule: &'static str,
+        start: bool,
+        end: bool,
+        evidence: &str,
+    ) {
         let position = self.active.iter().position(|(r, _)| *r == rule);
         match position {
             None if start => {

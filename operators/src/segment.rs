@@ -359,7 +359,10 @@ mod tests {
         assert_eq!(beats.len(), 1, "the window ends at 70, within the chunk");
         assert_eq!(beats[0].rr_next, None);
         let mut waiting = Segmenter::new(10, 20);
-        assert!(waiting.process(&chunk(0, 100, vec![50])).is_empty(), "waits for the next peak");
+        assert!(
+            waiting.process(&chunk(0, 100, vec![50])).is_empty(),
+            "waits for the next peak"
+        );
     }
 
     #[test]
@@ -370,7 +373,10 @@ mod tests {
         let beats = seg.process(&chunk(150, 100, vec![145, 200]));
         assert_eq!(beats.len(), 1);
         assert_eq!(beats[0].sample, 200);
-        assert!(beats[0].window.iter().all(|v| *v == 0.5), "the window is 190..=210, after the gap");
+        assert!(
+            beats[0].window.iter().all(|v| *v == 0.5),
+            "the window is 190..=210, after the gap"
+        );
         assert_eq!(seg.dropped(), 1);
         // A gap longer than the history restarts it; samples stay where they belong.
         let beats = seg.process(&chunk(10_000, 100, vec![10_050]));

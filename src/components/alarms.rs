@@ -27,23 +27,78 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
     accepts: &[PortKind::Beats],
     output: Output::Kind(PortKind::Events),
     fields: &[
-        F::int("run_length", 1, 1000, D::Int(3), "consecutive ventricular beats that make a run"),
-        F::string("ventricular", D::Str("V"), "predicted classes counted as ventricular, comma-separated"),
-        F::positive("bradycardia_bpm", 0.0, 400.0, D::Float(40.0), "heart rate below this is bradycardia"),
-        F::positive("tachycardia_bpm", 0.0, 400.0, D::Float(150.0), "heart rate above this is tachycardia"),
-        F::int("rate_beats", 1, 1000, D::Int(8), "RR intervals averaged into the heart rate"),
-        F::float("hysteresis_bpm", 0.0, 100.0, D::Float(5.0), "a rate alarm ends this far back inside its limit"),
-        F::positive("pause_s", 0.0, 600.0, D::Float(3.0), "no beat for longer than this is a pause"),
-        F::float("min_probability", 0.0, 1.0, D::Float(0.5), "a beat classified with less top probability is uncertain"),
-        F::float("uncertain_share", 0.0, 1.0, D::Float(0.5), "share of uncertain beats that is poor signal"),
-        F::int("quality_beats", 1, 10_000, D::Int(10), "beats over which the uncertain share is measured"),
+        F::int(
+            "run_length",
+            1,
+            1000,
+            D::Int(3),
+            "consecutive ventricular beats that make a run",
+        ),
+        F::string(
+            "ventricular",
+            D::Str("V"),
+            "predicted classes counted as ventricular, comma-separated",
+        ),
+        F::positive(
+            "bradycardia_bpm",
+            0.0,
+            400.0,
+            D::Float(40.0),
+            "heart rate below this is bradycardia",
+        ),
+        F::positive(
+            "tachycardia_bpm",
+            0.0,
+            400.0,
+            D::Float(150.0),
+            "heart rate above this is tachycardia",
+        ),
+        F::int(
+            "rate_beats",
+            1,
+            1000,
+            D::Int(8),
+            "RR intervals averaged into the heart rate",
+        ),
+        F::float(
+            "hysteresis_bpm",
+            0.0,
+            100.0,
+            D::Float(5.0),
+            "a rate alarm ends this far back inside its limit",
+        ),
+        F::positive(
+            "pause_s",
+            0.0,
+            600.0,
+            D::Float(3.0),
+            "no beat for longer than this is a pause",
+        ),
+        F::float(
+            "min_probability",
+            0.0,
+            1.0,
+            D::Float(0.5),
+            "a beat classified with less top probability is uncertain",
+        ),
+        F::float(
+            "uncertain_share",
+            0.0,
+            1.0,
+            D::Float(0.5),
+            "share of uncertain beats that is poor signal",
+        ),
+        F::int(
+            "quality_beats",
+            1,
+            10_000,
+            D::Int(10),
+            "beats over which the uncertain share is measured",
+        ),
     ],
     check: |p, _| {
         if p.f64("bradycardia_bpm") >= p.f64("tachycardia_bpm") {
-            return vec![(
-                "bradycardia_bpm".to_owned(),
-                "must be below tachycardia_bpm".to_owned(),
-            )];
+            return vec![("bradycardia_bpm".to_owned(), "must be below tachycardia_bpm".to_owned())];
         }
         Vec::new()
     },

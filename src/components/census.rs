@@ -38,7 +38,13 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
     accepts: &[PortKind::Beats, PortKind::Events],
     output: Output::Kind(PortKind::Events),
     fields: &[
-        F::positive("window_s", 0.0, 86_400.0, D::Float(60.0), "sliding window of stream time, in seconds"),
+        F::positive(
+            "window_s",
+            0.0,
+            86_400.0,
+            D::Float(60.0),
+            "sliding window of stream time, in seconds",
+        ),
         F::string("ward", D::Str("ward"), "ward of streams whose metadata names none"),
     ],
     check: |_, _| Vec::new(),
@@ -156,7 +162,9 @@ impl DataflowTransform for Census {
                                     window.beats.push_back((time_ms, fact));
                                 }
                                 Body::Event(e) if e.phase != EventPhase::Instant && e.kind != "census" => {
-                                    let Some(window) = windows.get_mut(&e.stream) else { continue };
+                                    let Some(window) = windows.get_mut(&e.stream) else {
+                                        continue;
+                                    };
                                     let fact = Fact::Alarm {
                                         stream: e.stream.clone(),
                                         rule: e.kind.clone(),
@@ -176,7 +184,9 @@ impl DataflowTransform for Census {
                                 }
                                 Body::End { stream } | Body::Abort { stream, .. } => {
                                     // The stream is gone: everything it put in leaves.
-                                    let Some(window) = windows.get_mut(&stream) else { continue };
+                                    let Some(window) = windows.get_mut(&stream) else {
+                                        continue;
+                                    };
                                     window.open = window.open.saturating_sub(1);
                                     if window.open > 0 {
                                         continue;
@@ -199,9 +209,11 @@ impl DataflowTransform for Census {
         let summaries = facts
             .as_collection()
             .map(|(scope, group, fact)| ((scope, group), fact))
-            .reduce(move |_key, facts: &[(&Fact, isize)], output: &mut Vec<(String, isize)>| {
-                output.push((summary(facts, window_ms), 1));
-            });
+            .reduce(
+                move |_key, facts: &[(&Fact, isize)], output: &mut Vec<(String, isize)>| {
+                    output.push((summary(facts, window_ms), 1));
+                },
+            );
         // Each new summary leaves as an event; its retraction (the old summary) does not.
         let events: MessageStream<'scope> = summaries.inner.unary(Pipeline, &format!("{name}: events"), |_, _| {
             move |input, output| {

@@ -106,6 +106,7 @@ ComponentSpec {
         ),
         F::string("annotations", D::Str("atr"), "annotation file extension to attach (\"\" for none)"),
         F::int("chunk_size", 1, 10_000_000, D::Int(36), "samples per chunk (36 = 100 ms at 360 Hz)"),
+        F::float("duration_s", 0.0, 31_536_000.0, D::Float(0.0), "play only the first seconds of each record (0: all of it)"),
         SPEED,
         F::int("copies", 1, 10_000, D::Int(1), "play each record this many times, as separate patients named RECORD, RECORD-c1, RECORD-c2, ..."),
         F::int("wards", 1, 10_000, D::Int(1), "spread the streams over this many wards (ward-1, ward-2, ...), in turn"),
@@ -123,6 +124,7 @@ ComponentSpec {
             wfdb: WfdbSource::from_params(p),
             copies: p.usize("copies"),
             wards: p.usize("wards"),
+            duration_s: p.f64("duration_s"),
             live: live_from_params(p),
         })))
     },
@@ -446,6 +448,8 @@ pub struct ReplaySource {
     wfdb: WfdbSource,
     copies: usize,
     wards: usize,
+    /// Seconds of each record played (0: all).
+    duration_s: f64,
     live: Option<Live>,
 }
 
@@ -479,7 +483,13 @@ impl Source for ReplaySource {
         meta.retain(|(k, _)| k != "patient");
         meta.push(("patient".to_owned(), name.clone()));
         meta.push(("ward".to_owned(), format!("ward-{}", index % self.wards + 1)));
-        Ok(Box::new(ReplayStream { inner, name, meta }))
+        let limit = (self.duration_s > 0.0).then_some(self.duration_s);
+        Ok(Box::new(ReplayStream {
+            inner,
+            name,
+            meta,
+            limit,
+        }))
     }
 }
 
@@ -488,6 +498,8 @@ struct ReplayStream {
     inner: Box<dyn StreamReader>,
     name: String,
     meta: Vec<(String, String)>,
+    /// Seconds to play, when not the whole record.
+    limit: Option<f64>,
 }
 
 impl StreamReader for ReplayStream {
@@ -496,13 +508,22 @@ impl StreamReader for ReplayStream {
     }
 
     fn next(&mut self) -> anyhow::Result<Option<Body>> {
-        Ok(self.inner.next()?.map(|body| match body {
-            Body::Chunk(mut c) => {
+        Ok(match self.inner.next()? {
+            Some(Body::Chunk(mut c)) => {
                 c.stream.clone_from(&self.name);
-                Body::Chunk(c)
+                if let Some(limit) = self.limit {
+                    let end = (limit * c.fs).round() as u64;
+                    if c.start >= end {
+                        return Ok(None);
+                    }
+                    let keep = (end - c.start).min(c.len() as u64) as usize;
+                    c.samples.iter_mut().for_each(|lead| lead.truncate(keep));
+                    c.annotations.retain(|a| a.sample < end);
+                }
+                Some(Body::Chunk(c))
             }
             other => other,
-        }))
+        })
     }
 }
 
