@@ -41,12 +41,12 @@ for n in $STREAMS; do
         --set sinks.events.path="$OUT/events_$n.jsonl" --set sinks.census_file.path="$OUT/census_$n.jsonl" \
         --metrics "$OUT/metrics_$n.prom" >"$log" 2>&1 || { echo "run with $n streams failed: $log"; continue; }
     streams=$(( copies * DS2_RECORDS ))
-    wall=$(grep -o 'in [0-9.]* s' "$log" | tail -1 | awk '{print $2}')
-    dropped=$(grep -o 'dropped [0-9]* samples' "$log" | awk '{print $2}')
+    wall=$(grep -o 'in [0-9.]* s' "$log" | tail -1 | awk '{print $2}' || true)
+    dropped=$(grep -o 'dropped [0-9]* samples' "$log" | awk '{print $2}' || true)
     dropped=${dropped:-0}
-    p50=$(grep -o 'p50 ≤ [0-9.]* ms' "$log" | awk '{print $3}')
-    p99=$(grep -o 'p99 ≤ [0-9.inf]* ms' "$log" | awk '{print $3}')
-    rss=$(grep 'Maximum resident' "$log" | awk '{printf "%.0f", $6/1024}')
+    p50=$(grep -o 'p50 ≤ [0-9.]* ms' "$log" | awk '{print $3}' || true)
+    p99=$(grep -o 'p99 ≤ [0-9.inf]* ms' "$log" | awk '{print $3}' || true)
+    rss=$(grep 'Maximum resident' "$log" | awk '{printf "%.0f", $6/1024}' || true)
     sustained=$(awk -v w="$wall" -v s="$SECONDS_PLAYED" -v d="$dropped" 'BEGIN{print (d==0 && w<=s*1.1) ? "yes" : "no"}')
     printf "%8s %10s %10s %12s %14s %10s %10s\n" "$streams" "$wall" "$dropped" "$sustained" "${p50:--}" "${p99:--}" "$rss"
 done
@@ -77,6 +77,7 @@ wait_for_next = false
 type = "model"
 inputs = ["beats"]
 path = "models/resecanet-ds1.json"
+max_delay_ms = 0
 [transforms.alarms]
 type = "alarms"
 inputs = ["classify"]
@@ -87,7 +88,7 @@ inputs = ["classify", "alarms"]
 type = "jsonl"
 inputs = ["alarms"]
 path = "$OUT/day_events.jsonl"
-[sinks.beats]
+[sinks.census]
 type = "null"
 inputs = ["counts"]
 TOML

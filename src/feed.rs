@@ -58,21 +58,18 @@ impl Drop for FeedSender {
     }
 }
 
-/// What the worker gets from a feed.
-pub enum Received {
-    Message(Message),
-    Empty,
-    /// The reader has finished and everything it sent has been taken.
-    Closed,
-}
+/// The reader has finished and everything it sent has been taken.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Closed;
 
 impl FeedReceiver {
-    pub fn try_recv(&self) -> Received {
+    /// The next message, `None` when there is none yet.
+    pub fn try_recv(&self) -> Result<Option<Message>, Closed> {
         match self {
             FeedReceiver::Block(rx) => match rx.try_recv() {
-                Ok(m) => Received::Message(m),
-                Err(TryRecvError::Empty) => Received::Empty,
-                Err(TryRecvError::Disconnected) => Received::Closed,
+                Ok(m) => Ok(Some(m)),
+                Err(TryRecvError::Empty) => Ok(None),
+                Err(TryRecvError::Disconnected) => Err(Closed),
             },
             FeedReceiver::DropOldest(queue) => queue.pop(),
         }
@@ -159,29 +156,29 @@ impl DropQueue {
         Some(dropped)
     }
 
-    fn pop(&self) -> Received {
+    fn pop(&self) -> Result<Option<Message>, Closed> {
         // Read `closed` before looking: a message pushed before closing is then seen.
         let closed = self.closed.load(Ordering::SeqCst);
         let Ok(mut state) = self.state.lock() else {
-            return Received::Closed;
+            return Err(Closed);
         };
         let Some(front) = state.items.front() else {
-            return if closed { Received::Closed } else { Received::Empty };
+            return if closed { Err(Closed) } else { Ok(None) };
         };
         // A stream's drops are reported before its next message.
         let stream = front.body.stream().to_owned();
         if let Some((route, mut event, samples)) = state.dropped.remove(&stream) {
             event.evidence = format!("{samples} samples dropped: the dataflow fell behind the live source");
-            return Received::Message(Message {
+            return Ok(Some(Message {
                 route,
                 body: Body::Event(event),
-            });
+            }));
         }
         let message = state.items.pop_front().expect("front exists");
         if matches!(message.body, Body::Chunk(_)) {
             state.chunks -= 1;
         }
-        Received::Message(message)
+        Ok(Some(message))
     }
 }
 
@@ -219,21 +216,21 @@ mod tests {
                 most = most.max(q.state.lock().unwrap().chunks);
             }
             match rx.try_recv() {
-                Received::Message(Message {
+                Ok(Some(Message {
                     body: Body::Chunk(c), ..
-                }) => {
+                })) => {
                     arrived += c.len() as u64;
                     std::thread::sleep(Duration::from_micros(500));
                 }
-                Received::Message(Message {
+                Ok(Some(Message {
                     body: Body::Event(e), ..
-                }) => {
+                })) => {
                     assert_eq!(e.kind, "dropped");
                     reported += e.evidence.split(' ').next().unwrap().parse::<u64>().unwrap();
                 }
-                Received::Message(_) => {}
-                Received::Empty => std::thread::sleep(Duration::from_micros(100)),
-                Received::Closed => break,
+                Ok(Some(_)) => {}
+                Ok(None) => std::thread::sleep(Duration::from_micros(100)),
+                Err(Closed) => break,
             }
         }
         (arrived, reported, reader.join().unwrap(), most)

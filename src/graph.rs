@@ -220,8 +220,9 @@ pub fn validate(file: &PipelineFile) -> Result<Graph, Vec<Problem>> {
                         spec.accepts.iter().map(|k| k.name()).collect::<Vec<_>>().join(" or ")
                     ),
                 ));
-            } else if kind == PortKind::Events && in_kind.is_some() {
-                // Events travel with their streams on any edge: merging them in is fine.
+            } else if (kind == PortKind::Events && in_kind.is_some()) || spec.accepts == PortKind::ALL {
+                // Events travel with their streams on any edge, and a component that takes
+                // every kind (the console, the monitor page) takes them mixed.
             } else if let Some(prev) = in_kind.filter(|&p| p != kind && p != PortKind::Events) {
                 ok = false;
                 problems.push(Problem::new(

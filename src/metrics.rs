@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 16] = [
-    0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+const BUCKETS: [f64; 24] = [
+    0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15,
+    0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0,
 ];
 
 /// A cumulative latency histogram with fixed buckets.
@@ -181,7 +182,7 @@ mod tests {
         h.observe(0.03);
         h.observe(20.0);
         assert_eq!(h.quantile(0.5), Some(0.002));
-        assert_eq!(h.quantile(0.99), Some(0.05));
+        assert_eq!(h.quantile(0.99), Some(0.03));
         assert_eq!(h.quantile(1.0), Some(f64::INFINITY));
     }
 

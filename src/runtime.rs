@@ -19,13 +19,13 @@ use std::collections::BinaryHeap;
 use timely::communication::Config as CommunicationConfig;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::{Concatenate, Operator};
+use timely::dataflow::operators::{Capability, Concatenate, Operator};
 use timely::dataflow::InputHandle;
 use timely::WorkerConfig;
 
 use crate::components::{Built, Overflow, Source, Step, StreamReader, Transform};
 use crate::config::OnError;
-use crate::feed::{feed, wait_any, FeedReceiver, FeedSender, Received};
+use crate::feed::{feed, wait_any, FeedReceiver, FeedSender};
 use crate::graph::{Graph, Node};
 use crate::message::{stream_hash, Body, Message, MessageStream};
 use crate::metrics::Metrics;
@@ -397,7 +397,8 @@ fn run_worker(worker: &mut timely::worker::Worker, components: &Arc<Vec<Componen
         }
         let live = source.live();
         let (tx, rx) = match live {
-            Some(live) => feed(live.overflow, live.capacity),
+            // The capacity is per stream: all of a worker's streams may send at once.
+            Some(live) => feed(live.overflow, live.capacity * mine.len()),
             None => feed(Overflow::Block, CHANNEL_CAPACITY),
         };
         let reader = StreamsReader {
@@ -425,16 +426,22 @@ fn run_worker(worker: &mut timely::worker::Worker, components: &Arc<Vec<Componen
             let Some(input) = slot.as_mut() else { continue };
             for _ in 0..FEED_BATCH {
                 match rx.try_recv() {
-                    Received::Message(msg) => {
+                    Ok(Some(msg)) => {
                         input.send(msg);
                         moved += 1;
                     }
-                    Received::Empty => break,
-                    Received::Closed => {
+                    Ok(None) => break,
+                    Err(_closed) => {
                         *slot = None;
                         break;
                     }
                 }
+            }
+        }
+        if moved > 0 {
+            // Hand what arrived to the dataflow now rather than when the input's buffer fills.
+            for input in feeds.iter_mut().filter_map(|(_, input)| input.as_mut()) {
+                input.flush();
             }
         }
         if epoch_started.elapsed() >= EPOCH {
@@ -577,8 +584,14 @@ impl StreamsReader {
         let started_at = Instant::now();
         // When a payload is due: a chunk when its last sample would have been acquired,
         // anything else at once.
-        let due_at = |body: &Body| match body {
-            Body::Chunk(c) if c.fs > 0.0 => started_at + Duration::from_secs_f64(c.end() as f64 / c.fs / speed),
+        // Stream k of n starts k/n of a chunk late, as independent monitors would: chunks
+        // of all streams falling due at the same instant would arrive in bursts.
+        let n = mine.len() as f64;
+        let due_at = |body: &Body, k: usize| match body {
+            Body::Chunk(c) if c.fs > 0.0 => {
+                let phase = k as f64 / n * c.len() as f64;
+                started_at + Duration::from_secs_f64((c.end() as f64 + phase) / c.fs / speed)
+            }
             _ => Instant::now(),
         };
         // Per stream: its reader and the payload read ahead, waiting to be due.
@@ -594,7 +607,7 @@ impl StreamsReader {
             })();
             match first {
                 Ok(Some((reader, body))) => {
-                    queue.push(Reverse((due_at(&body), k)));
+                    queue.push(Reverse((due_at(&body, k), k)));
                     open.push(Some((reader, body)));
                 }
                 Ok(None) => {
@@ -625,7 +638,7 @@ impl StreamsReader {
                 .and_then(|()| reader.next().map_err(Stop::Stream));
             match result {
                 Ok(Some(next)) => {
-                    queue.push(Reverse((due_at(&next), k)));
+                    queue.push(Reverse((due_at(&next, k), k)));
                     open[k] = Some((reader, next));
                 }
                 Ok(None) => {
@@ -650,102 +663,149 @@ fn transform_operator<'scope>(
     transform: Arc<dyn Transform>,
     stats: Arc<RunStats>,
 ) -> MessageStream<'scope> {
-    input.unary(Exchange::new(|m: &Message| m.route), &full_name.clone(), move |_, _| {
-        let mut steps: HashMap<String, Box<dyn Step>> = HashMap::new();
-        // Streams this transform failed on and aborted; their later messages are dropped.
-        let mut aborted: HashSet<String> = HashSet::new();
-        // The route of each open stream: a step may emit other streams' payloads (the model
-        // transform's batches span the streams of a worker), and each keeps its own route.
-        let mut routes: HashMap<String, u64> = HashMap::new();
-        // A transform that takes beats (model, explain, normalize) makes no new ones: what it
-        // emits, even when a stream's end flushes it, is not counted again.
-        let mut takes_beats = false;
-        let mut out = Vec::new();
-        move |input, output| {
-            input.for_each(|cap, data| {
-                let mut session = output.session(&cap);
-                for Message { route, body } in data.drain(..) {
-                    let stream = body.stream().to_owned();
-                    routes.insert(stream.clone(), route);
-                    if aborted.contains(&stream) {
-                        if matches!(body, Body::End { .. } | Body::Abort { .. }) {
-                            aborted.remove(&stream);
+    let scope = input.scope();
+    input.unary(
+        Exchange::new(|m: &Message| m.route),
+        &full_name.clone(),
+        move |_, info| {
+            let activator = scope.activator_for(info.address);
+            // While a step holds output for later (a batch waiting for its delay), the
+            // capability of the input that left it waiting, to emit it with when it is due.
+            let mut held: Option<Capability<u64>> = None;
+            let mut steps: HashMap<String, Box<dyn Step>> = HashMap::new();
+            // Streams this transform failed on and aborted; their later messages are dropped.
+            let mut aborted: HashSet<String> = HashSet::new();
+            // The route of each open stream: a step may emit other streams' payloads (the model
+            // transform's batches span the streams of a worker), and each keeps its own route.
+            let mut routes: HashMap<String, u64> = HashMap::new();
+            // A transform that takes beats (model, explain, normalize) makes no new ones: what it
+            // emits, even when a stream's end flushes it, is not counted again.
+            let mut takes_beats = false;
+            let mut out = Vec::new();
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    let mut session = output.session(&cap);
+                    for Message { route, body } in data.drain(..) {
+                        let stream = body.stream().to_owned();
+                        routes.insert(stream.clone(), route);
+                        if aborted.contains(&stream) {
+                            if matches!(body, Body::End { .. } | Body::Abort { .. }) {
+                                aborted.remove(&stream);
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    takes_beats |= matches!(body, Body::Beat(_));
-                    // Predictions made by this step (a model) are counted and timed.
-                    let predicted_before = usize::from(matches!(&body, Body::Beat(b) if b.prediction.is_some()));
-                    let began = Instant::now();
-                    let result = match body {
-                        Body::Start { .. } => {
-                            out.push(body);
-                            Ok(())
-                        }
-                        Body::Event(_) if !transform.takes_events() => {
-                            out.push(body);
-                            Ok(())
-                        }
-                        Body::Abort { .. } => {
+                        takes_beats |= matches!(body, Body::Beat(_));
+                        // Predictions made by this step (a model) are counted and timed.
+                        let predicted_before = usize::from(matches!(&body, Body::Beat(b) if b.prediction.is_some()));
+                        let began = Instant::now();
+                        let result = match body {
+                            Body::Start { .. } => {
+                                out.push(body);
+                                Ok(())
+                            }
+                            Body::Event(_) if !transform.takes_events() => {
+                                out.push(body);
+                                Ok(())
+                            }
+                            Body::Abort { .. } => {
+                                steps.remove(&stream);
+                                out.push(body);
+                                Ok(())
+                            }
+                            Body::End { .. } => {
+                                let finished = match steps.remove(&stream) {
+                                    Some(mut step) => step.finish(&mut out),
+                                    None => Ok(()),
+                                };
+                                out.push(body);
+                                finished
+                            }
+                            body => (|| {
+                                let step = match steps.entry(stream.clone()) {
+                                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                                    std::collections::hash_map::Entry::Vacant(e) => e.insert(transform.open(&body)?),
+                                };
+                                step.process(body, &mut out)
+                            })(),
+                        };
+                        if let Err(e) = result {
+                            let reason = format!("{e:#}");
                             steps.remove(&stream);
-                            out.push(body);
-                            Ok(())
+                            out.clear();
+                            if stats.stream_failed(format!("{full_name}: stream {stream}: {reason}")) {
+                                aborted.insert(stream.clone());
+                                session.give(Message {
+                                    route,
+                                    body: Body::Abort { stream, reason },
+                                });
+                            }
+                            continue;
                         }
-                        Body::End { .. } => {
-                            let finished = match steps.remove(&stream) {
-                                Some(mut step) => step.finish(&mut out),
-                                None => Ok(()),
-                            };
-                            out.push(body);
-                            finished
+                        if !takes_beats {
+                            let beats = out.iter().filter(|b| matches!(b, Body::Beat(_))).count();
+                            stats.beats.fetch_add(beats as u64, Ordering::Relaxed);
+                            if let Some(m) = &stats.metrics {
+                                m.beats.fetch_add(beats as u64, Ordering::Relaxed);
+                            }
                         }
-                        body => (|| {
-                            let step = match steps.entry(stream.clone()) {
-                                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                                std::collections::hash_map::Entry::Vacant(e) => e.insert(transform.open(&body)?),
-                            };
-                            step.process(body, &mut out)
-                        })(),
-                    };
-                    if let Err(e) = result {
-                        let reason = format!("{e:#}");
-                        steps.remove(&stream);
-                        out.clear();
-                        if stats.stream_failed(format!("{full_name}: stream {stream}: {reason}")) {
-                            aborted.insert(stream.clone());
-                            session.give(Message {
-                                route,
-                                body: Body::Abort { stream, reason },
-                            });
-                        }
-                        continue;
-                    }
-                    if !takes_beats {
-                        let beats = out.iter().filter(|b| matches!(b, Body::Beat(_))).count();
-                        stats.beats.fetch_add(beats as u64, Ordering::Relaxed);
                         if let Some(m) = &stats.metrics {
-                            m.beats.fetch_add(beats as u64, Ordering::Relaxed);
+                            m.observe_stage(&full_name, began.elapsed().as_secs_f64());
+                            record_predictions(m, &mut out, predicted_before);
+                            if transform.takes_events() {
+                                let events = out.iter().filter(|b| matches!(b, Body::Event(_))).count();
+                                m.events.fetch_add(events as u64, Ordering::Relaxed);
+                            }
                         }
+                        for body in out.drain(..) {
+                            let route = routes.get(body.stream()).copied().unwrap_or(route);
+                            session.give(Message { route, body });
+                        }
+                        if aborted.contains(&stream) || !steps.contains_key(&stream) {
+                            routes.remove(&stream);
+                        }
+                    }
+                    drop(session);
+                    if transform.waits() {
+                        if let Some(c) = cap.retain_least(0) {
+                            if held.as_ref().is_none_or(|h| h.time() > c.time()) {
+                                held = Some(c);
+                            }
+                        }
+                    }
+                });
+                // Emit what has waited long enough, and come back when the next is due.
+                let Some(cap) = held.take() else { return };
+                let mut due: Option<Duration> = None;
+                let mut session = output.session(&cap);
+                for (stream, step) in steps.iter_mut() {
+                    match step.poll(&mut out) {
+                        Ok(next) => {
+                            due = match (due, next) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (a, b) => a.or(b),
+                            }
+                        }
+                        Err(e) => stats.fail(format!("{full_name}: stream {stream}: {e:#}")),
                     }
                     if let Some(m) = &stats.metrics {
-                        m.observe_stage(&full_name, began.elapsed().as_secs_f64());
-                        record_predictions(m, &mut out, predicted_before);
-                        if transform.takes_events() {
-                            let events = out.iter().filter(|b| matches!(b, Body::Event(_))).count();
-                            m.events.fetch_add(events as u64, Ordering::Relaxed);
-                        }
+                        record_predictions(m, &mut out, 0);
                     }
                     for body in out.drain(..) {
-                        let route = routes.get(body.stream()).copied().unwrap_or(route);
+                        let route = routes
+                            .get(body.stream())
+                            .copied()
+                            .unwrap_or_else(|| stream_hash(body.stream()));
                         session.give(Message { route, body });
                     }
-                    if aborted.contains(&stream) || !steps.contains_key(&stream) {
-                        routes.remove(&stream);
-                    }
                 }
-            });
-        }
-    })
+                drop(session);
+                if let Some(due) = due {
+                    activator.activate_after(due);
+                    held = Some(cap);
+                }
+            }
+        },
+    )
 }
 
 /// Counts the predictions a step made (those it emitted beyond the one it took) and records,

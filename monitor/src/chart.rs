@@ -1,43 +1,10 @@
-//! The explanation picture: the beat over its attribution, drawn by the same chart as the
-//! `png` sink's pictures (`ecgflow_operators::plot::attribution_chart`), as PNG bytes.
+//! The explanation picture: the beat over its attribution, drawn by the same function as
+//! the `png` sink's pictures (`ecgflow_operators::plot::explanation_picture`), as PNG bytes.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ecgflow_operators::explain::Explanation;
-use ecgflow_operators::plot::{attribution_chart, PlotError};
-
-/// The chart's data: the beat as (ms from the R peak, mV) points, its attribution per
-/// sample, and the title (stream, beat sample, true symbol, method, class, probability).
-pub fn explanation_chart_data(e: &Explanation) -> (String, Vec<(f64, f64)>, Vec<f64>) {
-    let b = &e.beat;
-    let a = &e.attribution;
-    let ms = 1000.0 / b.fs;
-    let beat: Vec<(f64, f64)> = b
-        .window
-        .iter()
-        .take(b.before + 1 + b.after)
-        .enumerate()
-        .map(|(i, &v)| ((i as f64 - b.before as f64) * ms, f64::from(v)))
-        .collect();
-    let attribution: Vec<f64> = a.per_sample.iter().map(|&v| f64::from(v)).collect();
-    let title = format!(
-        "{} beat {} ({}): {} {} {:.0}%",
-        b.stream,
-        b.sample,
-        b.symbol.as_deref().unwrap_or("?"),
-        a.method,
-        e.class_name,
-        100.0 * a.probability
-    );
-    (title, beat, attribution)
-}
-
-/// Writes the explanation's picture to `path`.
-pub fn explanation_picture(path: &Path, e: &Explanation) -> Result<(usize, usize), PlotError> {
-    let (title, beat, attribution) = explanation_chart_data(e);
-    attribution_chart(path, &title, &beat, &attribution)
-}
+use ecgflow_operators::plot::explanation_picture;
 
 /// The explanation's picture as PNG bytes (the chart writes files: it goes through a
 /// temporary file, removed at once).
@@ -80,11 +47,6 @@ pub(crate) mod tests {
     #[test]
     fn the_picture_is_the_png_sinks_chart_as_bytes() {
         let e = explanation("syn000", 1234);
-        let (title, beat, attribution) = explanation_chart_data(&e);
-        assert_eq!(title, "syn000 beat 1234 (V): gradcam V 70%");
-        assert_eq!(beat.len(), 259);
-        assert_eq!(beat[90].0, 0.0);
-        assert_eq!(attribution.len(), 259);
         let png = explanation_png(&e).expect("drawn");
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     }

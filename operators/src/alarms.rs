@@ -120,7 +120,7 @@ impl AlarmRules {
         if let Some(prediction) = &beat.prediction {
             // Ventricular run: starts at the run_length-th consecutive V beat, ends at the
             // first beat of another class.
-            let ventricular = self.config.ventricular.iter().any(|c| *c == prediction.class);
+            let ventricular = self.config.ventricular.contains(&prediction.class);
             if ventricular {
                 if self.ventricular_run.0 == 0 {
                     self.ventricular_run.1 = at;

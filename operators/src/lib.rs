@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod models;
 pub mod normalize;
 pub mod plot;
+pub mod quality;
 pub mod render;
 pub mod resample;
 pub mod rng;

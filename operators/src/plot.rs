@@ -535,6 +535,33 @@ fn time_axis(points: &[(f64, f64)]) -> Axis {
 const POSITIVE: Rgb = [239, 59, 44];
 const NEGATIVE: Rgb = [49, 130, 189];
 
+/// An explained beat's picture at `path`: the beat (ms from the R peak, mV) over its
+/// attribution ([`attribution_chart`]), titled with the stream, the beat's sample and true
+/// symbol, the method, the class explained and its probability.
+pub fn explanation_picture(path: &Path, e: &crate::explain::Explanation) -> Result<(usize, usize), PlotError> {
+    let b = &e.beat;
+    let a = &e.attribution;
+    let ms = 1000.0 / b.fs;
+    let beat: Vec<(f64, f64)> = b
+        .window
+        .iter()
+        .take(b.before + 1 + b.after)
+        .enumerate()
+        .map(|(i, &v)| ((i as f64 - b.before as f64) * ms, f64::from(v)))
+        .collect();
+    let attribution: Vec<f64> = a.per_sample.iter().map(|&v| f64::from(v)).collect();
+    let title = format!(
+        "{} beat {} ({}): {} {} {:.0}%",
+        b.stream,
+        b.sample,
+        b.symbol.as_deref().unwrap_or("?"),
+        a.method,
+        e.class_name,
+        100.0 * a.probability
+    );
+    attribution_chart(path, &title, &beat, &attribution)
+}
+
 /// A beat (time in ms, amplitude in mV) drawn over its attribution: each sample's band is
 /// shaded red for a positive attribution and blue for a negative one, in proportion to
 /// its size relative to the largest. Returns the image's (width, height).

@@ -140,7 +140,7 @@ pub struct Live {
     pub speed: Option<f64>,
     /// What happens when the queue to the dataflow is full.
     pub overflow: Overflow,
-    /// Messages (chunks) the queue to the dataflow holds.
+    /// Chunks per stream the queue to the dataflow holds.
     pub capacity: usize,
 }
 
@@ -191,6 +191,11 @@ pub trait Transform: Send + Sync {
     fn takes_events(&self) -> bool {
         false
     }
+    /// True for a transform whose steps hold output for later and must be polled as time
+    /// passes ([`Step::poll`]; the model's batches).
+    fn waits(&self) -> bool {
+        false
+    }
     /// For a transform that builds its own operators (differential dataflow) instead of
     /// per-stream steps.
     fn dataflow(&self) -> Option<&dyn DataflowTransform> {
@@ -211,6 +216,12 @@ pub trait Step {
     fn process(&mut self, body: Body, out: &mut Vec<Body>) -> anyhow::Result<()>;
     /// The stream has ended: emit whatever is still held.
     fn finish(&mut self, out: &mut Vec<Body>) -> anyhow::Result<()>;
+    /// Time has passed: emit what has waited long enough (a batch past its delay). Returns
+    /// how long until something else is due, or `None` when nothing waits. The engine
+    /// calls it again after that long even if no input comes (live streams).
+    fn poll(&mut self, _out: &mut Vec<Body>) -> anyhow::Result<Option<std::time::Duration>> {
+        Ok(None)
+    }
 }
 
 /// A sink: one writer for the whole pipeline run, on one worker.

@@ -253,6 +253,9 @@ impl Transform for ModelTransform {
             batch,
         }))
     }
+    fn waits(&self) -> bool {
+        true
+    }
 }
 
 /// One stream's view of its worker's batch.
@@ -323,6 +326,15 @@ impl Step for ModelStep {
 
     fn finish(&mut self, out: &mut Vec<Body>) -> anyhow::Result<()> {
         self.flush(out)
+    }
+
+    fn poll(&mut self, out: &mut Vec<Body>) -> anyhow::Result<Option<Duration>> {
+        let waited = self.batch()?.oldest.map(|oldest| oldest.elapsed());
+        match waited {
+            None => Ok(None),
+            Some(waited) if waited >= self.max_delay => self.flush(out).map(|()| None),
+            Some(waited) => Ok(Some(self.max_delay - waited)),
+        }
     }
 }
 

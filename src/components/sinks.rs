@@ -699,31 +699,12 @@ impl SinkWriter for PngWriter {
 
 impl PngWriter {
     fn explanation_picture(&self, e: &Explanation) -> anyhow::Result<()> {
-        let b = &e.beat;
-        let a = &e.attribution;
-        let ms = 1000.0 / b.fs;
-        let beat: Vec<(f64, f64)> = b
-            .window
-            .iter()
-            .take(b.before + 1 + b.after)
-            .enumerate()
-            .map(|(i, &v)| ((i as f64 - b.before as f64) * ms, f64::from(v)))
-            .collect();
-        let attribution: Vec<f64> = a.per_sample.iter().map(|&v| f64::from(v)).collect();
-        let title = format!(
-            "{} beat {} ({}): {} {} {:.0}%",
-            b.stream,
-            b.sample,
-            b.symbol.as_deref().unwrap_or("?"),
-            a.method,
-            e.class_name,
-            100.0 * a.probability
-        );
+        let (b, a) = (&e.beat, &e.attribution);
         let path = self
             .sink
             .dir
             .join(format!("{}_{}_{}.png", b.stream, b.sample, a.method));
-        ecgflow_operators::plot::attribution_chart(&path, &title, &beat, &attribution)?;
+        ecgflow_operators::plot::explanation_picture(&path, e)?;
         Ok(())
     }
 

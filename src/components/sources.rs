@@ -211,7 +211,7 @@ const QUEUE: F = F::int(
     1,
     1_000_000,
     D::Int(64),
-    "chunks queued between the source and the dataflow (per worker)",
+    "chunks queued per stream between the source and the dataflow",
 );
 
 /// How a paced source runs, from its `speed`, `overflow` and `queue` fields; `None` when

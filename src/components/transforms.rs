@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use ecgflow_operators::filter::{Bandpass, FilterMode};
+use ecgflow_operators::quality::SignalCheck;
 use ecgflow_operators::resample::Resampler;
 use ecgflow_operators::rpeaks::{RPeakDetector, RPeakMethod};
 use ecgflow_operators::segment::Segmenter;
@@ -161,6 +162,45 @@ pub static SPECS: &[ComponentSpec] = &[
         },
     },
     ComponentSpec {
+        type_name: "signal_check",
+        role: Role::Transform,
+        summary: "Watches a live stream's first lead and passes its chunks on unchanged, adding events: \
+                  `signal_gap` (start, end) over runs of missing samples (NaN: leads off, dropped or failed \
+                  reads) and `flat_line` (start, end) when the lead stays within `flat_mv` peak to peak for \
+                  `flat_s` seconds (a loose electrode, a saturated amplifier). The events travel with the \
+                  stream to the sinks (and through an `alarms` step).",
+        accepts: &[PortKind::Signal],
+        output: Output::SameAsInput,
+        fields: &[
+            F::positive("flat_s", 0.0, 3600.0, D::Float(2.0), "seconds a flat stretch must last"),
+            F::positive(
+                "flat_mv",
+                0.0,
+                100.0,
+                D::Float(0.02),
+                "largest peak-to-peak amplitude of a flat stretch, in mV",
+            ),
+        ],
+        check: no_check,
+        output_fs: same_fs,
+        build: |p| {
+            let (flat_s, flat_mv) = (p.f64("flat_s"), p.f64("flat_mv") as f32);
+            struct Check(f64, f32);
+            impl Transform for Check {
+                fn open(&self, first: &Body) -> anyhow::Result<Box<dyn Step>> {
+                    let Body::Chunk(c) = first else {
+                        bail!("expected signal chunks, got {}", kind_of(first));
+                    };
+                    Ok(Box::new(CheckStep {
+                        check: SignalCheck::new(self.0, self.1, c.fs),
+                        last: None,
+                    }))
+                }
+            }
+            Ok(Built::Transform(Arc::new(Check(flat_s, flat_mv))))
+        },
+    },
+    ComponentSpec {
         type_name: "passthrough",
         role: Role::Transform,
         summary: "Forwards its input unchanged (for measuring the engine's own cost and for fan-in).",
@@ -263,6 +303,36 @@ impl<Op: ChunkOperator> Step for ChunkStep<Op> {
     }
     fn finish(&mut self, out: &mut Vec<Body>) -> anyhow::Result<()> {
         out.extend(self.0.finish().into_iter().map(Body::Chunk));
+        Ok(())
+    }
+}
+
+/// A `signal_check` step: the stream's chunks, with its gap and flat-line events.
+struct CheckStep {
+    check: SignalCheck,
+    /// The last chunk's identity (without samples) and end, to close conditions at the end.
+    last: Option<(Chunk, u64)>,
+}
+
+impl Step for CheckStep {
+    fn process(&mut self, body: Body, out: &mut Vec<Body>) -> anyhow::Result<()> {
+        let Body::Chunk(chunk) = body else {
+            bail!("expected signal chunks, got {}", kind_of(&body));
+        };
+        out.extend(self.check.process(&chunk).into_iter().map(Body::Event));
+        if self.last.is_none() {
+            self.last = Some((Chunk::new(chunk.stream.clone(), chunk.fs, 0, Vec::new(), Vec::new()), 0));
+        }
+        if let Some((_, end)) = self.last.as_mut() {
+            *end = chunk.end();
+        }
+        out.push(Body::Chunk(chunk));
+        Ok(())
+    }
+    fn finish(&mut self, out: &mut Vec<Body>) -> anyhow::Result<()> {
+        if let Some((identity, end)) = self.last.take() {
+            out.extend(self.check.finish(&identity, end).into_iter().map(Body::Event));
+        }
         Ok(())
     }
 }
