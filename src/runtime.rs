@@ -499,7 +499,10 @@ impl StreamsReader {
                 }
                 chunk.len() as u64
             }
-            Body::Beat(_) => {
+            Body::Beat(beat) => {
+                if self.live {
+                    beat.arrival = Some(Instant::now());
+                }
                 self.stats.source_beats.fetch_add(1, Ordering::Relaxed);
                 1
             }
@@ -591,6 +594,11 @@ impl StreamsReader {
             Body::Chunk(c) if c.fs > 0.0 => {
                 let phase = k as f64 / n * c.len() as f64;
                 started_at + Duration::from_secs_f64((c.end() as f64 + phase) / c.fs / speed)
+            }
+            // A beat (from a beats table) is due when its window has ended.
+            Body::Beat(b) if b.fs > 0.0 => {
+                let end = (b.sample + b.after as u64 + 1) as f64 + k as f64 / n * 0.1 * b.fs;
+                started_at + Duration::from_secs_f64(end / b.fs / speed)
             }
             _ => Instant::now(),
         };

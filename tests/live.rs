@@ -191,3 +191,51 @@ fn census_windows_slide_per_patient_and_per_ward() {
         "the ward holds both patients' beats: {ward_most}"
     );
 }
+
+/// A beats table played live: each beat is sent when its window has ended at the speed
+/// asked, every beat arrives, and the model classifies them as they come.
+#[test]
+fn a_beats_table_plays_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("beats.parquet");
+    let make = dir.path().join("make.toml");
+    std::fs::write(
+        &make,
+        format!(
+            "[sources.ecg]\ntype = \"synthetic\"\nstreams = 2\nduration_s = 8.0\n\
+             [transforms.peaks]\ntype = \"rpeaks\"\ninputs = [\"ecg\"]\n\
+             [transforms.beats]\ntype = \"segment\"\ninputs = [\"peaks\"]\n\
+             [sinks.out]\ntype = \"parquet\"\ninputs = [\"beats\"]\npath = \"{}\"\n",
+            table.display()
+        ),
+    )
+    .unwrap();
+    let out = common::ecgflow_with_data(&["run", make.to_str().unwrap(), "--quiet"], &common::data_root());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let play = dir.path().join("play.toml");
+    let predictions = dir.path().join("predictions.jsonl");
+    std::fs::write(
+        &play,
+        format!(
+            "[sources.table]\ntype = \"parquet\"\npath = \"{}\"\nspeed = 20.0\n\
+             [transforms.classify]\ntype = \"model\"\ninputs = [\"table\"]\npath = \"models/resecanet-ds1.json\"\n\
+             max_delay_ms = 0\n\
+             [sinks.out]\ntype = \"jsonl\"\ninputs = [\"classify\"]\npath = \"{}\"\n",
+            table.display(),
+            predictions.display()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = common::ecgflow_with_data(&["run", play.to_str().unwrap(), "--quiet"], &common::data_root());
+    let took = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let beats: Vec<Value> = lines(&predictions).into_iter().filter(|v| v["kind"] == "beat").collect();
+    assert!(beats.len() >= 16, "{} beats", beats.len());
+    assert!(beats.iter().all(|b| b["prediction"]["class"].is_string()));
+    let last_end = beats
+        .iter()
+        .map(|b| (b["sample"].as_f64().unwrap() + 169.0) / 360.0)
+        .fold(0.0, f64::max);
+    assert!(took >= last_end / 20.0, "played {last_end:.1} s of beats at 20× in {took:.2} s");
+}

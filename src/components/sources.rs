@@ -43,7 +43,7 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
         F::float("ectopic_probability", 0.0, 1.0, D::Float(0.0), "probability that a beat is a premature ventricular beat (V)"),
         F::int("seed", 0, i64::MAX, D::Int(1), "random seed; the same seed gives the same signal"),
         F::int("chunk_size", 1, 10_000_000, D::Int(360), "samples per emitted chunk"),
-        F::float("speed", 0.0, 1_000_000.0, D::Float(0.0), "play the streams live at this multiple of real time, all at once (1 = real time); 0 = as fast as the dataflow takes them, one after the other"),
+        OPTIONAL_SPEED,
         OVERFLOW,
         QUEUE,
     ],
@@ -167,6 +167,9 @@ ComponentSpec {
     fields: &[
         F::string("path", D::Required, "a beats Parquet file or a directory of them"),
         F::string("records", D::Str("all"), "records to read: \"all\" (every record in the table), names, or MIT-BIH sets such as \"DS1\" or \"all,-paced\""),
+        OPTIONAL_SPEED,
+        OVERFLOW,
+        QUEUE,
     ],
     check: |p, _| {
         let path = Path::new(p.str("path"));
@@ -185,6 +188,7 @@ ComponentSpec {
             path: PathBuf::from(p.str("path")),
             records: beat_records(p.str("records"))?,
             table: std::sync::OnceLock::new(),
+            live: live_from_params(p),
         })))
     },
 },
@@ -197,6 +201,14 @@ const SPEED: F = F::positive(
     1_000_000.0,
     D::Float(1.0),
     "multiple of real time (1 = real time, 1000 = a day in under 90 s)",
+);
+/// The `speed` field of sources that are read as fast as possible unless asked to play live.
+const OPTIONAL_SPEED: F = F::float(
+    "speed",
+    0.0,
+    1_000_000.0,
+    D::Float(0.0),
+    "play the streams live at this multiple of real time, all at once (1 = real time); 0 = as fast as the dataflow takes them, one after the other",
 );
 /// The `overflow` field of live sources.
 const OVERFLOW: F = F::choice(
@@ -728,6 +740,8 @@ struct ParquetSource {
     records: Option<HashSet<String>>,
     /// The table, read once by the first worker that asks.
     table: std::sync::OnceLock<Result<BeatTable, String>>,
+    /// Played live when paced (`speed` > 0): each beat when its window has ended.
+    live: Option<Live>,
 }
 
 impl ParquetSource {
@@ -750,6 +764,10 @@ impl Source for ParquetSource {
 
     fn total_samples(&self) -> Option<u64> {
         self.table().ok().map(|t| t.len() as u64)
+    }
+
+    fn live(&self) -> Option<Live> {
+        self.live
     }
 
     fn open(&self, index: usize) -> anyhow::Result<Box<dyn StreamReader>> {
