@@ -169,11 +169,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let (Some(path), Some(metrics)) = (&args.metrics, &options.metrics) {
         report_metrics(path, metrics)?;
     }
-    if summary.dropped_samples > 0 {
-        eprintln!(
-            "live sources dropped {} samples: the dataflow fell behind (overflow = \"drop_oldest\")",
-            summary.dropped_samples
-        );
+    if let Some(note) = summary.dropped_note() {
+        eprintln!("{note}");
     }
     for line in &summary.sink_lines {
         eprintln!("{line}");

@@ -138,6 +138,18 @@ pub struct RunSummary {
     pub dropped_samples: u64,
 }
 
+impl RunSummary {
+    /// A line saying how many samples live sources dropped, when they dropped any.
+    pub fn dropped_note(&self) -> Option<String> {
+        (self.dropped_samples > 0).then(|| {
+            format!(
+                "live sources dropped {} samples: the dataflow fell behind (overflow = \"drop_oldest\")",
+                self.dropped_samples
+            )
+        })
+    }
+}
+
 struct Component {
     node: Node,
     built: Built,

@@ -112,11 +112,8 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             run_hub.set_status(RunStatus::Running);
             let ok = match runtime::run(&graph, &options) {
                 Ok(summary) => {
-                    if summary.dropped_samples > 0 {
-                        eprintln!(
-                            "live sources dropped {} samples: the dataflow fell behind (overflow = \"drop_oldest\")",
-                            summary.dropped_samples
-                        );
+                    if let Some(note) = summary.dropped_note() {
+                        eprintln!("{note}");
                     }
                     for line in &summary.sink_lines {
                         eprintln!("{line}");

@@ -66,8 +66,8 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
         F::string("stream", D::Str("adc"), "stream name (a bedside or patient identifier)"),
         F::string("patient", D::Absent, "patient identifier, carried in the stream's metadata and on its events"),
         F::string("ward", D::Absent, "ward, carried in the stream's metadata and on its events"),
-        F::choice("overflow", &["block", "drop_oldest"], "drop_oldest", "when the dataflow falls behind: drop_oldest drops the oldest queued chunk (counted), so acquisition keeps real time; block makes acquisition wait, and the ticks missed meanwhile become overrun events"),
-        F::int("queue", 1, 1_000_000, D::Int(64), "chunks the queue to the dataflow holds (64 × 100 ms = 6.4 s at the defaults)"),
+        F::choice("overflow", Overflow::CHOICES, "drop_oldest", "when the dataflow falls behind: drop_oldest drops the oldest queued chunk (counted), so acquisition keeps real time; block makes acquisition wait, and the ticks missed meanwhile become overrun events"),
+        F::int("queue", 1, 1_000_000, D::Int(64), "chunks queued between the source and the dataflow (64 × 100 ms = 6.4 s at the defaults)"),
     ],
     check: check_adc,
     output_fs: |p, _| Some(p.f64("fs")),
@@ -218,11 +218,7 @@ impl AdcSource {
             ward: p.opt_str("ward").map(str::to_owned),
             live: Live {
                 speed: None,
-                overflow: if p.str("overflow") == "block" {
-                    Overflow::Block
-                } else {
-                    Overflow::DropOldest
-                },
+                overflow: Overflow::from_name(p.str("overflow")),
                 capacity: p.usize("queue"),
             },
         };
