@@ -230,12 +230,18 @@ fn a_beats_table_plays_live() {
     let out = common::ecgflow_with_data(&["run", play.to_str().unwrap(), "--quiet"], &common::data_root());
     let took = started.elapsed().as_secs_f64();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let beats: Vec<Value> = lines(&predictions).into_iter().filter(|v| v["kind"] == "beat").collect();
+    let beats: Vec<Value> = lines(&predictions)
+        .into_iter()
+        .filter(|v| v["kind"] == "beat")
+        .collect();
     assert!(beats.len() >= 16, "{} beats", beats.len());
     assert!(beats.iter().all(|b| b["prediction"]["class"].is_string()));
     let last_end = beats
         .iter()
         .map(|b| (b["sample"].as_f64().unwrap() + 169.0) / 360.0)
         .fold(0.0, f64::max);
-    assert!(took >= last_end / 20.0, "played {last_end:.1} s of beats at 20× in {took:.2} s");
+    assert!(
+        took >= last_end / 20.0,
+        "played {last_end:.1} s of beats at 20× in {took:.2} s"
+    );
 }
