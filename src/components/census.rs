@@ -4,18 +4,18 @@
 //!
 //! A per-stream operator turns each classified beat into a fact inserted into a
 //! differential collection, and retracts it once the stream's clock (its latest beat) has
-//! moved `window_s` past it; alarm starts and ends insert and retract alarm facts. Two
-//! `reduce`s (by patient, by ward) keep each group's summary up to date; every new summary
-//! leaves as a `census` event.
+//! moved `window_s` past it; alarm starts and ends insert and retract alarm facts. A
+//! `reduce` keeps each patient's tally up to date, a second sums the patients' tallies per
+//! ward; every new tally leaves as a `census` event.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use differential_dataflow::AsCollection;
 use ecgflow_operators::{Event, EventPhase};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::Operator;
+use timely::dataflow::operators::{Concat, Operator};
 use timely::dataflow::Stream;
 
 use super::fields::{Default as D, FieldSpec as F};
@@ -71,13 +71,6 @@ enum Fact {
     Alarm { stream: String, rule: String },
 }
 
-/// Which group a fact counts in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-enum Scope {
-    Patient,
-    Ward,
-}
-
 struct Census {
     window_ms: u64,
     default_ward: String,
@@ -105,7 +98,8 @@ struct StreamWindow {
     open: usize,
 }
 
-type Update = ((Scope, String, Fact), u64, isize);
+/// A fact of a (ward, patient) group, at a time, inserted (+1) or retracted (-1).
+type Update = (((String, String), Fact), u64, isize);
 
 impl DataflowTransform for Census {
     fn build<'scope>(&self, input: MessageStream<'scope>, name: &str) -> MessageStream<'scope> {
@@ -122,8 +116,7 @@ impl DataflowTransform for Census {
                         let time = *cap.least().expect("an input capability holds a time");
                         let mut session = output.session(&cap);
                         let mut give = |fact: Fact, window: &StreamWindow, diff: isize| {
-                            session.give(((Scope::Patient, window.patient.clone(), fact.clone()), time, diff));
-                            session.give(((Scope::Ward, window.ward.clone(), fact), time, diff));
+                            session.give((((window.ward.clone(), window.patient.clone()), fact), time, diff));
                         };
                         for Message { body, .. } in data.drain(..) {
                             match body {
@@ -206,77 +199,183 @@ impl DataflowTransform for Census {
                 }
             },
         );
-        let summaries = facts
-            .as_collection()
-            .map(|(scope, group, fact)| ((scope, group), fact))
-            .reduce(
-                move |_key, facts: &[(&Fact, isize)], output: &mut Vec<(String, isize)>| {
-                    output.push((summary(facts, window_ms), 1));
-                },
-            );
-        // Each new summary leaves as an event; its retraction (the old summary) does not.
-        let events: MessageStream<'scope> = summaries.inner.unary(Pipeline, &format!("{name}: events"), |_, _| {
-            move |input, output| {
-                input.for_each(|cap, data| {
-                    let mut session = output.session(&cap);
-                    for (((scope, group), evidence), _time, diff) in data.drain(..) {
-                        if diff <= 0 {
-                            continue;
-                        }
-                        let latest = evidence
-                            .split(' ')
-                            .find_map(|w| w.strip_prefix("latest_ms="))
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0);
-                        let event = Event {
-                            stream: group.clone(),
-                            kind: "census".to_owned(),
-                            phase: EventPhase::Instant,
-                            sample: latest,
-                            fs: 1000.0,
-                            patient: (scope == Scope::Patient).then(|| group.clone()),
-                            ward: (scope == Scope::Ward).then(|| group.clone()),
-                            evidence,
-                        };
-                        session.give(Message {
-                            route: stream_hash(&group),
-                            body: Body::Event(event),
-                        });
-                    }
+        // Each patient's window reduced to a tally, then each ward's patients' tallies summed:
+        // a change costs the patient's window and the ward's patients, not the ward's beats.
+        let patients =
+            facts
+                .as_collection()
+                .reduce(|_key, facts: &[(&Fact, isize)], output: &mut Vec<(Tally, isize)>| {
+                    output.push((Tally::of(facts), 1));
                 });
-            }
-        });
-        events
+        let wards = patients.clone().map(|((ward, _patient), tally)| (ward, tally)).reduce(
+            |_ward, tallies: &[(&Tally, isize)], output: &mut Vec<(Tally, isize)>| {
+                output.push((Tally::sum(tallies), 1));
+            },
+        );
+        let patient_events = census_events(
+            patients.inner,
+            &format!("{name}: patient events"),
+            window_ms,
+            |((_ward, patient), tally)| (patient, tally, true),
+        );
+        let ward_events = census_events(
+            wards.inner,
+            &format!("{name}: ward events"),
+            window_ms,
+            |(ward, tally)| (ward, tally, false),
+        );
+        patient_events.concat(ward_events)
     }
 }
 
-/// A group's summary: beats and their classes, heart rate, active alarms.
-fn summary(facts: &[(&Fact, isize)], window_ms: u64) -> String {
-    let mut classes: std::collections::BTreeMap<&str, isize> = std::collections::BTreeMap::new();
-    let (mut beats, mut alarms, mut rr_sum, mut rr_n, mut latest) = (0isize, 0isize, 0u64, 0u64, 0u64);
-    for (fact, n) in facts {
-        match fact {
-            Fact::Beat {
-                class, rr_ms, time_ms, ..
-            } => {
-                beats += n;
-                *classes.entry(class).or_default() += n;
-                latest = latest.max(*time_ms);
-                if let Some(rr) = rr_ms.filter(|rr| *rr > 0) {
-                    rr_sum += u64::from(rr) * (*n).max(0) as u64;
-                    rr_n += (*n).max(0) as u64;
+/// Each new summary of `updates` leaves as a `census` event (its retraction, the old
+/// summary, does not). `group` gives the group's name, its tally, and whether it is a
+/// patient (else a ward).
+fn census_events<'scope, K: 'static>(
+    updates: Stream<'scope, u64, Vec<((K, Tally), u64, isize)>>,
+    name: &str,
+    window_ms: u64,
+    group: impl Fn((K, Tally)) -> (String, Tally, bool) + 'static,
+) -> MessageStream<'scope> {
+    updates.unary(Pipeline, name, move |_, _| {
+        move |input, output| {
+            input.for_each(|cap, data| {
+                let mut session = output.session(&cap);
+                for (update, _time, diff) in data.drain(..) {
+                    if diff <= 0 {
+                        continue;
+                    }
+                    let (name, tally, is_patient) = group(update);
+                    let event = Event {
+                        stream: name.clone(),
+                        kind: "census".to_owned(),
+                        phase: EventPhase::Instant,
+                        sample: tally.latest_ms,
+                        fs: 1000.0,
+                        patient: is_patient.then(|| name.clone()),
+                        ward: (!is_patient).then(|| name.clone()),
+                        evidence: tally.evidence(window_ms),
+                    };
+                    session.give(Message {
+                        route: stream_hash(&name),
+                        body: Body::Event(event),
+                    });
                 }
+            });
+        }
+    })
+}
+
+/// What a group's window holds, summed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct Tally {
+    beats: i64,
+    /// Beats of each predicted class.
+    classes: BTreeMap<String, i64>,
+    /// RR intervals in the window: their sum (ms) and count.
+    rr_sum_ms: u64,
+    rr_n: u64,
+    alarms: i64,
+    /// Stream time of the latest beat, in ms.
+    latest_ms: u64,
+}
+
+impl Tally {
+    /// The tally of a patient's facts.
+    fn of(facts: &[(&Fact, isize)]) -> Tally {
+        let mut t = Tally::default();
+        for (fact, n) in facts {
+            let n = *n as i64;
+            match fact {
+                Fact::Beat {
+                    class, rr_ms, time_ms, ..
+                } => {
+                    t.beats += n;
+                    *t.classes.entry(class.clone()).or_default() += n;
+                    t.latest_ms = t.latest_ms.max(*time_ms);
+                    if let Some(rr) = rr_ms.filter(|rr| *rr > 0) {
+                        t.rr_sum_ms += u64::from(rr) * n.max(0) as u64;
+                        t.rr_n += n.max(0) as u64;
+                    }
+                }
+                Fact::Alarm { .. } => t.alarms += n,
             }
-            Fact::Alarm { .. } => alarms += n,
+        }
+        t
+    }
+
+    /// The sum of patients' tallies (a ward's).
+    fn sum(tallies: &[(&Tally, isize)]) -> Tally {
+        let mut t = Tally::default();
+        for (p, n) in tallies {
+            let n = *n as i64;
+            t.beats += p.beats * n;
+            for (class, count) in &p.classes {
+                *t.classes.entry(class.clone()).or_default() += count * n;
+            }
+            t.rr_sum_ms += p.rr_sum_ms * n.max(0) as u64;
+            t.rr_n += p.rr_n * n.max(0) as u64;
+            t.alarms += p.alarms * n;
+            t.latest_ms = t.latest_ms.max(p.latest_ms);
+        }
+        t
+    }
+
+    /// As an event's evidence: `beats=71 N=69 V=2 hr=70.9 alarms=0 window_s=60 latest_ms=...`.
+    fn evidence(&self, window_ms: u64) -> String {
+        let mut words = vec![format!("beats={}", self.beats)];
+        words.extend(self.classes.iter().map(|(c, n)| format!("{c}={n}")));
+        if self.rr_n > 0 {
+            words.push(format!("hr={:.1}", 60_000.0 * self.rr_n as f64 / self.rr_sum_ms as f64));
+        }
+        words.push(format!("alarms={}", self.alarms));
+        words.push(format!("window_s={}", window_ms as f64 / 1000.0));
+        words.push(format!("latest_ms={}", self.latest_ms));
+        words.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(stream: &str, time_ms: u64, class: &str, rr_ms: Option<u32>) -> Fact {
+        Fact::Beat {
+            stream: stream.into(),
+            time_ms,
+            class: class.into(),
+            rr_ms,
         }
     }
-    let mut words = vec![format!("beats={beats}")];
-    words.extend(classes.iter().map(|(c, n)| format!("{c}={n}")));
-    if rr_n > 0 {
-        words.push(format!("hr={:.1}", 60_000.0 * rr_n as f64 / rr_sum as f64));
+
+    #[test]
+    fn a_ward_tally_is_the_sum_of_its_patients() {
+        let a = [
+            (beat("a", 1000, "N", None), 1),
+            (beat("a", 1800, "V", Some(800)), 1),
+            (
+                Fact::Alarm {
+                    stream: "a".into(),
+                    rule: "pause".into(),
+                },
+                1,
+            ),
+        ];
+        let b = [(beat("b", 500, "N", None), 1), (beat("b", 1100, "N", Some(600)), 1)];
+        fn refs(facts: &[(Fact, isize)]) -> Vec<(&Fact, isize)> {
+            facts.iter().map(|(f, n)| (f, *n)).collect()
+        }
+        let (ta, tb) = (Tally::of(&refs(&a)), Tally::of(&refs(&b)));
+        assert_eq!(
+            ta.evidence(60_000),
+            "beats=2 N=1 V=1 hr=75.0 alarms=1 window_s=60 latest_ms=1800"
+        );
+        let ward = Tally::sum(&[(&ta, 1), (&tb, 1)]);
+        let all: Vec<(Fact, isize)> = a.iter().chain(&b).cloned().collect();
+        assert_eq!(ward, Tally::of(&refs(&all)));
+        assert_eq!(
+            ward.evidence(60_000),
+            "beats=4 N=3 V=1 hr=85.7 alarms=1 window_s=60 latest_ms=1800"
+        );
     }
-    words.push(format!("alarms={alarms}"));
-    words.push(format!("window_s={}", window_ms as f64 / 1000.0));
-    words.push(format!("latest_ms={latest}"));
-    words.join(" ")
 }
