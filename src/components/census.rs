@@ -228,11 +228,14 @@ impl DataflowTransform for Census {
     }
 }
 
+/// Changes of the tallies keyed by `K`, as differential leaves them.
+type TallyUpdates<'scope, K> = Stream<'scope, u64, Vec<((K, Tally), u64, isize)>>;
+
 /// Each new summary of `updates` leaves as a `census` event (its retraction, the old
 /// summary, does not). `group` gives the group's name, its tally, and whether it is a
 /// patient (else a ward).
 fn census_events<'scope, K: 'static>(
-    updates: Stream<'scope, u64, Vec<((K, Tally), u64, isize)>>,
+    updates: TallyUpdates<'scope, K>,
     name: &str,
     window_ms: u64,
     group: impl Fn((K, Tally)) -> (String, Tally, bool) + 'static,
