@@ -133,26 +133,24 @@ pub struct AlarmsReport {
     pub gross: AlarmScore,
 }
 
-/// Reads the ventricular-run alarm starts of each stream from an events JSONL, with the
-/// sampling rate and the last sample seen.
-fn alarm_starts(path: &Path) -> anyhow::Result<BTreeMap<String, (Vec<u64>, f64)>> {
+/// Reads the ventricular-run alarm starts (samples) of each stream of an events JSONL;
+/// every stream that started (a `start` line) is listed, with or without alarms.
+fn alarm_starts(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<u64>>> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut streams: BTreeMap<String, (Vec<u64>, f64)> = BTreeMap::new();
+    let mut streams: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", path.display()))?;
         let v: serde_json::Value =
             serde_json::from_str(&line).with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
         let Some(stream) = v["stream"].as_str() else { continue };
         if v["kind"] == "start" {
-            streams.entry(stream.to_owned()).or_insert((Vec::new(), 0.0));
+            streams.entry(stream.to_owned()).or_default();
         }
         if v["kind"] == "event" && v["event"] == "ventricular_run" && v["phase"] == "start" {
             let sample = v["sample"]
                 .as_u64()
                 .with_context(|| format!("{} line {}: event without a sample", path.display(), i + 1))?;
-            let entry = streams.entry(stream.to_owned()).or_insert((Vec::new(), 0.0));
-            entry.0.push(sample);
-            entry.1 = v["fs"].as_f64().unwrap_or(0.0);
+            streams.entry(stream.to_owned()).or_default().push(sample);
         }
     }
     Ok(streams)
@@ -163,7 +161,7 @@ fn alarm_starts(path: &Path) -> anyhow::Result<BTreeMap<String, (Vec<u64>, f64)>
 pub fn evaluate(args: &AlarmsArgs) -> anyhow::Result<AlarmsReport> {
     let mut per_record = BTreeMap::new();
     let mut gross = AlarmScore::default();
-    for (stream, (starts, _)) in alarm_starts(&args.events)? {
+    for (stream, starts) in alarm_starts(&args.events)? {
         let record = stream.split("-c").next().unwrap_or(&stream);
         let header = ecgflow_datasets::wfdb::Header::read(&args.db.join(format!("{record}.hea")))
             .with_context(|| format!("stream {stream}: no record {record} in {}", args.db.display()))?;

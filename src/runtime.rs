@@ -698,6 +698,8 @@ fn transform_operator<'scope>(
             // The route of each open stream: a step may emit other streams' payloads (the model
             // transform's batches span the streams of a worker), and each keeps its own route.
             let mut routes: HashMap<String, u64> = HashMap::new();
+            // What each open stream said of itself when it started, for its step.
+            let mut metas: HashMap<String, Vec<(String, String)>> = HashMap::new();
             // A transform that takes beats (model, explain, normalize) makes no new ones: what it
             // emits, even when a stream's end flushes it, is not counted again.
             let mut takes_beats = false;
@@ -719,7 +721,8 @@ fn transform_operator<'scope>(
                         let predicted_before = usize::from(matches!(&body, Body::Beat(b) if b.prediction.is_some()));
                         let began = Instant::now();
                         let result = match body {
-                            Body::Start { .. } => {
+                            Body::Start { ref meta, .. } => {
+                                metas.insert(stream.clone(), meta.clone());
                                 out.push(body);
                                 Ok(())
                             }
@@ -729,10 +732,12 @@ fn transform_operator<'scope>(
                             }
                             Body::Abort { .. } => {
                                 steps.remove(&stream);
+                                metas.remove(&stream);
                                 out.push(body);
                                 Ok(())
                             }
                             Body::End { .. } => {
+                                metas.remove(&stream);
                                 let finished = match steps.remove(&stream) {
                                     Some(mut step) => step.finish(&mut out),
                                     None => Ok(()),
@@ -743,7 +748,13 @@ fn transform_operator<'scope>(
                             body => (|| {
                                 let step = match steps.entry(stream.clone()) {
                                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                                    std::collections::hash_map::Entry::Vacant(e) => e.insert(transform.open(&body)?),
+                                    std::collections::hash_map::Entry::Vacant(e) => {
+                                        let mut step = transform.open(&body)?;
+                                        if let Some(meta) = metas.get(&stream) {
+                                            step.start(meta);
+                                        }
+                                        e.insert(step)
+                                    }
                                 };
                                 step.process(body, &mut out)
                             })(),

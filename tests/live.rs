@@ -51,6 +51,13 @@ fn replayed_records_raise_ventricular_run_alarms() {
         .iter()
         .filter(|v| v["kind"] == "event" && v["event"] == "ventricular_run")
         .collect();
+    for alarm in &alarms {
+        assert_eq!(alarm["patient"], alarm["stream"], "alarms name the patient: {alarm}");
+        assert!(
+            alarm["ward"].as_str().is_some_and(|w| w.starts_with("ward-")),
+            "{alarm}"
+        );
+    }
     for stream in ["200", "233"] {
         let starts = alarms
             .iter()

@@ -176,6 +176,12 @@ impl AlarmRules {
             .collect()
     }
 
+    /// Names the patient and ward carried on the events from now on.
+    pub fn identify(&mut self, patient: Option<String>, ward: Option<String>) {
+        self.patient = patient;
+        self.ward = ward;
+    }
+
     /// The rules active now, with the sample each started at.
     pub fn active(&self) -> &[(&'static str, u64)] {
         &self.active

@@ -10,7 +10,7 @@ use super::fields::{Default as D, FieldSpec as F};
 use super::transforms::kind_of;
 use super::{same_fs, Built, ComponentSpec, Output, Params, PortKind, Step, Transform};
 use crate::config::Role;
-use crate::message::Body;
+use crate::message::{meta_value, Body};
 
 pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
     type_name: "alarms",
@@ -22,7 +22,8 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
               `pause` (an instant event at the last beat before it) when no beat came for `pause_s`; \
               `poor_signal` when at least `uncertain_share` of the last `quality_beats` beats were \
               classified with a top probability under `min_probability`. Emits events (start, end or \
-              instant, with the sample, the rule and the evidence) and passes upstream events (lead_off, \
+              instant, with the sample, the rule, the evidence, and the patient and ward the stream's \
+              metadata names) and passes upstream events (lead_off, \
               dropped samples) on; alarms still active when a stream ends end there.",
     accepts: &[PortKind::Beats],
     output: Output::Kind(PortKind::Events),
@@ -146,6 +147,11 @@ struct AlarmsStep {
 }
 
 impl Step for AlarmsStep {
+    fn start(&mut self, meta: &[(String, String)]) {
+        let value = |key| meta_value(meta, key).map(str::to_owned);
+        self.rules.identify(value("patient"), value("ward"));
+    }
+
     fn process(&mut self, body: Body, out: &mut Vec<Body>) -> anyhow::Result<()> {
         match body {
             Body::Beat(beat) => out.extend(self.rules.beat(&beat).into_iter().map(Body::Event)),

@@ -212,6 +212,9 @@ pub trait DataflowTransform: Send + Sync {
 
 /// The per-stream state of a transform.
 pub trait Step {
+    /// What the stream said of itself when it started (`patient`, `ward`, ...), given
+    /// once, right after the step is opened.
+    fn start(&mut self, _meta: &[(String, String)]) {}
     /// Processes one payload of its stream, pushing what it emits.
     fn process(&mut self, body: Body, out: &mut Vec<Body>) -> anyhow::Result<()>;
     /// The stream has ended: emit whatever is still held.
