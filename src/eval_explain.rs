@@ -157,7 +157,8 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<Vec<MethodReport>> {
     }
     let model = TrainedModel::open(&args.model)?;
     let architecture = &model.card.architecture;
-    let window = model.card.input.before + 1 + model.card.input.after;
+    let input = model.card.beat_input()?.clone();
+    let window = input.before + 1 + input.after;
     let segments = Segments::even(window, args.segments).context("--segments")?;
     let onnx = match args.runtime.as_str() {
         "onnx" => {
@@ -182,7 +183,6 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<Vec<MethodReport>> {
     let map = crate::components::label_map(map_name).with_context(|| format!("label map {map_name:?}"))?;
     let (inputs, labels) = draw_beats(args, &model, &map)?;
     let background_records = beat_records(&args.background_records).context("--background-records")?;
-    let input = &model.card.input;
     let background = background_windows(
         &args.data,
         background_records.as_ref(),
@@ -420,7 +420,8 @@ fn example_pictures(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let input_len = model.card.architecture.input_len();
-    let ms = 1000.0 / model.card.input.fs;
+    let input = model.card.beat_input()?;
+    let ms = 1000.0 / input.fs;
     for (class, name) in model.card.classes.iter().enumerate() {
         let Some(i) = labels.iter().position(|&l| l == class) else {
             continue;
@@ -429,7 +430,7 @@ fn example_pictures(
         let beat: Vec<(f64, f64)> = inputs[i * input_len..i * input_len + window]
             .iter()
             .enumerate()
-            .map(|(t, &v)| ((t as f64 - model.card.input.before as f64) * ms, f64::from(v)))
+            .map(|(t, &v)| ((t as f64 - input.before as f64) * ms, f64::from(v)))
             .collect();
         let attribution: Vec<f64> = a.per_sample.iter().map(|&v| f64::from(v)).collect();
         let title = format!(

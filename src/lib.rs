@@ -10,6 +10,7 @@ pub mod eval;
 pub mod eval_alarms;
 pub mod eval_beats;
 pub mod eval_explain;
+pub mod eval_ptbxl;
 pub mod feed;
 pub mod fetch_cli;
 pub mod graph;

@@ -67,6 +67,10 @@ enum EvalCommand {
     /// Ventricular-run alarms of a monitoring run (its events JSONL) scored against the runs
     /// of V beats in the reference annotations: sensitivity and false alarms per hour.
     Alarms(ecgflow::eval_alarms::AlarmsArgs),
+    /// A multi-label PTB-XL classifier (image or signal model) scored on chosen folds of a
+    /// PTB-XL directory: per-class sensitivity, specificity, F1 and ROC AUC, macro and micro
+    /// AUC with bootstrap 95 % intervals, ROC curves.
+    Ptbxl(ecgflow::eval_ptbxl::PtbxlArgs),
 }
 
 #[derive(Subcommand)]
@@ -136,6 +140,7 @@ fn main() -> ExitCode {
         Command::Eval(EvalCommand::Beats(args)) => ecgflow::eval_beats::beats(&args).map(|_| ExitCode::SUCCESS),
         Command::Eval(EvalCommand::Explain(args)) => ecgflow::eval_explain::explain(&args).map(|_| ExitCode::SUCCESS),
         Command::Eval(EvalCommand::Alarms(args)) => ecgflow::eval_alarms::alarms(&args).map(|_| ExitCode::SUCCESS),
+        Command::Eval(EvalCommand::Ptbxl(args)) => ecgflow::eval_ptbxl::ptbxl(&args).map(|_| ExitCode::SUCCESS),
         Command::Datasets(DatasetsCommand::Fetch {
             database,
             dest,

@@ -1,16 +1,18 @@
-//! Evaluation reports of beat classifiers: labelled beats → model → a JSON report with
-//! documented keys (docs/reports.md) and PNG plots. Shared by the `train` sink (its test
-//! part) and `ecgflow eval beats`.
+//! Evaluation reports of classifiers: labelled beats (or PTB-XL records) → model → a JSON
+//! report with documented keys (docs/reports.md) and PNG plots. Shared by the `train` sink
+//! (its validation and test parts), `ecgflow eval beats` and `ecgflow eval ptbxl`.
 
 use std::path::Path;
 
 use anyhow::Context;
 use ecgflow_datasets::mitdb::LabelMap;
-use ecgflow_operators::metrics::{ClassificationReport, ConfusionMatrix};
+use ecgflow_operators::metrics::{
+    bootstrap_ci, roc_auc, roc_curve, ClassificationReport, ConfusionMatrix, MultiLabelReport, DEFAULT_THRESHOLD,
+};
 use ecgflow_operators::models::resecanet::beat_input;
 use ecgflow_operators::models::{Architecture, TrainedModel};
-use ecgflow_operators::plot::{confusion_chart, line_chart, Series};
-use ecgflow_operators::train::{argmax, EpochRecord};
+use ecgflow_operators::plot::{confusion_chart, line_chart, roc_chart, Series};
+use ecgflow_operators::train::{argmax, Dataset, EpochRecord};
 use ecgflow_operators::Beat;
 use serde_json::{json, Value};
 
@@ -32,23 +34,23 @@ pub fn labelled_beats<'a>(
     architecture: &Architecture,
     map: &LabelMap,
 ) -> anyhow::Result<LabelledBeats> {
-    let Architecture::Resecanet(config) = architecture;
+    let rr_features = architecture.rr_features();
     let mut out = LabelledBeats::default();
     for beat in beats {
         let Some(label) = beat.symbol.as_deref().and_then(|s| map.class_of(s)) else {
             out.skipped += 1;
             continue;
         };
-        let input = beat_input(beat, config.rr_features);
-        if input.len() != config.input_len() {
+        let input = beat_input(beat, rr_features);
+        if input.len() != architecture.input_len() {
             anyhow::bail!(
-                "beat {} of {} has a {}-sample window; the model takes {} samples (before {} + 1 + after {})",
+                "beat {} of {} has a {}-sample window (before {} + 1 + after {}); the model takes {} values",
                 beat.sample,
                 beat.stream,
                 beat.before + 1 + beat.after,
-                config.window,
                 beat.before,
-                beat.after
+                beat.after,
+                architecture.input_len()
             );
         }
         out.inputs.extend(input);
@@ -91,6 +93,96 @@ pub fn write_classification(
         confusion_chart(&dir.join("confusion.png"), title, &report.confusion)?;
     }
     Ok(())
+}
+
+/// Bootstrap resamples behind the 95 % intervals of multi-label reports.
+pub const BOOTSTRAP_RESAMPLES: usize = 1000;
+
+/// Scores `model` (multi-label, sigmoid outputs) on `data` (inputs with label sets) with
+/// the thresholds of its card (0.5 where it has none), and writes the report as JSON to
+/// `path` with `context` keys first, bootstrap 95 % intervals of every AUC, and the ROC
+/// curves as a PNG at `roc` when given.
+pub fn write_multi_label_report(
+    model: &TrainedModel,
+    data: &Dataset,
+    context: Value,
+    path: &Path,
+    roc: Option<&Path>,
+    title: &str,
+) -> anyhow::Result<MultiLabelReport> {
+    let classes = &model.card.classes;
+    let thresholds = model
+        .card
+        .thresholds
+        .clone()
+        .unwrap_or_else(|| vec![DEFAULT_THRESHOLD; classes.len()]);
+    let scores = model.predict(&data.inputs, 64)?;
+    let truth = &data.label_sets;
+    let report = MultiLabelReport::new(classes, &scores, truth, &thresholds)?;
+
+    // Intervals: the same records resampled for every statistic.
+    let column = |rows: &[usize], k: usize| -> (Vec<f32>, Vec<bool>) {
+        rows.iter().map(|&i| (scores[i][k], truth[i][k])).unzip()
+    };
+    let seed = 0xB007;
+    let n = data.len();
+    let per_class_ci: Vec<Option<(f64, f64)>> = (0..classes.len())
+        .map(|k| {
+            bootstrap_ci(n, BOOTSTRAP_RESAMPLES, seed, |rows| {
+                let (s, t) = column(rows, k);
+                roc_auc(&s, &t)
+            })
+        })
+        .collect();
+    let macro_ci = bootstrap_ci(n, BOOTSTRAP_RESAMPLES, seed, |rows| {
+        let aucs: Vec<f64> = (0..classes.len())
+            .filter_map(|k| {
+                let (s, t) = column(rows, k);
+                roc_auc(&s, &t)
+            })
+            .collect();
+        (!aucs.is_empty()).then(|| aucs.iter().sum::<f64>() / aucs.len() as f64)
+    });
+    let micro_ci = bootstrap_ci(n, BOOTSTRAP_RESAMPLES, seed, |rows| {
+        let (s, t): (Vec<f32>, Vec<bool>) = rows
+            .iter()
+            .flat_map(|&i| scores[i].iter().copied().zip(truth[i].iter().copied()))
+            .unzip();
+        roc_auc(&s, &t)
+    });
+
+    let mut value = context;
+    let body = serde_json::to_value(&report)?;
+    if let (Some(out), Value::Object(fields)) = (value.as_object_mut(), body) {
+        out.extend(fields);
+        out.insert("examples".into(), json!(n));
+        out.insert("macro_auc_ci95".into(), json!(macro_ci));
+        out.insert("micro_auc_ci95".into(), json!(micro_ci));
+        out.insert(
+            "per_class_auc_ci95".into(),
+            json!(classes
+                .iter()
+                .zip(&per_class_ci)
+                .map(|(c, ci)| (c.clone(), json!(ci)))
+                .collect::<serde_json::Map<_, _>>()),
+        );
+        out.insert("bootstrap_resamples".into(), json!(BOOTSTRAP_RESAMPLES));
+    }
+    write_json(path, &value)?;
+    if let Some(png) = roc {
+        let curves: Vec<_> = (0..classes.len())
+            .map(|k| {
+                let (s, t): (Vec<f32>, Vec<bool>) = (0..n).map(|i| (scores[i][k], truth[i][k])).unzip();
+                (
+                    classes[k].clone(),
+                    roc_curve(&s, &t),
+                    report.per_class[k].auc.unwrap_or(f64::NAN),
+                )
+            })
+            .collect();
+        roc_chart(png, title, &curves)?;
+    }
+    Ok(report)
 }
 
 /// Pretty JSON written through a temporary file.

@@ -10,7 +10,9 @@ use std::process::Output;
 use ecgflow_operators::models::onnx::export_onnx;
 use ecgflow_operators::models::resecanet::beat_input;
 use ecgflow_operators::models::tract::OnnxClassifier;
-use ecgflow_operators::models::{Architecture, BeatInput, ModelCard, ResEcaNetConfig, TrainedModel};
+use ecgflow_operators::models::{
+    Architecture, BeatInput, ModelCard, ModelInput, Output as Activation, ResEcaNetConfig, TrainedModel,
+};
 use ecgflow_operators::rng::SplitMix64;
 use ecgflow_operators::train::{fit, Dataset, Quiet, TrainSettings};
 use ecgflow_operators::Beat;
@@ -59,12 +61,14 @@ fn fresh_model(dir: &Path, name: &str, rr_features: bool, examples: &Dataset) ->
             architecture,
             classes: CLASSES.map(str::to_owned).to_vec(),
             label_map: "test".to_owned(),
-            input: BeatInput {
+            input: ModelInput::Beat(BeatInput {
                 fs: 360.0,
                 before: 90,
                 after: 168,
                 lead: "MLII".to_owned(),
-            },
+            }),
+            output: Activation::Softmax,
+            thresholds: None,
             training: Value::Null,
         },
         network: outcome.best,
@@ -140,8 +144,9 @@ fn tract_gives_burns_probabilities_on_real_beats_for_every_model() {
     let beats = real_beats(tmp.path(), 200);
     assert!(beats.len() >= 390, "{} beats", beats.len());
 
-    // The shipped models, and a tiny one trained here on these beats with RR features.
+    // The shipped beat models, and a tiny one trained here on these beats with RR features.
     let mut models = shipped_models();
+    models.retain(|card| TrainedModel::open(card).unwrap().card.beat_input().is_ok());
     let mut examples = Dataset::new(259 + 3);
     for b in &beats {
         let label = match b.symbol.as_deref() {
@@ -157,12 +162,13 @@ fn tract_gives_burns_probabilities_on_real_beats_for_every_model() {
         let burn = TrainedModel::open(&card).unwrap();
         let tract = OnnxClassifier::load(&card.with_extension("onnx")).unwrap();
         tract.check_card(&burn.card, &card).unwrap();
-        let Architecture::Resecanet(config) = &burn.card.architecture;
-        let window = (burn.card.input.before, burn.card.input.after);
+        let rr_features = burn.card.architecture.rr_features();
+        let input = burn.card.beat_input().unwrap();
+        let window = (input.before, input.after);
         let mut inputs = Vec::new();
         let mut n = 0;
         for b in beats.iter().filter(|b| (b.before, b.after) == window) {
-            inputs.extend(beat_input(b, config.rr_features));
+            inputs.extend(beat_input(b, rr_features));
             n += 1;
         }
         assert!(n >= 390, "{}: {n} beats with its window", card.display());
@@ -177,6 +183,38 @@ fn tract_gives_burns_probabilities_on_real_beats_for_every_model() {
             );
             assert!(diff <= TOLERANCE, "{}: batch {batch}: {diff}", card.display());
         }
+    }
+}
+
+#[test]
+fn tract_gives_burns_probabilities_on_real_records_for_every_ptbxl_model() {
+    let data = common::data_root().join("ptbxl");
+    if !data.join("ptbxl_database.csv").is_file() {
+        eprintln!("no PTB-XL data at {}; skipping", data.display());
+        return;
+    }
+    let records = ecgflow_datasets::ptbxl::load(&data).unwrap();
+    let fold9 = ecgflow_datasets::ptbxl::filter_folds(&records, &[9]);
+    for card in shipped_models() {
+        let burn = TrainedModel::open(&card).unwrap();
+        let Ok(input) = burn.card.record_input() else { continue };
+        let tract = OnnxClassifier::load(&card.with_extension("onnx"))
+            .unwrap()
+            .with_output(burn.card.output);
+        tract.check_card(&burn.card, &card).unwrap();
+        let mut inputs = Vec::new();
+        for record in fold9.iter().take(12) {
+            let (header, signal) = record
+                .read_signal(&data, ecgflow_datasets::ptbxl::Resolution::Low)
+                .unwrap();
+            let leads: Vec<&str> = header.signals.iter().map(|s| s.description.as_str()).collect();
+            inputs.extend(input.prepare(&leads, &signal).unwrap());
+        }
+        let expected = burn.predict(&inputs, 4).unwrap();
+        let got = tract.predict(&inputs, 4).unwrap();
+        let diff = max_difference(&expected, &got);
+        eprintln!("{}: 12 records: largest |burn - tract| = {diff:.2e}", card.display());
+        assert!(diff <= TOLERANCE, "{}: {diff}", card.display());
     }
 }
 

@@ -211,3 +211,68 @@ fn eval_beats_names_what_is_wrong() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing.json"));
 }
+
+#[test]
+fn vgg16_on_scalograms_trains_from_raw_beats_evaluates_and_exports() {
+    let Some(data) = data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let beats = beats(&data, tmp.path());
+    let out = tmp.path().join("vgg");
+    let mut args = vec!["train".to_owned(), "pipelines/train-vgg16-cwt.toml".to_owned()];
+    args.extend(tiny(&beats, &out));
+    for set in [
+        "sinks.model.dense=16",
+        "sinks.model.epochs=3",
+        "sinks.model.test_fraction=0.2",
+    ] {
+        args.extend(["--set".to_owned(), set.to_owned()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(ecgflow(&args, &data).status.success());
+
+    let history = json(&out.join("history.json"));
+    let history = history.as_array().unwrap();
+    let loss = |r: &Value| r["train_loss"].as_f64().unwrap();
+    assert!(loss(&history[2]) < loss(&history[0]), "{history:?}");
+
+    // The card: a VGG16 whose fixed first layer is the study's CWT, on raw beat windows.
+    let card = json(&out.join("vgg16-cwt-ds1.json"));
+    assert_eq!(card["architecture"]["type"], "vgg16");
+    assert_eq!(card["architecture"]["height"], 38);
+    assert_eq!(card["architecture"]["width"], 259);
+    assert_eq!(card["architecture"]["cwt"]["wavelet"], "mexh");
+    assert_eq!(card["input"]["before"], 90);
+
+    // `eval beats` reproduces the training run's own test report.
+    let eval_json = tmp.path().join("eval.json");
+    let model = out.join("vgg16-cwt-ds1.json");
+    let eval = ecgflow(
+        &[
+            "eval",
+            "beats",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            out.join("test-beats.parquet").to_str().unwrap(),
+            "--json",
+            eval_json.to_str().unwrap(),
+        ],
+        &data,
+    );
+    assert!(eval.status.success());
+    let report = json(&out.join("test-report.json"));
+    assert_eq!(json(&eval_json)["confusion"], report["confusion"]);
+
+    let onnx = tmp.path().join("vgg.onnx");
+    let export = ecgflow(
+        &[
+            "export",
+            "--model",
+            model.to_str().unwrap(),
+            "--onnx",
+            onnx.to_str().unwrap(),
+        ],
+        &data,
+    );
+    assert!(export.status.success());
+}

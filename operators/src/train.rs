@@ -15,8 +15,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::augment::{Augmentation, Augmenter};
-use crate::metrics::{ClassificationReport, ConfusionMatrix, MetricsError};
-use crate::models::{predict, Architecture, ModelError, Network};
+use crate::metrics::{ClassificationReport, ConfusionMatrix, MetricsError, MultiLabelReport};
+use crate::models::{predict, predict_with, Architecture, ModelError, Network, Output};
 use crate::rng::SplitMix64;
 
 /// Labelled examples of equal length, stored flat.
@@ -26,8 +26,12 @@ pub struct Dataset {
     pub input_len: usize,
     /// `len() × input_len` values, example after example.
     pub inputs: Vec<f32>,
-    /// Class index of each example.
+    /// Class index of each example (single-label data; empty for multi-label data).
     pub labels: Vec<usize>,
+    /// Multi-hot labels of each example (multi-label data, `classes` values per example;
+    /// empty for single-label data). A dataset with label sets trains with binary
+    /// cross-entropy on independent sigmoid outputs.
+    pub label_sets: Vec<Vec<bool>>,
     /// Group of each example (the patient), for splits that keep a group together.
     pub groups: Vec<String>,
 }
@@ -41,11 +45,16 @@ impl Dataset {
     }
 
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.groups.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.groups.is_empty()
+    }
+
+    /// True when the examples carry label sets rather than one class each.
+    pub fn is_multi_label(&self) -> bool {
+        !self.label_sets.is_empty()
     }
 
     /// Adds one example; `input` must hold `input_len` values.
@@ -53,6 +62,14 @@ impl Dataset {
         debug_assert_eq!(input.len(), self.input_len);
         self.inputs.extend_from_slice(input);
         self.labels.push(label);
+        self.groups.push(group.to_string());
+    }
+
+    /// Adds one multi-label example; `input` must hold `input_len` values.
+    pub fn push_multi(&mut self, input: &[f32], labels: &[bool], group: &str) {
+        debug_assert_eq!(input.len(), self.input_len);
+        self.inputs.extend_from_slice(input);
+        self.label_sets.push(labels.to_vec());
         self.groups.push(group.to_string());
     }
 
@@ -66,17 +83,26 @@ impl Dataset {
         let mut out = Dataset::new(self.input_len);
         out.inputs.reserve(indices.len() * self.input_len);
         for &i in indices {
-            out.push(self.input(i), self.labels[i], &self.groups[i]);
+            match self.label_sets.get(i) {
+                Some(set) => out.push_multi(self.input(i), set, &self.groups[i]),
+                None => out.push(self.input(i), self.labels[i], &self.groups[i]),
+            }
         }
         out
     }
 
-    /// Examples per class, for `classes` classes.
+    /// Examples per class (for label sets: examples having the class), for `classes`
+    /// classes.
     pub fn class_counts(&self, classes: usize) -> Vec<usize> {
         let mut counts = vec![0; classes];
         for &l in &self.labels {
             if l < classes {
                 counts[l] += 1;
+            }
+        }
+        for set in &self.label_sets {
+            for (c, _) in set.iter().enumerate().filter(|(c, &on)| on && *c < classes) {
+                counts[c] += 1;
             }
         }
         counts
@@ -93,6 +119,8 @@ pub enum Monitor {
     ValLoss,
     /// Validation accuracy (higher is better).
     ValAccuracy,
+    /// Validation macro-averaged ROC AUC (higher is better; multi-label data).
+    ValMacroAuc,
 }
 
 impl Monitor {
@@ -101,6 +129,7 @@ impl Monitor {
             Monitor::ValMacroF1 => record.val_macro_f1,
             Monitor::ValLoss => -record.val_loss,
             Monitor::ValAccuracy => record.val_accuracy,
+            Monitor::ValMacroAuc => record.val_macro_auc.unwrap_or(f64::NEG_INFINITY),
         }
     }
 }
@@ -123,6 +152,11 @@ pub struct TrainSettings {
     /// Values at the start of each example that augmentation may touch (the signal window;
     /// RR features after it are left alone).
     pub augment_len: usize,
+    /// Leads one after the other in the augmented part: each lead is augmented on its own
+    /// (a time shift never carries one lead into the next).
+    pub leads: usize,
+    /// `(width, height)` when examples are row-major images: image augmentations apply.
+    pub image: Option<(usize, usize)>,
 }
 
 impl Default for TrainSettings {
@@ -137,6 +171,8 @@ impl Default for TrainSettings {
             augment: Vec::new(),
             max_steps_per_epoch: None,
             augment_len: usize::MAX,
+            leads: 1,
+            image: None,
         }
     }
 }
@@ -146,10 +182,16 @@ impl Default for TrainSettings {
 pub struct EpochRecord {
     pub epoch: usize,
     pub train_loss: f64,
+    /// Fraction of examples classified right; for multi-label data, of (example, label)
+    /// decisions at probability 0.5.
     pub train_accuracy: f64,
     pub val_loss: f64,
     pub val_accuracy: f64,
+    /// Macro F1 (multi-label data: at probability 0.5).
     pub val_macro_f1: f64,
+    /// Macro ROC AUC over the labels (multi-label data only).
+    #[serde(default)]
+    pub val_macro_auc: Option<f64>,
     pub steps: usize,
     /// Wall-clock seconds of the training steps (validation excluded).
     pub train_seconds: f64,
@@ -192,6 +234,10 @@ pub enum TrainError {
     InputLength { got: usize, expected: usize },
     #[error("label {label} is out of range for {classes} classes")]
     Label { label: usize, classes: usize },
+    #[error("a label set has {got} labels for {classes} classes")]
+    LabelSet { got: usize, classes: usize },
+    #[error("training and validation data must both be single-label or both multi-label")]
+    MixedLabels,
     #[error("invalid network: {0}")]
     Architecture(String),
     #[error("batch_size must be positive")]
@@ -262,6 +308,7 @@ pub fn fit(
     }
 
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let multi_label = train.is_multi_label();
     let batch = settings.batch_size;
     let mut best_in_memory: Option<Network> = None;
     let mut stopped_early = patience_spent(&state, settings);
@@ -274,6 +321,7 @@ pub fn fit(
             settings.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         let mut augmenter = Augmenter::new(settings.augment.clone(), settings.seed.wrapping_add(epoch as u64));
+        let n_classes = architecture.classes();
         let steps = order
             .len()
             .div_ceil(batch)
@@ -281,33 +329,57 @@ pub fn fit(
         let started = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         for (step, indices) in order.chunks(batch).take(steps).enumerate() {
-            let (inputs, labels) = batch_of(train, indices, &mut augmenter, settings.augment_len);
+            let inputs = batch_of(train, indices, &mut augmenter, settings);
             let n = indices.len();
             let x = Tensor::<3>::from_data(TensorData::new(inputs, [n, 1, train.input_len]), &device);
-            let targets = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [n]), &device);
             let logits = network.forward(x);
-            let predicted = argmax_rows(&logits.clone().detach());
-            correct += predicted.iter().zip(&labels).filter(|(p, t)| **p as i64 == **t).count();
-            let loss = loss_fn.forward(logits, targets);
+            let loss = if multi_label {
+                let sets: Vec<&Vec<bool>> = indices.iter().map(|&i| &train.label_sets[i]).collect();
+                let flat: Vec<f32> = sets
+                    .iter()
+                    .flat_map(|s| s.iter().map(|&b| f32::from(u8::from(b))))
+                    .collect();
+                let predicted = logits
+                    .clone()
+                    .detach()
+                    .to_data()
+                    .try_to_vec::<f32>()
+                    .expect("float logits");
+                correct += predicted
+                    .iter()
+                    .zip(sets.iter().flat_map(|s| s.iter()))
+                    .filter(|(&logit, &truth)| (logit >= 0.0) == truth)
+                    .count();
+                let targets = Tensor::<2>::from_data(TensorData::new(flat, [n, n_classes]), &device);
+                binary_cross_entropy_with_logits(logits, targets)
+            } else {
+                let labels: Vec<i64> = indices.iter().map(|&i| train.labels[i] as i64).collect();
+                let predicted = argmax_rows(&logits.clone().detach());
+                correct += predicted.iter().zip(&labels).filter(|(p, t)| **p as i64 == **t).count();
+                let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &device);
+                loss_fn.forward(logits, targets)
+            };
             let loss_value = f64::from(loss.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(loss.backward(), &network);
             network = optimizer.step(settings.learning_rate, network, grads);
             loss_sum += loss_value * n as f64;
-            seen += n;
+            seen += if multi_label { n * n_classes } else { n };
             observer.step(epoch, step + 1, steps, loss_value);
         }
         let train_seconds = started.elapsed().as_secs_f64();
-        let (val_loss, report) = evaluate(&network.valid(), architecture, valid, &classes)?;
+        let examples = steps.saturating_mul(batch).min(train.len());
+        let validation = validate(&network.valid(), architecture, valid, &classes)?;
         let record = EpochRecord {
             epoch,
-            train_loss: loss_sum / seen.max(1) as f64,
+            train_loss: loss_sum / examples.max(1) as f64,
             train_accuracy: correct as f64 / seen.max(1) as f64,
-            val_loss,
-            val_accuracy: report.accuracy,
-            val_macro_f1: report.macro_avg.f1,
+            val_loss: validation.loss,
+            val_accuracy: validation.accuracy,
+            val_macro_f1: validation.macro_f1,
+            val_macro_auc: validation.macro_auc,
             steps,
             train_seconds,
-            examples_per_second: seen as f64 / train_seconds.max(1e-9),
+            examples_per_second: examples as f64 / train_seconds.max(1e-9),
         };
         let score = settings.monitor.score(&record);
         let improved = score > state.best_score;
@@ -373,8 +445,89 @@ fn check_data(
         if let Some(&label) = data.labels.iter().find(|&&l| l >= classes) {
             return Err(TrainError::Label { label, classes });
         }
+        if let Some(set) = data.label_sets.iter().find(|s| s.len() != classes) {
+            return Err(TrainError::LabelSet {
+                got: set.len(),
+                classes,
+            });
+        }
+    }
+    if train.is_multi_label() != valid.is_multi_label() {
+        return Err(TrainError::MixedLabels);
     }
     Ok(())
+}
+
+/// Mean binary cross-entropy of sigmoid outputs, computed from the logits in the stable
+/// form `max(x, 0) - x·y + ln(1 + e^-|x|)`.
+fn binary_cross_entropy_with_logits(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    let softplus = logits.clone().abs().neg().exp().add_scalar(1.0).log();
+    (burn::tensor::activation::relu(logits.clone()) - logits * targets + softplus).mean()
+}
+
+/// Validation figures of one epoch.
+struct Validation {
+    loss: f64,
+    accuracy: f64,
+    macro_f1: f64,
+    macro_auc: Option<f64>,
+}
+
+fn validate(
+    network: &Network,
+    architecture: &Architecture,
+    data: &Dataset,
+    classes: &[String],
+) -> Result<Validation, TrainError> {
+    if !data.is_multi_label() {
+        let (loss, report) = evaluate(network, architecture, data, classes)?;
+        return Ok(Validation {
+            loss,
+            accuracy: report.accuracy,
+            macro_f1: report.macro_avg.f1,
+            macro_auc: None,
+        });
+    }
+    let (loss, report) = evaluate_multi_label(network, architecture, data, classes, None)?;
+    let decisions = data.len() * classes.len();
+    let wrong: u64 = report
+        .per_class
+        .iter()
+        .map(|c| {
+            let fn_ = c.support - (c.sensitivity * c.support as f64).round() as u64;
+            let negatives = data.len() as u64 - c.support;
+            let fp = negatives - (c.specificity * negatives as f64).round() as u64;
+            fn_ + fp
+        })
+        .sum();
+    Ok(Validation {
+        loss,
+        accuracy: 1.0 - wrong as f64 / decisions.max(1) as f64,
+        macro_f1: report.macro_f1,
+        macro_auc: report.macro_auc,
+    })
+}
+
+/// Mean binary cross-entropy and the multi-label report of `network` on `data`, with
+/// decision `thresholds` per class (0.5 each when `None`).
+pub fn evaluate_multi_label(
+    network: &Network,
+    architecture: &Architecture,
+    data: &Dataset,
+    classes: &[String],
+    thresholds: Option<&[f32]>,
+) -> Result<(f64, MultiLabelReport), TrainError> {
+    let probabilities = predict_with(network, architecture.input_len(), Output::Sigmoid, &data.inputs, 64)?;
+    let mut loss = 0.0;
+    for (p, truth) in probabilities.iter().zip(&data.label_sets) {
+        for (&q, &t) in p.iter().zip(truth) {
+            let q = f64::from(q).clamp(1e-12, 1.0 - 1e-12);
+            loss -= if t { q.ln() } else { (1.0 - q).ln() };
+        }
+    }
+    let half = vec![0.5; classes.len()];
+    let report = MultiLabelReport::new(classes, &probabilities, &data.label_sets, thresholds.unwrap_or(&half))?;
+    Ok((loss / (data.len() * classes.len()).max(1) as f64, report))
 }
 
 /// Mean cross-entropy and the classification report of `network` on `data`.
@@ -426,19 +579,28 @@ pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     order
 }
 
-/// The inputs (augmented) and labels of one batch.
-fn batch_of(data: &Dataset, indices: &[usize], augmenter: &mut Augmenter, augment_len: usize) -> (Vec<f32>, Vec<i64>) {
+/// The inputs of one batch, augmented.
+fn batch_of(data: &Dataset, indices: &[usize], augmenter: &mut Augmenter, settings: &TrainSettings) -> Vec<f32> {
     let mut inputs = Vec::with_capacity(indices.len() * data.input_len);
     for &i in indices {
         let start = inputs.len();
         inputs.extend_from_slice(data.input(i));
-        if !augmenter.steps().is_empty() {
-            let end = start + augment_len.min(data.input_len);
-            augmenter.apply(&mut inputs[start..end]);
+        if augmenter.steps().is_empty() {
+            continue;
+        }
+        let example = &mut inputs[start..];
+        match settings.image {
+            Some((width, height)) => augmenter.apply_image(example, width, height),
+            None => {
+                let part = settings.augment_len.min(data.input_len);
+                let lead_len = part / settings.leads.max(1);
+                for lead in example[..part].chunks_mut(lead_len.max(1)) {
+                    augmenter.apply(lead);
+                }
+            }
         }
     }
-    let labels = indices.iter().map(|&i| data.labels[i] as i64).collect();
-    (inputs, labels)
+    inputs
 }
 
 /// FNV-1a over everything that determines a run, so a checkpoint is only resumed by the
@@ -553,6 +715,7 @@ mod tests {
             stem_kernel: 7,
             kernel: 3,
             rr_features: false,
+            leads: 1,
         })
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use ecgflow_operators::models::resecanet::beat_input;
 use ecgflow_operators::models::tract::OnnxClassifier;
-use ecgflow_operators::models::{model_paths, Architecture, ModelCard, TrainedModel};
+use ecgflow_operators::models::{model_paths, ModelCard, TrainedModel};
 use ecgflow_operators::train::argmax;
 use ecgflow_operators::{Beat, Prediction};
 
@@ -127,7 +127,7 @@ impl Classifier {
     /// Loads the model named by `path` for `runtime` (`onnx` or `burn`).
     pub(super) fn open(path: &Path, runtime: &str) -> anyhow::Result<Self> {
         if runtime == "burn" {
-            return Ok(Self::from_model(TrainedModel::open(path)?));
+            return Self::from_model(TrainedModel::open(path)?);
         }
         let (_, card_path) = model_paths(path);
         let onnx_path = match path.extension().and_then(|e| e.to_str()) {
@@ -165,26 +165,26 @@ impl Classifier {
         let card: ModelCard =
             serde_json::from_str(&text).with_context(|| format!("{}: not a model card", card_path.display()))?;
         onnx.check_card(&card, &card_path)?;
-        Ok(Self::with_card(Runtime::Onnx(onnx), &card))
+        Self::with_card(Runtime::Onnx(onnx), &card)
     }
 
     /// A burn model as a classifier.
-    pub(super) fn from_model(model: TrainedModel) -> Self {
+    pub(super) fn from_model(model: TrainedModel) -> anyhow::Result<Self> {
         let card = model.card.clone();
         Self::with_card(Runtime::Burn(Box::new(Mutex::new(model))), &card)
     }
 
-    fn with_card(runtime: Runtime, card: &ModelCard) -> Self {
-        let Architecture::Resecanet(config) = &card.architecture;
-        Classifier {
+    fn with_card(runtime: Runtime, card: &ModelCard) -> anyhow::Result<Self> {
+        let input = card.beat_input()?;
+        Ok(Classifier {
             runtime,
             name: card.name.clone(),
             version: card.version.clone(),
             classes: card.classes.clone(),
             input_len: card.architecture.input_len(),
-            rr_features: config.rr_features,
-            window: Some((card.input.before, card.input.after)),
-        }
+            rr_features: card.architecture.rr_features(),
+            window: Some((input.before, input.after)),
+        })
     }
 
     /// Samples of the beat window at the start of each input (the rest are RR features).

@@ -12,13 +12,19 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use ecgflow_datasets::mitdb::LabelMap;
-use ecgflow_operators::augment::Augmentation;
-use ecgflow_operators::metrics::{ClassificationReport, CrossValidationSummary};
-use ecgflow_operators::models::resecanet::beat_input;
-use ecgflow_operators::models::{save_model, Architecture, BeatInput, ModelCard, ResEcaNetConfig, TrainedModel};
+use ecgflow_datasets::ptbxl::SUPERCLASSES;
+use ecgflow_operators::augment::{Augmentation, Fill};
+use ecgflow_operators::metrics::{best_f1_thresholds, ClassificationReport, CrossValidationSummary};
+use ecgflow_operators::models::cwt_layer::CwtFrontEnd;
+use ecgflow_operators::models::resecanet::beat_input as beat_input_values;
+use ecgflow_operators::models::{
+    predict_with, save_model, Architecture, BeatInput, ModelCard, ModelInput, Output as Activation, RecordInput,
+    ResDscNetConfig, ResEcaNetConfig, TrainedModel, Vgg16Config,
+};
+use ecgflow_operators::render::{RenderConfig, STANDARD_LEADS};
 use ecgflow_operators::smote::{Smote, Target};
 use ecgflow_operators::split::{holdout, k_folds, SplitBy};
-use ecgflow_operators::train::{fit, Dataset, EpochRecord, Monitor, TrainObserver, TrainSettings};
+use ecgflow_operators::train::{fit, Dataset, EpochRecord, Monitor, TrainObserver, TrainOutcome, TrainSettings};
 use ecgflow_operators::Beat;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -28,21 +34,32 @@ use super::{same_fs, Built, ComponentSpec, FieldProblem, Output, Params, PortKin
 use crate::config::Role;
 use crate::message::{meta_value, Body};
 use crate::parquet_out::{BeatRows, ParquetTable};
-use crate::reports::{classify, write_classification, write_history, write_json, LabelledBeats};
+use crate::reports::{
+    classify, write_classification, write_history, write_json, write_multi_label_report, LabelledBeats,
+};
 
 pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
     type_name: "train",
     role: Role::Sink,
-    summary: "Trains a beat classifier (ResECANet, burn, CPU) on the labelled beats that reach it. Holds every \
-              beat until the input ends, then: sets aside a test part (`test_fraction`), a validation part \
-              (`validation_fraction`), by beat or by patient (`group_by`), or runs K-fold cross-validation \
-              (`k_folds`); balances the training part only with SMOTE (`balance = \"smote\"`); trains with Adam \
-              and cross-entropy, validating every epoch, stopping early and keeping the best epoch. Writes \
-              PATH/NAME.bpk + NAME.json (the model), history.json/.csv, loss.png and curves.png, \
-              validation-report.json, and with a test part test-beats.parquet, test-report.json and \
-              test-confusion.png; K-fold writes cv.json. A run interrupted after an epoch resumes from \
-              PATH/checkpoint.",
-    accepts: &[PortKind::Beats],
+    summary: "Trains a classifier (burn, CPU) on what reaches it, holding everything until the input ends. \
+              Labelled **beats** train a beat classifier: `model = \"resecanet\"` (the study's model 1) or \
+              `\"vgg16_cwt\"` (model 2: VGG16 on the beat's 38 × 259 Mexican-hat CWT scalogram, computed by \
+              the network's fixed first layer, so it takes raw beats like ResECANet); classes come from \
+              `label_map`. Whole **records** from the `ptbxl` source (signal chunks) train a multi-label \
+              classifier over the five PTB-XL diagnostic superclasses, read from the stream metadata \
+              (records with none are left out): `model = \"resdscnet\"` sees each record rendered as a \
+              `image_size` × `image_size` grayscale image (model 3), `\"resecanet\"` sees the 12-lead signal \
+              itself (`samples` per lead); sigmoid outputs, binary cross-entropy. Splits: a test part \
+              (`test_fraction`), a validation part (`validation_fraction`, or whole PTB-XL folds with \
+              `validation_folds`), by beat or by patient (`group_by`), or K-fold cross-validation \
+              (`k_folds`, beats only); SMOTE on the training part only (`balance = \"smote\"`, beats only). \
+              Adam, validation every epoch, early stopping, the best epoch kept. Writes PATH/NAME.bpk + \
+              NAME.json (the model), history.json/.csv, loss.png and curves.png, validation-report.json \
+              (multi-label: with the per-class decision thresholds chosen there, which the model card \
+              keeps, and validation-roc.png), and with a test part test-beats.parquet, test-report.json \
+              and test-confusion.png; K-fold writes cv.json. A run interrupted after an epoch resumes \
+              from PATH/checkpoint.",
+    accepts: &[PortKind::Beats, PortKind::Signal],
     output: Output::None,
     fields: &[
         F::string(
@@ -55,26 +72,51 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
             D::Str("resecanet"),
             "model name: the files are PATH/NAME.bpk and PATH/NAME.json",
         ),
-        F::choice("model", &["resecanet"], "resecanet", "network architecture"),
+        F::choice(
+            "model",
+            &["resecanet", "vgg16_cwt", "resdscnet"],
+            "resecanet",
+            "network: resecanet (beats, or 12-lead records), vgg16_cwt (beats), resdscnet (records as images)",
+        ),
         F::string(
             "widths",
-            D::Str("32,64,128,256,512"),
-            "filters of each residual stage (the study's 32 → 512 by default)",
+            D::Absent,
+            "filters of each stage; default the study's: resecanet and resdscnet 32,64,128,256,512, \
+             vgg16_cwt 64,128,256,512,512",
         ),
-        F::int("stem_kernel", 1, 255, D::Int(15), "kernel of the first convolution"),
-        F::int("kernel", 1, 255, D::Int(7), "kernel of the residual convolutions"),
+        F::int("stem_kernel", 1, 255, D::Int(15), "resecanet: kernel of the first convolution"),
+        F::int("kernel", 1, 255, D::Int(7), "resecanet: kernel of the residual convolutions"),
         F::boolean(
             "rr_features",
             false,
-            "also feed the RR intervals (previous/local, next/local, local mean) to the dense layer",
+            "resecanet on beats: also feed the RR intervals (previous/local, next/local, local mean) to the dense layer",
+        ),
+        F::string(
+            "dense",
+            D::Str("256,128"),
+            "vgg16_cwt: units of the hidden dense layers (dropout 0.5 after the first, 0.2 after the others)",
+        ),
+        F::int(
+            "samples",
+            1,
+            1_000_000,
+            D::Int(1000),
+            "records: samples per lead the network takes (cut or zero-padded; 1000 = 10 s at 100 Hz)",
+        ),
+        F::int(
+            "image_size",
+            16,
+            4096,
+            D::Int(224),
+            "resdscnet: side of the square grayscale image each record is rendered as (clinical 3 × 4 layout)",
         ),
         F::string(
             "label_map",
             D::Str("aami"),
-            "classes: aami, study6, raw, or a CSV file of symbol,class",
+            "beats: classes from aami, study6, raw, or a CSV file of symbol,class (records use the PTB-XL superclasses)",
         ),
         F::int("epochs", 1, 100_000, D::Int(30), "epochs at most"),
-        F::int("batch_size", 1, 65_536, D::Int(64), "beats per optimisation step"),
+        F::int("batch_size", 1, 65_536, D::Int(64), "examples per optimisation step"),
         F::positive("learning_rate", 0.0, 1.0, D::Float(4e-4), "Adam learning rate"),
         F::int(
             "seed",
@@ -92,9 +134,9 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
         ),
         F::choice(
             "monitor",
-            &["val_macro_f1", "val_loss", "val_accuracy"],
-            "val_macro_f1",
-            "validation figure for early stopping and the best epoch",
+            &["auto", "val_macro_f1", "val_loss", "val_accuracy", "val_macro_auc"],
+            "auto",
+            "validation figure for early stopping and the best epoch (auto: macro F1 for beats, macro AUC for records)",
         ),
         F::int(
             "steps_per_epoch",
@@ -117,11 +159,16 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
             D::Float(0.1),
             "part of the rest held out for validation (early stopping, best epoch)",
         ),
+        F::string(
+            "validation_folds",
+            D::Absent,
+            "records: the PTB-XL folds (stream metadata `fold`) that form the validation part instead, e.g. \"9\"",
+        ),
         F::choice(
             "group_by",
             &["beat", "patient"],
             "beat",
-            "split beat by beat (the study's protocol) or keep each patient on one side",
+            "split example by example (the study's protocol) or keep each patient on one side",
         ),
         F::int(
             "k_folds",
@@ -149,21 +196,28 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
             0.0,
             0.9,
             D::Float(0.0),
-            "training augmentation: amplitude scaled by a factor in [1 - x, 1 + x]",
+            "training augmentation: amplitude (images: contrast) scaled by a factor in [1 - x, 1 + x]",
         ),
         F::float(
             "augment_noise_mv",
             0.0,
             10.0,
             D::Float(0.0),
-            "training augmentation: Gaussian noise of this std in mV",
+            "training augmentation: Gaussian noise of this std (mV; images: in pixel units)",
         ),
         F::int(
             "augment_shift",
             0,
             1000,
             D::Int(0),
-            "training augmentation: time shift of up to this many samples",
+            "training augmentation: time shift of up to this many samples (images: pixels, in both directions)",
+        ),
+        F::float(
+            "augment_erase",
+            0.0,
+            0.9,
+            D::Float(0.0),
+            "training augmentation: erase a random span (images: rectangle) of this fraction of the length (side)",
         ),
         F::boolean(
             "resume",
@@ -181,36 +235,60 @@ fn check_train(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
     if let Err(e) = super::sinks::label_map(p.str("label_map")) {
         problems.push(("label_map".to_owned(), format!("{e:#}")));
     }
-    match parse_widths(p.str("widths")) {
-        Err(e) => problems.push(("widths".to_owned(), e)),
-        Ok(widths) => {
-            let config = ResEcaNetConfig {
-                widths,
-                stem_kernel: p.usize("stem_kernel"),
-                kernel: p.usize("kernel"),
-                ..ResEcaNetConfig::study(2)
-            };
-            if let Err(e) = config.validate() {
+    match TrainSink::from_params(p) {
+        Err(e) => problems.push(("widths".to_owned(), format!("{e:#}"))),
+        Ok(sink) => {
+            // The shape is checked with the study's input; the real one is known once data arrives.
+            if let Err(e) = sink.architecture(2, &study_input(sink.kind)).validate() {
                 problems.push(("widths".to_owned(), e));
             }
         }
     }
-    if p.usize("k_folds") < 2 && p.f64("validation_fraction") <= 0.0 {
+    if let Some(folds) = p.opt_str("validation_folds") {
+        if let Err(e) = super::sources::parse_folds(folds) {
+            problems.push(("validation_folds".to_owned(), format!("{e:#}")));
+        }
+    } else if p.usize("k_folds") < 2 && p.f64("validation_fraction") <= 0.0 {
         problems.push((
             "validation_fraction".to_owned(),
-            "must be positive: early stopping and the best epoch are chosen on the validation part".to_owned(),
+            "must be positive (or give validation_folds): early stopping and the best epoch are chosen on the validation part".to_owned(),
         ));
     }
     problems
 }
 
-fn parse_widths(text: &str) -> Result<Vec<usize>, String> {
+fn parse_widths(field: &str, text: &str) -> anyhow::Result<Vec<usize>> {
     let widths: Result<Vec<usize>, _> = text.split(',').map(|w| w.trim().parse::<usize>()).collect();
     match widths {
         Ok(w) if !w.is_empty() && !w.contains(&0) => Ok(w),
-        _ => Err(format!(
-            "{text:?}: expected positive integers separated by commas, e.g. \"16,32,64,128\""
-        )),
+        _ => bail!("{field} = {text:?}: expected positive integers separated by commas, e.g. \"16,32,64,128\""),
+    }
+}
+
+/// The network a `train` sink builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ModelKind {
+    Resecanet,
+    Vgg16Cwt,
+    Resdscnet,
+}
+
+/// The input the study used for each network: what the shape is checked with before data
+/// arrives.
+fn study_input(kind: ModelKind) -> ModelInput {
+    match kind {
+        ModelKind::Resecanet | ModelKind::Vgg16Cwt => ModelInput::Beat(BeatInput {
+            fs: 360.0,
+            before: 90,
+            after: 168,
+            lead: "MLII".to_owned(),
+        }),
+        ModelKind::Resdscnet => ModelInput::Record(RecordInput {
+            fs: 100.0,
+            leads: STANDARD_LEADS.iter().map(|l| (*l).to_owned()).collect(),
+            samples: 1000,
+            image: Some(RenderConfig::default()),
+        }),
     }
 }
 
@@ -220,10 +298,23 @@ struct TrainSink {
     dir: PathBuf,
     name: String,
     labels: LabelMap,
-    config: ResEcaNetConfig,
+    kind: ModelKind,
+    /// Stage widths; `None`: the study's for the network.
+    widths: Option<Vec<usize>>,
+    stem_kernel: usize,
+    kernel: usize,
+    rr_features: bool,
+    dense: Vec<usize>,
+    samples: usize,
+    image_size: usize,
+    /// Erased span as a fraction of the window (signals) or image side.
+    erase_fraction: f64,
     settings: TrainSettings,
+    /// `monitor = "auto"`: chosen once the data's kind is known.
+    auto_monitor: bool,
     test_fraction: f64,
     validation_fraction: f64,
+    validation_folds: Option<Vec<u8>>,
     by: SplitBy,
     k_folds: usize,
     smote: Option<Smote>,
@@ -233,31 +324,72 @@ struct TrainSink {
 impl TrainSink {
     fn from_params(p: &Params) -> anyhow::Result<Self> {
         let labels = super::sinks::label_map(p.str("label_map"))?;
-        let config = ResEcaNetConfig {
-            widths: parse_widths(p.str("widths")).map_err(anyhow::Error::msg)?,
-            stem_kernel: p.usize("stem_kernel"),
-            kernel: p.usize("kernel"),
-            rr_features: p.bool("rr_features"),
-            ..ResEcaNetConfig::study(labels.classes().len())
+        let kind = match p.str("model") {
+            "vgg16_cwt" => ModelKind::Vgg16Cwt,
+            "resdscnet" => ModelKind::Resdscnet,
+            _ => ModelKind::Resecanet,
         };
+        let widths = p.opt_str("widths").map(|w| parse_widths("widths", w)).transpose()?;
         let mut augment = Vec::new();
         let scale = p.f64("augment_scale") as f32;
-        if scale > 0.0 {
-            augment.push(Augmentation::AmplitudeScale {
-                min: 1.0 - scale,
-                max: 1.0 + scale,
-            });
-        }
         let noise = p.f64("augment_noise_mv") as f32;
-        if noise > 0.0 {
-            augment.push(Augmentation::GaussianNoise {
-                std: noise,
-                relative: false,
-            });
-        }
-        let max_shift = p.usize("augment_shift");
-        if max_shift > 0 {
-            augment.push(Augmentation::TimeShift { max_shift });
+        let shift = p.usize("augment_shift");
+        let erase = p.f64("augment_erase");
+        let image_size = p.usize("image_size");
+        if kind == ModelKind::Resdscnet {
+            // Images: the stacked image augmentations of the study (shift and scale as an
+            // affine map, contrast, noise, random erasing).
+            if shift > 0 || scale > 0.0 {
+                augment.push(Augmentation::Affine {
+                    max_rotation_deg: 0.0,
+                    min_scale: 1.0 - scale / 2.0,
+                    max_scale: 1.0 + scale / 2.0,
+                    max_translate: shift as f32,
+                    fill: 1.0,
+                });
+            }
+            if scale > 0.0 {
+                augment.push(Augmentation::BrightnessContrast {
+                    max_brightness: scale / 2.0,
+                    max_contrast: scale,
+                });
+            }
+            if noise > 0.0 {
+                augment.push(Augmentation::GaussianNoise {
+                    std: noise,
+                    relative: false,
+                });
+            }
+            if erase > 0.0 {
+                let side = ((image_size as f64 * erase).round() as usize).max(1);
+                augment.push(Augmentation::EraseRect {
+                    width: side,
+                    height: side,
+                    value: 1.0,
+                });
+            }
+        } else {
+            if scale > 0.0 {
+                augment.push(Augmentation::AmplitudeScale {
+                    min: 1.0 - scale,
+                    max: 1.0 + scale,
+                });
+            }
+            if noise > 0.0 {
+                augment.push(Augmentation::GaussianNoise {
+                    std: noise,
+                    relative: false,
+                });
+            }
+            if shift > 0 {
+                augment.push(Augmentation::TimeShift { max_shift: shift });
+            }
+            if erase > 0.0 {
+                augment.push(Augmentation::Erase {
+                    length: 0, // set from the window once known
+                    fill: Fill::Mean,
+                });
+            }
         }
         let seed = p.i64("seed") as u64;
         let settings = TrainSettings {
@@ -269,20 +401,36 @@ impl TrainSink {
             monitor: match p.str("monitor") {
                 "val_loss" => Monitor::ValLoss,
                 "val_accuracy" => Monitor::ValAccuracy,
+                "val_macro_auc" => Monitor::ValMacroAuc,
                 _ => Monitor::ValMacroF1,
             },
             augment,
             max_steps_per_epoch: Some(p.usize("steps_per_epoch")).filter(|&s| s > 0),
-            augment_len: 0, // set from the beats' window once known
+            augment_len: 0, // set from the data once known
+            leads: 1,
+            image: None,
         };
         Ok(TrainSink {
             dir: PathBuf::from(p.str("path")),
             name: p.str("name").to_owned(),
             labels,
-            config,
+            kind,
+            widths,
+            stem_kernel: p.usize("stem_kernel"),
+            kernel: p.usize("kernel"),
+            rr_features: p.bool("rr_features"),
+            dense: parse_widths("dense", p.str("dense"))?,
+            samples: p.usize("samples"),
+            image_size,
+            erase_fraction: erase,
             settings,
+            auto_monitor: p.str("monitor") == "auto",
             test_fraction: p.f64("test_fraction"),
             validation_fraction: p.f64("validation_fraction"),
+            validation_folds: p
+                .opt_str("validation_folds")
+                .map(super::sources::parse_folds)
+                .transpose()?,
             by: if p.str("group_by") == "patient" {
                 SplitBy::Group
             } else {
@@ -297,6 +445,69 @@ impl TrainSink {
             resume: p.bool("resume"),
         })
     }
+
+    /// The network for `classes` classes and this input.
+    fn architecture(&self, classes: usize, input: &ModelInput) -> Architecture {
+        let widths = |study: Vec<usize>| self.widths.clone().unwrap_or(study);
+        match (self.kind, input) {
+            (ModelKind::Resecanet, ModelInput::Beat(b)) => {
+                let study = ResEcaNetConfig::study(classes);
+                Architecture::Resecanet(ResEcaNetConfig {
+                    window: b.before + 1 + b.after,
+                    widths: widths(study.widths.clone()),
+                    stem_kernel: self.stem_kernel,
+                    kernel: self.kernel,
+                    rr_features: self.rr_features,
+                    ..study
+                })
+            }
+            (ModelKind::Resecanet, ModelInput::Record(r)) => {
+                let study = ResEcaNetConfig::study(classes);
+                Architecture::Resecanet(ResEcaNetConfig {
+                    window: r.samples,
+                    leads: r.leads.len(),
+                    widths: widths(study.widths.clone()),
+                    stem_kernel: self.stem_kernel,
+                    kernel: self.kernel,
+                    ..study
+                })
+            }
+            (ModelKind::Vgg16Cwt, input) => {
+                let study = Vgg16Config::study(classes);
+                let front = CwtFrontEnd::study();
+                let width = match input {
+                    ModelInput::Beat(b) => b.before + 1 + b.after,
+                    ModelInput::Record(r) => r.samples,
+                };
+                let dropout = (0..self.dense.len()).map(|i| if i == 0 { 0.5 } else { 0.2 }).collect();
+                Architecture::Vgg16(Vgg16Config {
+                    height: front.scales.len(),
+                    width,
+                    widths: widths(study.widths.clone()),
+                    convs: study
+                        .convs
+                        .iter()
+                        .copied()
+                        .chain(std::iter::repeat(3))
+                        .take(self.widths.as_ref().map_or(study.convs.len(), Vec::len))
+                        .collect(),
+                    dense: self.dense.clone(),
+                    dropout,
+                    cwt: Some(front),
+                    ..study
+                })
+            }
+            (ModelKind::Resdscnet, _) => {
+                let study = ResDscNetConfig::study(classes);
+                Architecture::Resdscnet(ResDscNetConfig {
+                    height: self.image_size,
+                    width: self.image_size,
+                    widths: widths(study.widths.clone()),
+                    ..study
+                })
+            }
+        }
+    }
 }
 
 impl Sink for TrainSink {
@@ -305,16 +516,25 @@ impl Sink for TrainSink {
             sink: self.clone(),
             meta: HashMap::new(),
             beats: Vec::new(),
+            records: HashMap::new(),
             failed: HashSet::new(),
         }))
     }
 }
 
-/// Collects the beats; all the work happens in `finish`.
+/// One record's samples, gathered from its chunks.
+struct RecordBuffer {
+    fs: f64,
+    leads: Vec<String>,
+    samples: Vec<Vec<f32>>,
+}
+
+/// Collects the beats or records; all the work happens in `finish`.
 struct TrainWriter {
     sink: TrainSink,
     meta: HashMap<String, Vec<(String, String)>>,
     beats: Vec<Beat>,
+    records: HashMap<String, RecordBuffer>,
     failed: HashSet<String>,
 }
 
@@ -325,12 +545,30 @@ impl SinkWriter for TrainWriter {
                 self.meta.insert(stream.clone(), meta.clone());
             }
             Body::Beat(beat) => self.beats.push(beat.clone()),
+            Body::Chunk(chunk) => {
+                let record = self
+                    .records
+                    .entry(chunk.stream.clone())
+                    .or_insert_with(|| RecordBuffer {
+                        fs: chunk.fs,
+                        leads: chunk.leads.clone(),
+                        samples: vec![Vec::new(); chunk.leads.len()],
+                    });
+                if chunk.leads != record.leads {
+                    bail!("stream {}: the leads changed within the record", chunk.stream);
+                }
+                for (lead, samples) in record.samples.iter_mut().zip(&chunk.samples) {
+                    // Only what the network takes is kept.
+                    let room = self.sink.samples.saturating_sub(lead.len());
+                    lead.extend(samples.iter().take(room));
+                }
+            }
             Body::Abort { stream, .. } => {
                 self.failed.insert(stream.clone());
             }
             Body::End { .. } | Body::Event(_) => {}
-            Body::Chunk(_) | Body::Tensor(_) | Body::Explanation(_) => {
-                bail!("the train sink takes beats")
+            Body::Tensor(_) | Body::Explanation(_) => {
+                bail!("the train sink takes beats or whole records (signal chunks)")
             }
         }
         Ok(())
@@ -341,10 +579,17 @@ impl SinkWriter for TrainWriter {
             sink,
             meta,
             mut beats,
+            mut records,
             failed,
         } = *self;
         beats.retain(|b| !failed.contains(&b.stream));
-        let run = Run::new(sink, meta, beats)?;
+        records.retain(|stream, _| !failed.contains(stream));
+        let run = match (beats.is_empty(), records.is_empty()) {
+            (false, true) => Run::from_beats(sink, meta, beats)?,
+            (true, false) => Run::from_records(sink, meta, records)?,
+            (true, true) => bail!("no beats or records reached the train sink"),
+            (false, false) => bail!("the train sink takes either beats or records, not both"),
+        };
         let line = if run.sink.k_folds >= 2 {
             run.cross_validate()?
         } else {
@@ -358,23 +603,26 @@ impl SinkWriter for TrainWriter {
 struct Run {
     sink: TrainSink,
     architecture: Architecture,
-    /// Labelled beats (those the label map knows), with their stream's metadata.
+    /// Labelled beats (those the label map knows), with their stream's metadata; empty
+    /// when training on records.
     beats: Vec<Beat>,
     meta: HashMap<String, Vec<(String, String)>>,
     data: Dataset,
+    /// The stream of each example.
+    streams: Vec<String>,
+    /// Classes in output order.
+    classes: Vec<String>,
     skipped: usize,
-    input: BeatInput,
+    input: ModelInput,
 }
 
 impl Run {
-    fn new(
+    fn from_beats(
         mut sink: TrainSink,
         meta: HashMap<String, Vec<(String, String)>>,
         beats: Vec<Beat>,
     ) -> anyhow::Result<Self> {
-        let Some(first) = beats.first() else {
-            bail!("no beats reached the train sink");
-        };
+        let first = &beats[0];
         if first.leads.len() != 1 {
             bail!(
                 "the train sink takes single-lead beats; stream {} has leads {}",
@@ -382,17 +630,27 @@ impl Run {
                 first.leads.join(",")
             );
         }
-        let input = BeatInput {
+        if sink.kind == ModelKind::Resdscnet {
+            bail!("model = \"resdscnet\" takes whole PTB-XL records, not beats (use resecanet or vgg16_cwt)");
+        }
+        if sink.validation_folds.is_some() {
+            bail!("validation_folds splits PTB-XL records; for beats use validation_fraction");
+        }
+        let beat_input = BeatInput {
             fs: first.fs,
             before: first.before,
             after: first.after,
             lead: first.leads[0].clone(),
         };
-        sink.config.window = first.before + 1 + first.after;
-        sink.settings.augment_len = sink.config.window;
-        let architecture = Architecture::Resecanet(sink.config.clone());
+        let input = ModelInput::Beat(beat_input.clone());
+        let classes = sink.labels.classes().to_vec();
+        let architecture = sink.architecture(classes.len(), &input);
         architecture.validate().map_err(|e| anyhow::anyhow!("train: {e}"))?;
-        let mut data = Dataset::new(sink.config.input_len());
+        let window = beat_input.before + 1 + beat_input.after;
+        sink.settings.augment_len = window;
+        set_erase_length(&mut sink, window);
+        let rr_features = architecture.rr_features();
+        let mut data = Dataset::new(architecture.input_len());
         let mut kept = Vec::with_capacity(beats.len());
         let mut skipped = 0;
         for beat in beats {
@@ -401,19 +659,20 @@ impl Run {
                 continue;
             };
             // Leads may differ (MIT-BIH 102 and 104 have no MLII); window sizes may not.
-            if beat.before != input.before || beat.after != input.after || beat.leads.len() != 1 {
+            if beat.before != beat_input.before || beat.after != beat_input.after || beat.leads.len() != 1 {
                 bail!(
                     "beat {} of stream {} is not a single-lead {} + 1 + {} window like the first beat",
                     beat.sample,
                     beat.stream,
-                    input.before,
-                    input.after
+                    beat_input.before,
+                    beat_input.after
                 );
             }
-            let patient = meta_value(meta.get(&beat.stream).map_or(&[][..], Vec::as_slice), "patient")
-                .unwrap_or(&beat.stream)
-                .to_owned();
-            data.push(&beat_input(&beat, sink.config.rr_features), label, &patient);
+            data.push(
+                &beat_input_values(&beat, rr_features),
+                label,
+                &patient_of(&meta, &beat.stream),
+            );
             kept.push(beat);
         }
         if data.is_empty() {
@@ -422,19 +681,135 @@ impl Run {
                 sink.labels.name()
             );
         }
+        if sink.auto_monitor {
+            sink.settings.monitor = Monitor::ValMacroF1;
+        }
         Ok(Run {
+            streams: kept.iter().map(|b| b.stream.clone()).collect(),
             sink,
             architecture,
             beats: kept,
             meta,
             data,
+            classes,
+            skipped,
+            input,
+        })
+    }
+
+    /// Whole PTB-XL records, labelled with their diagnostic superclasses (multi-label).
+    fn from_records(
+        mut sink: TrainSink,
+        meta: HashMap<String, Vec<(String, String)>>,
+        records: HashMap<String, RecordBuffer>,
+    ) -> anyhow::Result<Self> {
+        if sink.kind == ModelKind::Vgg16Cwt {
+            bail!("model = \"vgg16_cwt\" takes beats, not whole records (use resdscnet or resecanet)");
+        }
+        if sink.smote.is_some() || sink.k_folds >= 2 {
+            bail!("balance = \"smote\" and k_folds are for beat classifiers; records train multi-label");
+        }
+        // Sorted, so that the run does not depend on which worker delivered a record first.
+        let mut names: Vec<&String> = records.keys().collect();
+        names.sort();
+        let first = &records[names[0]];
+        let input = ModelInput::Record(RecordInput {
+            fs: first.fs,
+            leads: first.leads.clone(),
+            samples: sink.samples,
+            image: (sink.kind == ModelKind::Resdscnet).then(|| RenderConfig {
+                width: sink.image_size,
+                height: sink.image_size,
+                ..RenderConfig::default()
+            }),
+        });
+        let ModelInput::Record(record_input) = &input else {
+            unreachable!("built as a record input just above")
+        };
+        let classes: Vec<String> = SUPERCLASSES.iter().map(|c| (*c).to_owned()).collect();
+        let architecture = sink.architecture(classes.len(), &input);
+        architecture.validate().map_err(|e| anyhow::anyhow!("train: {e}"))?;
+        match &record_input.image {
+            Some(image) => sink.settings.image = Some((image.width, image.height)),
+            None => {
+                sink.settings.leads = record_input.leads.len();
+                sink.settings.augment_len = record_input.leads.len() * record_input.samples;
+                set_erase_length(&mut sink, record_input.samples);
+            }
+        }
+        let mut data = Dataset::new(architecture.input_len());
+        let mut streams = Vec::new();
+        let mut skipped = 0;
+        for name in names {
+            let record = &records[name];
+            let stream_meta = meta.get(name).map_or(&[][..], Vec::as_slice);
+            let mut labels = Vec::with_capacity(classes.len());
+            for class in &classes {
+                match meta_value(stream_meta, class) {
+                    Some(v) => labels.push(v == "1"),
+                    None => bail!(
+                        "stream {name} has no {class} label in its metadata: records must come from the ptbxl source"
+                    ),
+                }
+            }
+            if !labels.contains(&true) {
+                skipped += 1;
+                continue;
+            }
+            if record.fs != record_input.fs {
+                bail!(
+                    "record {name} is sampled at {} Hz, the first at {} Hz",
+                    record.fs,
+                    record_input.fs
+                );
+            }
+            let values = record_input
+                .prepare(&record.leads, &record.samples)
+                .map_err(|e| anyhow::anyhow!("record {name}: {e}"))?;
+            data.push_multi(&values, &labels, &patient_of(&meta, name));
+            streams.push(name.clone());
+        }
+        if data.is_empty() {
+            bail!("none of the {skipped} records has a diagnostic superclass");
+        }
+        if sink.auto_monitor {
+            sink.settings.monitor = Monitor::ValMacroAuc;
+        }
+        Ok(Run {
+            sink,
+            architecture,
+            beats: Vec::new(),
+            meta,
+            data,
+            streams,
+            classes,
             skipped,
             input,
         })
     }
 
     fn classes(&self) -> Vec<String> {
-        self.sink.labels.classes().to_vec()
+        self.classes.clone()
+    }
+
+    /// Splits `indices` into training and validation parts: by PTB-XL fold when
+    /// `validation_folds` is set, otherwise a `validation_fraction` by example or patient.
+    fn validation_split(&self, indices: &[usize]) -> (Vec<usize>, Vec<usize>) {
+        let sink = &self.sink;
+        match &sink.validation_folds {
+            Some(folds) => indices.iter().partition(|&&i| {
+                let meta = self.meta.get(&self.streams[i]).map_or(&[][..], Vec::as_slice);
+                let fold = meta_value(meta, "fold").and_then(|f| f.parse::<u8>().ok());
+                !fold.is_some_and(|f| folds.contains(&f))
+            }),
+            None => holdout(
+                indices,
+                &self.data.groups,
+                sink.validation_fraction,
+                sink.by,
+                sink.settings.seed ^ 0x5EED,
+            ),
+        }
     }
 
     /// Splits `indices` into training and validation parts, balances the training part, and
@@ -446,13 +821,10 @@ impl Run {
         title: &str,
     ) -> anyhow::Result<(ecgflow_operators::train::TrainOutcome, Vec<usize>, Vec<usize>)> {
         let sink = &self.sink;
-        let (train_idx, valid_idx) = holdout(
-            indices,
-            &self.data.groups,
-            sink.validation_fraction,
-            sink.by,
-            sink.settings.seed ^ 0x5EED,
-        );
+        let (train_idx, valid_idx) = self.validation_split(indices);
+        if valid_idx.is_empty() {
+            bail!("the validation part is empty: check validation_folds or validation_fraction");
+        }
         let mut train = self.data.subset(&train_idx);
         let valid = self.data.subset(&valid_idx);
         let classes = self.classes().len();
@@ -470,7 +842,7 @@ impl Run {
         let counts = train.class_counts(classes);
         let valid_counts = valid.class_counts(classes);
         eprintln!(
-            "{title}: training on {} beats {:?}, validating on {} {:?}",
+            "{title}: training on {} examples {:?}, validating on {} {:?}",
             train.len(),
             counts,
             valid.len(),
@@ -497,13 +869,24 @@ impl Run {
     }
 
     fn card(&self, training: serde_json::Value) -> ModelCard {
+        let multi_label = self.data.is_multi_label();
         ModelCard {
             name: self.sink.name.clone(),
             version: "1".to_owned(),
             architecture: self.architecture.clone(),
             classes: self.classes(),
-            label_map: self.sink.labels.name().to_owned(),
+            label_map: if multi_label {
+                "ptbxl_superclasses".to_owned()
+            } else {
+                self.sink.labels.name().to_owned()
+            },
             input: self.input.clone(),
+            output: if multi_label {
+                Activation::Sigmoid
+            } else {
+                Activation::Softmax
+            },
+            thresholds: None,
             training,
         }
     }
@@ -522,10 +905,10 @@ impl Run {
 
     fn records(&self) -> Vec<String> {
         let mut seen = HashSet::new();
-        self.beats
+        self.streams
             .iter()
-            .filter(|b| seen.insert(b.stream.clone()))
-            .map(|b| b.stream.clone())
+            .filter(|s| seen.insert(s.as_str()))
+            .cloned()
             .collect()
     }
 
@@ -539,7 +922,11 @@ impl Run {
         let best = outcome.history.iter().find(|r| r.epoch == outcome.best_epoch);
         let mut training = self.settings_json();
         training["class_counts"] = json!({"train": train_counts, "validation": valid_counts, "test": self.data.subset(&test_idx).class_counts(self.classes().len())});
-        training["beats_skipped_no_class"] = json!(self.skipped);
+        training[if self.beats.is_empty() {
+            "records_skipped_no_class"
+        } else {
+            "beats_skipped_no_class"
+        }] = json!(self.skipped);
         training["best_epoch"] = json!(outcome.best_epoch);
         training["epochs_run"] = json!(outcome.history.len());
         training["stopped_early"] = json!(outcome.stopped_early);
@@ -550,10 +937,13 @@ impl Run {
             outcome.history.iter().map(|r| r.train_seconds / r.steps.max(1) as f64)
         ));
         training["examples_per_second"] = json!(mean(outcome.history.iter().map(|r| r.examples_per_second)));
-        let card = self.card(training);
+        let mut card = self.card(training);
         let model_path = sink.dir.join(&sink.name);
-        save_model(&outcome.best, &card, &model_path)?;
         write_history(&sink.dir, &outcome.history, &sink.name)?;
+        if self.data.is_multi_label() {
+            return self.report_multi_label(&outcome, &mut card, &model_path, &rest, &test_idx);
+        }
+        save_model(&outcome.best, &card, &model_path)?;
         let model = TrainedModel::open(&model_path)?;
 
         // The validation part (chosen before SMOTE, real class balance).
@@ -564,13 +954,7 @@ impl Run {
                 "data": {"part": part, "beats": beats, "records": self.records()},
             })
         };
-        let (_, valid_idx) = holdout(
-            &rest,
-            &self.data.groups,
-            sink.validation_fraction,
-            sink.by,
-            sink.settings.seed ^ 0x5EED,
-        );
+        let (_, valid_idx) = self.validation_split(&rest);
         let valid = self.labelled(&valid_idx);
         let report = classify(&model, &valid, &classes)?;
         write_classification(
@@ -613,12 +997,78 @@ impl Run {
         Ok(line)
     }
 
+    /// Multi-label reports: the decision thresholds are chosen on the validation part (best
+    /// F1 per class) and kept in the model card; the validation report uses them (so its F1
+    /// is optimistic; its AUCs are not), the test part, if any, is scored with them.
+    fn report_multi_label(
+        &self,
+        outcome: &TrainOutcome,
+        card: &mut ModelCard,
+        model_path: &Path,
+        rest: &[usize],
+        test_idx: &[usize],
+    ) -> anyhow::Result<String> {
+        let sink = &self.sink;
+        let (_, valid_idx) = self.validation_split(rest);
+        let valid = self.data.subset(&valid_idx);
+        let probabilities = predict_with(
+            &outcome.best,
+            self.architecture.input_len(),
+            Activation::Sigmoid,
+            &valid.inputs,
+            64,
+        )?;
+        let thresholds = best_f1_thresholds(&probabilities, &valid.label_sets)?;
+        card.thresholds = Some(thresholds.clone());
+        save_model(&outcome.best, card, model_path)?;
+        let model = TrainedModel::open(model_path)?;
+        let context = |part: &str, records: usize| {
+            json!({
+                "model": crate::reports::model_context(&model, model_path),
+                "data": {"part": part, "records": records},
+            })
+        };
+        let report = write_multi_label_report(
+            &model,
+            &valid,
+            context("validation", valid.len()),
+            &sink.dir.join("validation-report.json"),
+            Some(&sink.dir.join("validation-roc.png")),
+            &format!("{}: validation part", sink.name),
+        )?;
+        let mut line = format!(
+            "train {}: best epoch {} of {}, validation macro AUC {}, micro AUC {}, macro F1 {:.3}; model {}",
+            sink.name,
+            outcome.best_epoch,
+            outcome.history.len(),
+            fmt_auc(report.macro_auc),
+            fmt_auc(report.micro_auc),
+            report.macro_f1,
+            model_path.with_extension("bpk").display()
+        );
+        if !test_idx.is_empty() {
+            let test = self.data.subset(test_idx);
+            let report = write_multi_label_report(
+                &model,
+                &test,
+                context("test", test.len()),
+                &sink.dir.join("test-report.json"),
+                Some(&sink.dir.join("test-roc.png")),
+                &format!("{}: test part", sink.name),
+            )?;
+            line += &format!(
+                "; test part ({} records): macro AUC {}, micro AUC {}",
+                test.len(),
+                fmt_auc(report.macro_auc),
+                fmt_auc(report.micro_auc)
+            );
+        }
+        Ok(line)
+    }
+
     fn labelled(&self, indices: &[usize]) -> LabelledBeats {
         LabelledBeats {
-            inputs: indices
-                .iter()
-                .flat_map(|&i| self.data.input(i).iter().copied())
-                .collect(),
+            inputs: self.data.subset(indices).inputs,
             labels: indices.iter().map(|&i| self.data.labels[i]).collect(),
             skipped: 0,
         }
@@ -697,6 +1147,28 @@ impl Run {
     }
 }
 
+/// The patient of a stream (its metadata's `patient`, else the stream itself).
+fn patient_of(meta: &HashMap<String, Vec<(String, String)>>, stream: &str) -> String {
+    meta_value(meta.get(stream).map_or(&[][..], Vec::as_slice), "patient")
+        .unwrap_or(stream)
+        .to_owned()
+}
+
+/// Sets the span of the erase augmentation (a fraction of the window) once the window is known.
+fn set_erase_length(sink: &mut TrainSink, window: usize) {
+    let fraction = sink.erase_fraction;
+    for step in &mut sink.settings.augment {
+        if let Augmentation::Erase { length, .. } = step {
+            *length = ((window as f64 * fraction).round() as usize).max(1);
+        }
+    }
+}
+
+/// An AUC with three decimals, or `n/a`.
+pub(crate) fn fmt_auc(auc: Option<f64>) -> String {
+    auc.map_or_else(|| "n/a".to_owned(), |a| format!("{a:.3}"))
+}
+
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
     let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     sum / n.max(1) as f64
@@ -744,8 +1216,11 @@ impl TrainObserver for BarObserver {
     }
 
     fn epoch(&mut self, r: &EpochRecord, improved: bool) {
+        let auc = r
+            .val_macro_auc
+            .map_or_else(String::new, |a| format!(" macro AUC {a:.4}"));
         let line = format!(
-            "{} epoch {}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} macro F1 {:.4}{} | {:.0} s, {:.0} beats/s",
+            "{} epoch {}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} macro F1 {:.4}{auc}{} | {:.0} s, {:.0} examples/s",
             self.title,
             r.epoch,
             r.train_loss,

@@ -1,32 +1,68 @@
-//! Grad-CAM (Selvaraju et al., ICCV 2017) for the beat networks: the gradient of the class
-//! logit with respect to the last convolutional block's activations, averaged over time,
-//! weights each channel; the weighted sum of the channels, rectified, is the map, upsampled
-//! linearly from the block's time axis to the beat window.
+//! Grad-CAM (Selvaraju et al., ICCV 2017): the gradient of the class logit with respect to
+//! the last convolutional block's activations, averaged over the block's positions, weights
+//! each channel; the weighted sum of the channels, rectified, is the map, upsampled linearly
+//! from the block's grid to the input's. For the beat networks (ResECANet) the grid is the
+//! block's time axis and the map covers the beat window; for the 2D networks (VGG16 on
+//! scalograms, ResDSCNet on ECG images) it is the block's rows × columns, and the map covers
+//! the `height × width` input, row after row (bilinear upsampling). A VGG16 with a CWT front
+//! end takes raw beats: its map covers the scalogram the network computes, and the values
+//! reported per sample of the window are the map's means over the scales.
 
 use burn::module::Module;
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::{Attribution, ExplainError};
-use crate::models::{Architecture, Network};
+use crate::models::{Architecture, Network, Output};
 
 /// A network ready for Grad-CAM: batch norm in inference mode (running statistics), on the
 /// autodiff device so that gradients can be taken.
 pub struct GradCam {
     network: Network,
     input_len: usize,
-    window: usize,
+    /// Rows and columns of the map: `(1, window)` for a beat, `(height, width)` for an image.
+    grid: (usize, usize),
+    /// Report the map's column means (one value per window sample): for networks that
+    /// take a window and look at its scalogram.
+    column_means: bool,
+    output: Output,
+}
+
+/// What one backward pass gives: probabilities, the classes explained, and the last block's
+/// activations and gradients (each example's `channels × positions`, channel-major).
+struct Backward {
+    probabilities: Vec<f32>,
+    outputs: usize,
+    targets: Vec<usize>,
+    activations: Vec<f32>,
+    gradient: Vec<f32>,
+    channels: usize,
+    /// Rows and columns of the block's grid.
+    grid: (usize, usize),
 }
 
 impl GradCam {
     /// Prepares `network` (of `architecture`) for Grad-CAM; the network itself is untouched.
+    /// The probabilities reported are a softmax over the classes, except for the
+    /// multi-label ResDSCNet (an independent sigmoid per class); see [`GradCam::with_output`].
     pub fn new(network: &Network, architecture: &Architecture) -> Self {
-        let Architecture::Resecanet(config) = architecture;
+        let (grid, output) = match architecture {
+            Architecture::Resecanet(c) => ((1, c.window), Output::Softmax),
+            Architecture::Vgg16(c) => ((c.height, c.width), Output::Softmax),
+            Architecture::Resdscnet(c) => ((c.height, c.width), Output::Sigmoid),
+        };
         GradCam {
             network: network.valid().to_device(&Device::flex().autodiff()),
             input_len: architecture.input_len(),
-            window: config.window,
+            grid,
+            column_means: matches!(architecture, Architecture::Vgg16(c) if c.cwt.is_some()),
+            output,
         }
+    }
+
+    /// Reports probabilities as `output` makes them (the model card's [`Output`]).
+    pub fn with_output(mut self, output: Output) -> Self {
+        self.output = output;
+        self
     }
 
     /// Values per input.
@@ -35,7 +71,9 @@ impl GradCam {
     }
 
     /// Grad-CAM of each input in `inputs` (`n × input_len` values) for its class in `classes`,
-    /// or for the class the network predicts when `classes` is `None`.
+    /// or for the class the network predicts when `classes` is `None`. `per_sample` has one
+    /// value per beat sample, or per pixel (row after row) for the 2D networks that take
+    /// images.
     pub fn explain(&self, inputs: &[f32], classes: Option<&[usize]>) -> Result<Vec<Attribution>, ExplainError> {
         if inputs.is_empty() || !inputs.len().is_multiple_of(self.input_len) {
             return Err(ExplainError::Invalid(format!(
@@ -55,14 +93,61 @@ impl GradCam {
         }
         let device = Device::flex().autodiff();
         let x = Tensor::<3>::from_data(TensorData::new(inputs.to_vec(), [n, 1, self.input_len]), &device);
-        let Network::Resecanet(net) = &self.network;
-        let (signal, rr) = net.split_input(x);
-        // A fresh leaf: the gradient is wanted at the activations, not at the input.
-        let activations = net.last_block_activations(signal).detach().require_grad();
-        let logits = net.logits_from_activations(activations.clone(), rr);
-        let [_, outputs] = logits.dims();
+        // A fresh leaf each time: the gradient is wanted at the activations, not at the input.
+        let pass = match &self.network {
+            Network::Resecanet(net) => {
+                let (signal, rr) = net.split_input(x);
+                let activations = net.last_block_activations(signal).detach().require_grad();
+                let logits = net.logits_from_activations(activations.clone(), rr);
+                self.backward(activations, logits, classes)?
+            }
+            Network::Vgg16(net) => {
+                let activations = net.last_block_activations(x).detach().require_grad();
+                let logits = net.logits_from_activations(activations.clone());
+                self.backward(activations, logits, classes)?
+            }
+            Network::Resdscnet(net) => {
+                let activations = net.last_block_activations(x).detach().require_grad();
+                let logits = net.logits_from_activations(activations.clone());
+                self.backward(activations, logits, classes)?
+            }
+        };
 
-        let probabilities = to_vec(softmax(logits.clone().detach(), 1));
+        let (rows, cols) = pass.grid;
+        let per_example = pass.channels * rows * cols;
+        Ok((0..n)
+            .map(|i| {
+                let a = &pass.activations[i * per_example..(i + 1) * per_example];
+                let g = &pass.gradient[i * per_example..(i + 1) * per_example];
+                let cam = class_activation_map(a, g, pass.channels, rows * cols);
+                let class = pass.targets[i];
+                let mut per_sample = upsample_2d(&cam, (rows, cols), self.grid);
+                if self.column_means {
+                    per_sample = column_means(&per_sample, self.grid.1);
+                }
+                Attribution {
+                    method: "gradcam".into(),
+                    class,
+                    probability: pass.probabilities[i * pass.outputs + class],
+                    per_sample,
+                    segments: Vec::new(),
+                    base_value: None,
+                    fit_r2: None,
+                }
+            })
+            .collect())
+    }
+
+    /// The gradient of the explained classes' logits at `activations` (`[n, channels, length]`
+    /// or `[n, channels, rows, columns]`, a leaf requiring its gradient).
+    fn backward<const D: usize>(
+        &self,
+        activations: Tensor<D>,
+        logits: Tensor<2>,
+        classes: Option<&[usize]>,
+    ) -> Result<Backward, ExplainError> {
+        let [n, outputs] = logits.dims();
+        let probabilities = to_vec(self.output.apply(logits.clone().detach()));
         let targets: Vec<usize> = match classes {
             Some(c) => c.to_vec(),
             None => probabilities.chunks(outputs).map(crate::train::argmax).collect(),
@@ -76,32 +161,25 @@ impl GradCam {
         for (i, &c) in targets.iter().enumerate() {
             one_hot[i * outputs + c] = 1.0;
         }
-        let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [n, outputs]), &device);
+        let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [n, outputs]), &logits.device());
         let grads = (logits * one_hot).sum().backward();
         let gradient = activations
             .grad(&grads)
             .ok_or_else(|| ExplainError::Model("no gradient reached the last block".into()))?;
-        let [_, channels, length] = activations.dims();
-        let activations = to_vec(activations.detach());
-        let gradient = to_vec(gradient);
-
-        let per_beat = channels * length;
-        Ok((0..n)
-            .map(|i| {
-                let a = &activations[i * per_beat..(i + 1) * per_beat];
-                let g = &gradient[i * per_beat..(i + 1) * per_beat];
-                let cam = class_activation_map(a, g, channels, length);
-                Attribution {
-                    method: "gradcam".into(),
-                    class: targets[i],
-                    probability: probabilities[i * outputs + targets[i]],
-                    per_sample: upsample(&cam, self.window),
-                    segments: Vec::new(),
-                    base_value: None,
-                    fit_r2: None,
-                }
-            })
-            .collect())
+        let dims = activations.dims();
+        let grid = match D {
+            3 => (1, dims[2]),
+            _ => (dims[2], dims[3..].iter().product()),
+        };
+        Ok(Backward {
+            probabilities,
+            outputs,
+            targets,
+            activations: to_vec(activations.detach()),
+            gradient: to_vec(gradient),
+            channels: dims[1],
+            grid,
+        })
     }
 }
 
@@ -121,6 +199,38 @@ fn class_activation_map(activations: &[f32], gradient: &[f32], channels: usize, 
         }
     }
     cam.iter().map(|&v| v.max(0.0)).collect()
+}
+
+/// The mean of each column of `map` (row-major, `width` columns).
+fn column_means(map: &[f32], width: usize) -> Vec<f32> {
+    let rows = map.len() / width;
+    let mut means = vec![0f32; width];
+    for row in map.chunks(width) {
+        for (m, &v) in means.iter_mut().zip(row) {
+            *m += v / rows as f32;
+        }
+    }
+    means
+}
+
+/// Bilinear interpolation of `map` (`from.0` rows × `from.1` columns, row-major) onto
+/// `to.0 × to.1`, aligning the centres of the cells: rows first, then columns. A single row
+/// stays a single row unchanged, so beat maps are [`upsample`] of the block's time axis.
+fn upsample_2d(map: &[f32], from: (usize, usize), to: (usize, usize)) -> Vec<f32> {
+    let (rows, cols) = from;
+    let (height, width) = to;
+    let wide: Vec<Vec<f32>> = map.chunks(cols).map(|row| upsample(row, width)).collect();
+    let mut out = vec![0f32; height * width];
+    let mut column = vec![0f32; rows];
+    for c in 0..width {
+        for (r, v) in column.iter_mut().enumerate() {
+            *v = wide[r][c];
+        }
+        for (r, v) in upsample(&column, height).into_iter().enumerate() {
+            out[r * width + c] = v;
+        }
+    }
+    out
 }
 
 /// Linear interpolation of `map` onto `len` samples, aligning the centres of the cells.
@@ -150,6 +260,89 @@ mod tests {
         assert_eq!(up[0], 0.0);
         assert_eq!(up[3], 1.0);
         assert!(up.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn bilinear_upsampling_keeps_constants_corners_and_single_rows() {
+        assert_eq!(upsample_2d(&[3.0; 6], (2, 3), (5, 7)), vec![3.0; 35]);
+        // Rows 0 and 1 of a 2 × 2 map, its left column 0 and right column 1.
+        let up = upsample_2d(&[0.0, 1.0, 10.0, 11.0], (2, 2), (4, 4));
+        assert_eq!((up[0], up[3], up[12], up[15]), (0.0, 1.0, 10.0, 11.0));
+        assert!(up.chunks(4).all(|row| row.windows(2).all(|w| w[0] <= w[1])));
+        let row = [0.0, 2.0, 1.0];
+        assert_eq!(upsample_2d(&row, (1, 3), (1, 8)), upsample(&row, 8));
+    }
+
+    #[test]
+    fn grad_cam_of_the_2d_networks_covers_the_image() {
+        use crate::models::{ResDscNetConfig, Vgg16Config};
+        let vgg = Architecture::Vgg16(Vgg16Config {
+            height: 8,
+            width: 12,
+            classes: 3,
+            widths: vec![4, 8],
+            convs: vec![1, 1],
+            dense: vec![6],
+            dropout: vec![0.5],
+            batch_norm: true,
+            cwt: None,
+        });
+        let resdsc = Architecture::Resdscnet(ResDscNetConfig {
+            height: 16,
+            width: 12,
+            classes: 3,
+            widths: vec![4, 8],
+            blocks_per_stage: 1,
+        });
+        for (architecture, output) in [(vgg, Output::Softmax), (resdsc, Output::Sigmoid)] {
+            let network = Network::init(&architecture, &Device::flex()).valid();
+            let len = architecture.input_len();
+            let mut rng = SplitMix64::new(6);
+            let inputs: Vec<f32> = (0..2 * len).map(|_| rng.normal() as f32).collect();
+            let maps = GradCam::new(&network, &architecture).explain(&inputs, None).unwrap();
+            let expected = crate::models::predict_with(&network, len, output, &inputs, 2).unwrap();
+            assert_eq!(maps.len(), 2);
+            for (map, p) in maps.iter().zip(&expected) {
+                assert_eq!(map.per_sample.len(), len, "{architecture:?}");
+                assert!(map.per_sample.iter().all(|v| v.is_finite() && *v >= 0.0));
+                assert_eq!(map.class, crate::train::argmax(p));
+                assert!((map.probability - p[map.class]).abs() < 1e-5);
+            }
+            let maps = GradCam::new(&network, &architecture)
+                .explain(&inputs, Some(&[2, 1]))
+                .unwrap();
+            assert_eq!((maps[0].class, maps[1].class), (2, 1));
+        }
+    }
+
+    #[test]
+    fn grad_cam_of_vgg16_on_raw_beats_gives_one_value_per_sample() {
+        use crate::models::cwt_layer::CwtFrontEnd;
+        use crate::models::Vgg16Config;
+        let architecture = Architecture::Vgg16(Vgg16Config {
+            height: 4,
+            width: 32,
+            classes: 2,
+            widths: vec![4, 8],
+            convs: vec![1, 1],
+            dense: vec![],
+            dropout: vec![],
+            batch_norm: true,
+            cwt: Some(CwtFrontEnd {
+                scales: vec![1.0, 2.0, 3.0, 4.0],
+                wavelet: "mexh".into(),
+            }),
+        });
+        let network = Network::init(&architecture, &Device::flex()).valid();
+        let mut rng = SplitMix64::new(8);
+        let inputs: Vec<f32> = (0..3 * 32).map(|_| rng.normal() as f32).collect();
+        let maps = GradCam::new(&network, &architecture).explain(&inputs, None).unwrap();
+        assert_eq!(maps.len(), 3);
+        for map in &maps {
+            assert_eq!(map.per_sample.len(), 32);
+            assert!(map.per_sample.iter().all(|v| v.is_finite() && *v >= 0.0));
+        }
+        assert_eq!(column_means(&[1.0, 2.0, 3.0, 6.0], 2), vec![2.0, 4.0]);
     }
 
     #[test]

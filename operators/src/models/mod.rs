@@ -4,9 +4,12 @@
 //! `NAME.json`, its [`ModelCard`]: the architecture and its shape, the classes, what input
 //! it expects and how it was trained. Either path names the model.
 
+pub mod cwt_layer;
 pub mod onnx;
+pub mod resdscnet;
 pub mod resecanet;
 pub mod tract;
+pub mod vgg16;
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +18,9 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+pub use resdscnet::{ResDscNet, ResDscNetConfig};
 pub use resecanet::{ResEcaNet, ResEcaNetConfig};
+pub use vgg16::{Vgg16, Vgg16Config};
 
 /// Why a model could not be loaded, saved or run.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +43,8 @@ pub enum ModelError {
     Invalid { path: PathBuf, message: String },
     #[error("ONNX export failed: {0}")]
     Export(String),
+    #[error("model {model} takes {takes}")]
+    InputKind { model: String, takes: &'static str },
     #[error("input has {got} values per beat; the model expects {expected}")]
     InputLength { got: usize, expected: usize },
 }
@@ -48,6 +55,10 @@ pub enum ModelError {
 pub enum Architecture {
     /// [`ResEcaNet`] on single-lead beat windows.
     Resecanet(ResEcaNetConfig),
+    /// [`Vgg16`] on CWT scalograms of single-lead beats.
+    Vgg16(Vgg16Config),
+    /// [`ResDscNet`] on grayscale 12-lead ECG images (multi-label: sigmoid per class).
+    Resdscnet(ResDscNetConfig),
 }
 
 impl Architecture {
@@ -55,6 +66,8 @@ impl Architecture {
     pub fn input_len(&self) -> usize {
         match self {
             Architecture::Resecanet(c) => c.input_len(),
+            Architecture::Vgg16(c) => c.input_len(),
+            Architecture::Resdscnet(c) => c.input_len(),
         }
     }
 
@@ -62,6 +75,17 @@ impl Architecture {
     pub fn classes(&self) -> usize {
         match self {
             Architecture::Resecanet(c) => c.classes,
+            Architecture::Vgg16(c) => c.classes,
+            Architecture::Resdscnet(c) => c.classes,
+        }
+    }
+
+    /// Whether the input ends with the three RR features (after a single-lead window).
+    pub fn rr_features(&self) -> bool {
+        match self {
+            Architecture::Resecanet(c) => c.rr_features,
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
     }
 
@@ -69,6 +93,8 @@ impl Architecture {
     pub fn validate(&self) -> Result<(), String> {
         match self {
             Architecture::Resecanet(c) => c.validate(),
+            Architecture::Vgg16(c) => c.validate(),
+            Architecture::Resdscnet(c) => c.validate(),
         }
     }
 }
@@ -86,6 +112,79 @@ pub struct BeatInput {
     pub lead: String,
 }
 
+/// What a whole-record model (PTB-XL) takes: the record's leads at one sampling rate,
+/// cut or zero-padded to `samples`, fed either as the signal itself (lead after lead) or
+/// rendered as an image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordInput {
+    /// Sampling rate in Hz.
+    pub fs: f64,
+    /// Leads, in input order.
+    pub leads: Vec<String>,
+    /// Samples per lead.
+    pub samples: usize,
+    /// When set, the record is rendered with these settings and the network sees the
+    /// `height × width` image; otherwise it sees `leads × samples` values in mV.
+    #[serde(default)]
+    pub image: Option<crate::render::RenderConfig>,
+}
+
+impl RecordInput {
+    /// The network input of one record: `leads[k]` names `signal[k]` (mV at `self.fs`).
+    /// Each configured lead is cut or zero-padded to `samples`; NaN samples become 0.
+    pub fn prepare<S: AsRef<str>>(&self, leads: &[S], signal: &[Vec<f32>]) -> Result<Vec<f32>, String> {
+        let mut chosen = Vec::with_capacity(self.leads.len());
+        for want in &self.leads {
+            let k = leads
+                .iter()
+                .position(|have| have.as_ref().eq_ignore_ascii_case(want))
+                .ok_or_else(|| format!("lead {want} is missing"))?;
+            let mut lead: Vec<f32> = signal[k]
+                .iter()
+                .take(self.samples)
+                .map(|v| if v.is_finite() { *v } else { 0.0 })
+                .collect();
+            lead.resize(self.samples, 0.0);
+            chosen.push(lead);
+        }
+        match &self.image {
+            None => Ok(chosen.concat()),
+            Some(config) => crate::render::Renderer::new(config.clone())
+                .and_then(|r| r.render(&self.leads, &chosen, self.fs))
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// What the model takes: one beat window, or one whole record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ModelInput {
+    Beat(BeatInput),
+    Record(RecordInput),
+}
+
+/// How logits become the probabilities a model reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Output {
+    /// One class per example: softmax over the classes.
+    #[default]
+    Softmax,
+    /// Any number of labels per example (multi-label): an independent sigmoid per class.
+    Sigmoid,
+}
+
+impl Output {
+    /// Probabilities from logits `[batch, classes]`.
+    pub fn apply(self, logits: Tensor<2>) -> Tensor<2> {
+        match self {
+            Output::Softmax => softmax(logits, 1),
+            Output::Sigmoid => burn::tensor::activation::sigmoid(logits),
+        }
+    }
+}
+
 /// Everything about a trained model except its weights: written as `NAME.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
@@ -98,10 +197,43 @@ pub struct ModelCard {
     pub classes: Vec<String>,
     /// The label map that turned annotation symbols into classes (`aami`, `study6`, a file).
     pub label_map: String,
-    pub input: BeatInput,
+    pub input: ModelInput,
+    /// Softmax (one class per example) or sigmoid (multi-label) outputs.
+    #[serde(default)]
+    pub output: Output,
+    /// Multi-label models: the decision threshold of each class, chosen on the validation
+    /// part when the model was trained (best F1 there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Vec<f32>>,
     /// How it was trained: settings, data, seed, time (free-form, written by the trainer).
     #[serde(default)]
     pub training: serde_json::Value,
+}
+
+impl ModelCard {
+    /// The beat window a beat classifier takes; an error naming the model when it takes
+    /// whole records instead.
+    pub fn beat_input(&self) -> Result<&BeatInput, ModelError> {
+        match &self.input {
+            ModelInput::Beat(b) => Ok(b),
+            ModelInput::Record(_) => Err(ModelError::InputKind {
+                model: self.name.clone(),
+                takes: "whole records (PTB-XL), not beats",
+            }),
+        }
+    }
+
+    /// The record a whole-record classifier takes; an error naming the model when it takes
+    /// beats instead.
+    pub fn record_input(&self) -> Result<&RecordInput, ModelError> {
+        match &self.input {
+            ModelInput::Record(r) => Ok(r),
+            ModelInput::Beat(_) => Err(ModelError::InputKind {
+                model: self.name.clone(),
+                takes: "single beats (MIT-BIH), not whole records",
+            }),
+        }
+    }
 }
 
 /// A trained network with its card.
@@ -115,6 +247,8 @@ pub struct TrainedModel {
 #[derive(Module, Debug)]
 pub enum Network {
     Resecanet(ResEcaNet),
+    Vgg16(Vgg16),
+    Resdscnet(ResDscNet),
 }
 
 impl Network {
@@ -122,6 +256,8 @@ impl Network {
     pub fn init(architecture: &Architecture, device: &Device) -> Self {
         match architecture {
             Architecture::Resecanet(c) => Network::Resecanet(c.init(device)),
+            Architecture::Vgg16(c) => Network::Vgg16(c.init(device)),
+            Architecture::Resdscnet(c) => Network::Resdscnet(c.init(device)),
         }
     }
 
@@ -129,6 +265,8 @@ impl Network {
     pub fn forward(&self, input: Tensor<3>) -> Tensor<2> {
         match self {
             Network::Resecanet(n) => n.forward(input),
+            Network::Vgg16(n) => n.forward(input),
+            Network::Resdscnet(n) => n.forward(input),
         }
     }
 }
@@ -216,7 +354,13 @@ impl TrainedModel {
     /// Class probabilities for `inputs` (`n × input_len` values, raw mV windows followed by
     /// RR features when the model uses them), `batch` beats at a time.
     pub fn predict(&self, inputs: &[f32], batch: usize) -> Result<Vec<Vec<f32>>, ModelError> {
-        predict(&self.network, self.card.architecture.input_len(), inputs, batch)
+        predict_with(
+            &self.network,
+            self.card.architecture.input_len(),
+            self.card.output,
+            inputs,
+            batch,
+        )
     }
 }
 
@@ -253,6 +397,18 @@ fn rename(from: &Path, to: &Path) -> Result<(), ModelError> {
 
 /// Softmax probabilities of `network` for `inputs` (`n × input_len`), in batches.
 pub fn predict(network: &Network, input_len: usize, inputs: &[f32], batch: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+    predict_with(network, input_len, Output::Softmax, inputs, batch)
+}
+
+/// Probabilities (`output` applied to the logits) of `network` for `inputs`
+/// (`n × input_len`), in batches.
+pub fn predict_with(
+    network: &Network,
+    input_len: usize,
+    output: Output,
+    inputs: &[f32],
+    batch: usize,
+) -> Result<Vec<Vec<f32>>, ModelError> {
     if input_len == 0 || !inputs.len().is_multiple_of(input_len) {
         return Err(ModelError::InputLength {
             got: inputs.len(),
@@ -264,7 +420,7 @@ pub fn predict(network: &Network, input_len: usize, inputs: &[f32], batch: usize
     for part in inputs.chunks(batch.max(1) * input_len) {
         let n = part.len() / input_len;
         let x = Tensor::<3>::from_data(TensorData::new(part.to_vec(), [n, 1, input_len]), &device);
-        let probs = softmax(network.forward(x), 1);
+        let probs = output.apply(network.forward(x));
         let values = probs.into_data().try_to_vec::<f32>().expect("float output");
         let classes = values.len() / n;
         out.extend(values.chunks(classes).map(<[f32]>::to_vec));
@@ -296,12 +452,14 @@ pub(crate) fn test_card(architecture: Architecture) -> ModelCard {
         classes: (0..architecture.classes()).map(|c| format!("c{c}")).collect(),
         architecture,
         label_map: "aami".into(),
-        input: BeatInput {
+        input: ModelInput::Beat(BeatInput {
             fs: 360.0,
             before: 30,
             after: 33,
             lead: "MLII".into(),
-        },
+        }),
+        output: Output::Softmax,
+        thresholds: None,
         training: serde_json::Value::Null,
     }
 }

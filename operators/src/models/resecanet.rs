@@ -37,6 +37,14 @@ pub struct ResEcaNetConfig {
     /// Append the three RR features to the pooled features before the dense layer; the
     /// input then carries them after the window (`window + 3` values).
     pub rr_features: bool,
+    /// Input leads (channels of the stem convolution): 1 for a beat, 12 for a whole
+    /// 12-lead record. The input holds the leads one after the other.
+    #[serde(default = "one_lead")]
+    pub leads: usize,
+}
+
+fn one_lead() -> usize {
+    1
 }
 
 impl ResEcaNetConfig {
@@ -49,12 +57,14 @@ impl ResEcaNetConfig {
             stem_kernel: 15,
             kernel: 7,
             rr_features: false,
+            leads: 1,
         }
     }
 
-    /// Values per input beat: the window, then the RR features when enabled.
+    /// Values per input example: the window of each lead, then the RR features when
+    /// enabled.
     pub fn input_len(&self) -> usize {
-        self.window + if self.rr_features { RR_FEATURES } else { 0 }
+        self.leads * self.window + if self.rr_features { RR_FEATURES } else { 0 }
     }
 
     /// Checks the shape before any tensor is made (burn panics on bad sizes).
@@ -64,6 +74,12 @@ impl ResEcaNetConfig {
         }
         if self.widths.is_empty() || self.widths.contains(&0) {
             return Err(format!("widths = {:?} (need one or more positive widths)", self.widths));
+        }
+        if self.leads == 0 {
+            return Err("leads must be positive".into());
+        }
+        if self.rr_features && self.leads > 1 {
+            return Err("rr_features needs a single-lead beat window (leads = 1)".into());
         }
         if self.stem_kernel == 0 || self.kernel == 0 {
             return Err("kernels must be positive".into());
@@ -90,13 +106,14 @@ impl ResEcaNetConfig {
         }
         let features = channels + if self.rr_features { RR_FEATURES } else { 0 };
         ResEcaNet {
-            stem: same_conv(1, stem_width, self.stem_kernel, device),
+            stem: same_conv(self.leads, stem_width, self.stem_kernel, device),
             stem_norm: BatchNormConfig::new(stem_width).init(device),
             blocks,
             pool: MaxPool2dConfig::new([1, 2]).init(),
             head: LinearConfig::new(features, self.classes).init(device),
             window: self.window,
             rr_features: self.rr_features,
+            leads: self.leads,
         }
     }
 }
@@ -200,6 +217,7 @@ pub struct ResEcaNet {
     head: Linear,
     window: usize,
     rr_features: bool,
+    leads: usize,
 }
 
 impl ResEcaNet {
@@ -223,7 +241,7 @@ impl ResEcaNet {
     }
 
     /// The activations of the last residual block (before its pooling) for the signal part
-    /// `[batch, 1, window]` of the input: what Grad-CAM looks at.
+    /// `[batch, leads, window]` of the input: what Grad-CAM looks at.
     pub fn last_block_activations(&self, signal: Tensor<3>) -> Tensor<3> {
         let mut x = relu(self.stem_norm.forward(self.stem.forward(zscore(signal))));
         let last = self.blocks.len() - 1;
@@ -243,11 +261,15 @@ impl ResEcaNet {
         pooled.reshape([batch, channels, length / 2])
     }
 
-    /// The window `[batch, 1, window]` and the RR features `[batch, 3]` of the input. Taken
-    /// with constant selection matrices rather than slices: ONNX export keeps the batch axis
-    /// dynamic through a matrix product but not through a slice.
+    /// The window `[batch, leads, window]` and the RR features `[batch, 3]` of the input.
+    /// Taken with constant selection matrices rather than slices: ONNX export keeps the
+    /// batch axis dynamic through a matrix product but not through a slice.
     pub fn split_input(&self, input: Tensor<3>) -> (Tensor<3>, Option<Tensor<2>>) {
         if !self.rr_features {
+            if self.leads > 1 {
+                let batch = input.dims()[0];
+                return (input.reshape([batch, self.leads, self.window]), None);
+            }
             return (input, None);
         }
         let device = input.device();
@@ -269,7 +291,7 @@ impl ResEcaNet {
     }
 }
 
-/// Per-beat standardisation inside the network, so that any runtime can feed raw mV
+/// Per-beat (per-lead) standardisation inside the network, so that any runtime can feed raw mV
 /// windows: baseline offsets and gain differences between records do not reach the
 /// convolutions.
 fn zscore(x: Tensor<3>) -> Tensor<3> {
@@ -328,6 +350,27 @@ mod tests {
         let model = config.init(&device);
         let input = Tensor::<3>::zeros([3, 1, config.input_len()], &device);
         assert_eq!(model.forward(input).dims(), [3, 4]);
+    }
+
+    #[test]
+    fn a_twelve_lead_record_goes_in_as_channels() {
+        let config = ResEcaNetConfig {
+            window: 100,
+            leads: 12,
+            widths: vec![4, 8],
+            ..ResEcaNetConfig::study(5)
+        };
+        config.validate().unwrap();
+        assert_eq!(config.input_len(), 1200);
+        let device = Device::flex();
+        let model = config.init(&device);
+        let input = Tensor::<3>::zeros([2, 1, 1200], &device);
+        assert_eq!(model.forward(input).dims(), [2, 5]);
+        let with_rr = ResEcaNetConfig {
+            rr_features: true,
+            ..config
+        };
+        assert!(with_rr.validate().unwrap_err().contains("rr_features"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
-use super::ModelCard;
+use super::{ModelCard, Output};
 
 /// Why an ONNX classifier could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +58,8 @@ pub struct OnnxClassifier {
     plan: Arc<TypedSimplePlan>,
     input_len: usize,
     classes: usize,
+    /// How logits become probabilities.
+    output: Output,
 }
 
 impl OnnxClassifier {
@@ -163,7 +165,15 @@ impl OnnxClassifier {
             plan,
             input_len,
             classes,
+            output: Output::Softmax,
         })
+    }
+
+    /// The same classifier reporting `output` of the logits (softmax by default; a
+    /// multi-label model's card says sigmoid).
+    pub fn with_output(mut self, output: Output) -> Self {
+        self.output = output;
+        self
     }
 
     /// The file it was loaded from.
@@ -208,7 +218,7 @@ impl OnnxClassifier {
         Ok(())
     }
 
-    /// Class probabilities (softmax of the logits) for `inputs` (`n × input_len` values: each
+    /// Class probabilities (softmax of the logits, or sigmoid: see [`Self::with_output`]) for `inputs` (`n × input_len` values: each
     /// beat's window, then its RR features when the model uses them). The same contract as
     /// [`TrainedModel::predict`](super::TrainedModel::predict), except that the beats run one
     /// at a time whatever `_batch` is: with tract that is the fastest at every batch size.
@@ -252,7 +262,10 @@ impl OnnxClassifier {
                     self.classes
                 )));
             }
-            out.push(softmax(logits.iter().copied()));
+            out.push(match self.output {
+                Output::Softmax => softmax(logits.iter().copied()),
+                Output::Sigmoid => logits.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect(),
+            });
         }
         Ok(out)
     }
@@ -314,6 +327,24 @@ fn softmax(logits: impl Iterator<Item = f32> + Clone) -> Vec<f32> {
     let exp: Vec<f32> = logits.map(|v| (v - max).exp()).collect();
     let sum: f32 = exp.iter().sum();
     exp.into_iter().map(|e| e / sum).collect()
+}
+
+/// The logits `[n, classes]`, flattened, of the ONNX model `bytes` (one input
+/// `[N, 1, input_len]`) for `inputs` (`n × input_len` values), run by tract as one batch
+/// through a plan for a symbolic batch axis: the check that an export keeps the batch dynamic.
+#[cfg(test)]
+pub(crate) fn logits_for_any_batch(bytes: &[u8], input_len: usize, inputs: &[f32]) -> Vec<f32> {
+    let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..]).unwrap();
+    let n = model.sym("N");
+    let fact = f32::fact(tract_onnx::tract_core::dims!(n, 1, input_len));
+    model.set_input_fact(0, fact.into()).unwrap();
+    let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+    let batch = inputs.len() / input_len;
+    let x = Tensor::from_shape(&[batch, 1, input_len], inputs).unwrap();
+    let result = plan.run(tvec!(x.into_tvalue())).unwrap();
+    let logits = result[0].to_plain_array_view::<f32>().unwrap();
+    assert_eq!(logits.shape()[0], batch);
+    logits.iter().copied().collect()
 }
 
 #[cfg(test)]
@@ -593,7 +624,9 @@ mod tests {
             err.contains("m.onnx") && err.contains("m.json") && err.contains("3 outputs"),
             "{err}"
         );
-        let Architecture::Resecanet(c) = &mut other.architecture;
+        let Architecture::Resecanet(c) = &mut other.architecture else {
+            unreachable!("the small network is a ResECANet")
+        };
         c.window = 65;
         let err = tract.check_card(&other, Path::new("m.json")).unwrap_err().to_string();
         assert!(err.contains("67 values per beat") && err.contains("68"), "{err}");

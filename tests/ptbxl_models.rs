@@ -1,0 +1,220 @@
+//! The PTB-XL models end to end on real records, with tiny networks and a few steps: the
+//! signal model and the image model train through their pipelines, keep the decision
+//! thresholds chosen on the validation part, and `eval ptbxl` scores them on fold 9 with
+//! the documented report keys. The real runs are the pipelines (see models/README.md).
+//! Each test prints a note and passes when the data is absent (CI has it).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use ecgflow_datasets::ptbxl;
+use serde_json::Value;
+
+mod common;
+
+fn ptbxl_data() -> Option<PathBuf> {
+    let dir = common::data_root();
+    if dir.join("ptbxl/ptbxl_database.csv").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("no PTB-XL data at {}; skipping", dir.display());
+        None
+    }
+}
+
+fn ecgflow(args: &[&str], data: &Path) -> Output {
+    let out = common::ecgflow_with_data(args, data);
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Trains `pipeline` on the first 150 records (folds 1-9, fold 9 validating) with the
+/// given extra settings, then scores it on all of fold 9; returns the card and the report.
+fn train_and_evaluate(data: &Path, dir: &Path, pipeline: &str, name: &str, extra: &[&str]) -> (Value, Value) {
+    let out = dir.join(name);
+    let mut args: Vec<String> = vec!["train".into(), pipeline.into()];
+    for set in [
+        "sources.ptbxl.limit=150".to_owned(),
+        format!("sinks.model.path={}", out.display()),
+        format!("sinks.model.name={name}"),
+        "sinks.model.epochs=3".to_owned(),
+        "sinks.model.steps_per_epoch=6".to_owned(),
+        "sinks.model.patience=0".to_owned(),
+        "sinks.model.learning_rate=0.003".to_owned(),
+    ]
+    .iter()
+    .map(String::as_str)
+    .chain(extra.iter().copied())
+    {
+        args.extend(["--set".to_owned(), set.to_owned()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = ecgflow(&args, data);
+    assert!(run.status.success());
+
+    let history = json(&out.join("history.json"));
+    let history = history.as_array().unwrap();
+    assert_eq!(history.len(), 3);
+    let loss = |r: &Value| r["train_loss"].as_f64().unwrap();
+    assert!(loss(&history[2]) < loss(&history[0]), "{history:?}");
+    assert!(history[2]["val_macro_auc"].is_number(), "{history:?}");
+    assert!(out.join("validation-report.json").is_file());
+    assert!(out.join("validation-roc.png").is_file());
+
+    // The card: sigmoid outputs over the superclasses, one threshold each.
+    let card = json(&out.join(format!("{name}.json")));
+    assert_eq!(card["output"], "sigmoid");
+    assert_eq!(card["classes"], serde_json::json!(ptbxl::SUPERCLASSES));
+    assert_eq!(card["thresholds"].as_array().unwrap().len(), 5);
+
+    let report_path = dir.join(format!("{name}-fold9.json"));
+    let plots = dir.join(format!("{name}-plots"));
+    let eval = ecgflow(
+        &[
+            "eval",
+            "ptbxl",
+            "--model",
+            out.join(format!("{name}.json")).to_str().unwrap(),
+            "--data",
+            data.join("ptbxl").to_str().unwrap(),
+            "--folds",
+            "9",
+            "--json",
+            report_path.to_str().unwrap(),
+            "--plots",
+            plots.to_str().unwrap(),
+        ],
+        data,
+    );
+    assert!(eval.status.success());
+    assert!(plots.join("roc.png").is_file());
+    (card, json(&report_path))
+}
+
+/// The report has the documented keys, and its figures are consistent: the supports are
+/// the fold's records with each class, the AUCs lie in their bootstrap intervals' range.
+fn check_report(report: &Value, data: &Path) {
+    for key in [
+        "model",
+        "data",
+        "per_class",
+        "macro_auc",
+        "micro_auc",
+        "macro_f1",
+        "macro_auc_ci95",
+        "micro_auc_ci95",
+        "per_class_auc_ci95",
+        "examples",
+    ] {
+        assert!(report.get(key).is_some(), "the report lacks {key}");
+    }
+    let records = ptbxl::filter_folds(&ptbxl::load(&data.join("ptbxl")).unwrap(), &[9]);
+    let labelled: Vec<_> = records.iter().filter(|r| r.superclasses.contains(&true)).collect();
+    assert_eq!(report["examples"].as_u64().unwrap() as usize, labelled.len());
+    for (k, class) in report["per_class"].as_array().unwrap().iter().enumerate() {
+        let support = labelled.iter().filter(|r| r.superclasses[k]).count();
+        assert_eq!(class["support"].as_u64().unwrap() as usize, support, "{class}");
+        for key in ["sensitivity", "specificity", "f1", "auc", "threshold"] {
+            assert!(class.get(key).is_some(), "per_class lacks {key}");
+        }
+    }
+    let auc = report["macro_auc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&auc));
+    let ci = report["macro_auc_ci95"].as_array().unwrap();
+    assert!(ci[0].as_f64().unwrap() <= ci[1].as_f64().unwrap());
+}
+
+#[test]
+fn the_signal_model_trains_and_is_scored_on_fold_9() {
+    let Some(data) = ptbxl_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (card, report) = train_and_evaluate(
+        &data,
+        tmp.path(),
+        "pipelines/train-ptbxl-signal.toml",
+        "signal",
+        &["sinks.model.widths=4,8", "sinks.model.batch_size=16"],
+    );
+    assert_eq!(card["input"]["leads"].as_array().unwrap().len(), 12);
+    assert_eq!(card["input"]["samples"], 1000);
+    assert!(card["input"]["image"].is_null());
+    assert_eq!(card["architecture"]["leads"], 12);
+    check_report(&report, &data);
+}
+
+#[test]
+fn the_image_model_trains_and_is_scored_on_fold_9() {
+    let Some(data) = ptbxl_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (card, report) = train_and_evaluate(
+        &data,
+        tmp.path(),
+        "pipelines/train-ptbxl-image.toml",
+        "image",
+        &["sinks.model.widths=4,8,16", "sinks.model.image_size=64"],
+    );
+    assert_eq!(card["architecture"]["type"], "resdscnet");
+    assert_eq!(card["input"]["image"]["width"], 64);
+    check_report(&report, &data);
+
+    // The image model exports to ONNX like the beat models.
+    let onnx = tmp.path().join("image.onnx");
+    let model = tmp.path().join("image/image.json");
+    let export = ecgflow(
+        &[
+            "export",
+            "--model",
+            model.to_str().unwrap(),
+            "--onnx",
+            onnx.to_str().unwrap(),
+        ],
+        &data,
+    );
+    assert!(export.status.success());
+}
+
+#[test]
+fn multi_hot_labels_of_known_records() {
+    let Some(data) = ptbxl_data() else { return };
+    let records = ptbxl::load(&data.join("ptbxl")).unwrap();
+    let by_id = |id: u32| records.iter().find(|r| r.ecg_id == id).unwrap();
+    // 00001: NORM 100, LVOLT, SR (LVOLT and SR are not diagnostic).
+    assert_eq!(by_id(1).superclass_names(), ["NORM"]);
+    // 00008: IMI 35 → MI.
+    assert_eq!(by_id(8).superclass_names(), ["MI"]);
+    // 00146: IMI, ISCLA, SEHYP → MI, STTC, HYP.
+    assert_eq!(by_id(146).superclass_names(), ["MI", "STTC", "HYP"]);
+    // 00017: atrial flutter only, a rhythm statement: no diagnostic superclass.
+    assert!(by_id(17).superclass_names().is_empty());
+}
+
+#[test]
+fn eval_ptbxl_names_what_is_wrong() {
+    let Some(data) = ptbxl_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let json_out = tmp.path().join("r.json");
+    // A beat model is refused with the reason.
+    let out = ecgflow(
+        &[
+            "eval",
+            "ptbxl",
+            "--model",
+            "models/resecanet-ds1.json",
+            "--data",
+            data.join("ptbxl").to_str().unwrap(),
+            "--folds",
+            "9",
+            "--json",
+            json_out.to_str().unwrap(),
+        ],
+        &data,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("single beats"));
+    assert!(!json_out.exists());
+}
