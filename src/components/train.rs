@@ -825,6 +825,18 @@ impl Run {
         if valid_idx.is_empty() {
             bail!("the validation part is empty: check validation_folds or validation_fraction");
         }
+        if train_idx.is_empty() {
+            bail!(
+                "nothing is left to train on after the test and validation parts ({} examples of {} patients): \
+                 lower test_fraction or validation_fraction, or split by beat",
+                indices.len(),
+                indices
+                    .iter()
+                    .map(|&i| &self.data.groups[i])
+                    .collect::<HashSet<_>>()
+                    .len()
+            );
+        }
         let mut train = self.data.subset(&train_idx);
         let valid = self.data.subset(&valid_idx);
         let classes = self.classes().len();

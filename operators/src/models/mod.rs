@@ -5,6 +5,7 @@
 //! it expects and how it was trained. Either path names the model.
 
 pub mod cwt_layer;
+pub mod layers;
 pub mod onnx;
 pub mod resdscnet;
 pub mod resecanet;

@@ -25,7 +25,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::vgg16::{unflatten, zscore};
+use super::layers::{unflatten, zscore};
 
 /// Shape of a ResDSCNet. The study's network is [`ResDscNetConfig::study`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

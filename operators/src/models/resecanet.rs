@@ -15,6 +15,7 @@ use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::layers::{split_rows, zscore};
 use crate::types::Beat;
 
 /// Number of RR features appended to the window when [`ResEcaNetConfig::rr_features`] is
@@ -267,8 +268,7 @@ impl ResEcaNet {
     pub fn split_input(&self, input: Tensor<3>) -> (Tensor<3>, Option<Tensor<2>>) {
         if !self.rr_features {
             if self.leads > 1 {
-                let batch = input.dims()[0];
-                return (input.reshape([batch, self.leads, self.window]), None);
+                return (split_rows(input, self.leads, self.window), None);
             }
             return (input, None);
         }
@@ -289,17 +289,6 @@ impl ResEcaNet {
         let rr = flat.matmul(pick(self.window, RR_FEATURES));
         (signal, Some(rr))
     }
-}
-
-/// Per-beat (per-lead) standardisation inside the network, so that any runtime can feed raw mV
-/// windows: baseline offsets and gain differences between records do not reach the
-/// convolutions.
-fn zscore(x: Tensor<3>) -> Tensor<3> {
-    let length = x.dims()[2] as f32;
-    let mean = x.clone().sum_dim(2).div_scalar(length);
-    let centred = x - mean;
-    let var = (centred.clone() * centred.clone()).sum_dim(2).div_scalar(length);
-    centred / var.add_scalar(1e-6).sqrt()
 }
 
 /// The input of one beat: its first lead's window, then, when `rr_features`, the previous
@@ -368,9 +357,21 @@ mod tests {
         assert_eq!(model.forward(input).dims(), [2, 5]);
         let with_rr = ResEcaNetConfig {
             rr_features: true,
-            ..config
+            ..config.clone()
         };
         assert!(with_rr.validate().unwrap_err().contains("rr_features"));
+
+        // It exports to ONNX with a dynamic batch, and tract computes burn's logits.
+        let network = crate::models::Network::Resecanet(model).valid();
+        let bytes = crate::models::onnx::onnx_bytes(&network, 1200).unwrap();
+        let mut rng = crate::rng::SplitMix64::new(4);
+        let inputs: Vec<f32> = (0..3 * 1200).map(|_| rng.normal() as f32).collect();
+        let x = Tensor::<3>::from_data(burn::tensor::TensorData::new(inputs.clone(), [3, 1, 1200]), &device);
+        let expected = network.forward(x).into_data().try_to_vec::<f32>().unwrap();
+        let got = crate::models::tract::logits_for_any_batch(&bytes, 1200, &inputs);
+        for (a, b) in expected.iter().zip(&got) {
+            assert!((a - b).abs() < 1e-4, "burn {expected:?}, tract {got:?}");
+        }
     }
 
     #[test]

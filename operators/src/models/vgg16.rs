@@ -16,20 +16,16 @@
 //! [`Vgg16Config::study`]). Without it, a 15-million-parameter VGG trained from scratch on a
 //! CPU, with no ImageNet weights to start from, learns too slowly to be usable.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::cwt_layer::CwtFrontEnd;
+use super::layers::{unflatten, zscore};
 
 /// Shape of a VGG16. The study's network is [`Vgg16Config::study`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -275,23 +271,11 @@ impl Vgg16 {
     /// CWT front end the transform of the standardised windows (standardised first so that a
     /// baseline offset does not reach the scalogram through the transform's edges).
     ///
-    /// The transform is one convolution rather than a matrix product: a 1 × `width` kernel
-    /// with `height × width` output channels (the transposed CWT matrix) on the window as a
-    /// `[batch, 1, 1, width]` image gives `[batch, height × width, 1, 1]`, which burn-onnx
-    /// exports with a dynamic batch; a product with the matrix would leave the scalogram
-    /// without the unit axes the exporter can prove fixed.
     pub fn scalograms(&self, input: Tensor<3>) -> Tensor<3> {
-        let Some(front) = &self.cwt else {
-            return input;
-        };
-        let [batch, _, len] = input.dims();
-        let maps = self.height * len;
-        let weight = Tensor::<4>::from_data(
-            TensorData::new(transposed_matrix(front, len).to_vec(), [maps, 1, 1, len]),
-            &input.device(),
-        );
-        let windows: Tensor<4> = zscore(input).reshape([batch, 1, 1, len]);
-        conv2d(windows, weight, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1)).reshape([batch, 1, maps])
+        match &self.cwt {
+            Some(front) => front.forward(zscore(input)),
+            None => input,
+        }
     }
 
     /// Class logits from the last stage's activations: the part of [`Vgg16::forward`] after
@@ -307,71 +291,11 @@ impl Vgg16 {
     }
 }
 
-/// The transposed matrix of `front` for windows of `len` samples (`scales · len × len`: row
-/// `c` maps the window to scalogram value `c`), computed once per process for each transform
-/// and length.
-fn transposed_matrix(front: &CwtFrontEnd, len: usize) -> Arc<Vec<f32>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Vec<f32>>>>> = OnceLock::new();
-    let key = format!("{}:{:?}:{len}", front.wavelet, front.scales);
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(m) = cache.lock().expect("cwt cache").get(&key) {
-        return m.clone();
-    }
-    let matrix = front
-        .matrix(len)
-        .expect("the CWT front end was validated with the network");
-    let maps = matrix.len() / len;
-    let mut transposed = vec![0f32; matrix.len()];
-    for (j, row) in matrix.chunks(maps).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            transposed[c * len + j] = v;
-        }
-    }
-    let transposed = Arc::new(transposed);
-    cache.lock().expect("cwt cache").insert(key, transposed.clone());
-    transposed
-}
-
-/// The scalograms or images `[batch, 1, height × width]` (row-major) as
-/// `[batch, 1, height, width]`.
-///
-/// Not a plain reshape: burn-onnx 0.22's dynamic-batch export cannot tell that both new
-/// axes of `[N, 1, height × width] → [N, 1, height, width]` are fixed ("multiple
-/// element-count-derived dimensions remain"). A fixed convolution does the split instead:
-/// `height` output channels, kernel 1 × `height` dilated by `width`, one-hot weights, so that
-/// channel `i` at column `j` picks value `i × width + j`. Its output `[N, height, 1, width]`
-/// reshapes to the image with every size visible to the exporter. It costs
-/// `height² × width` multiply-adds per example (0.37 M for a 38 × 259 scalogram, 11 M for a
-/// 224 × 224 image) and has no parameters; no gradient flows through it.
-pub(crate) fn unflatten(flat: Tensor<3>, height: usize, width: usize) -> Tensor<4> {
-    let batch = flat.dims()[0];
-    let device = flat.device();
-    let x: Tensor<4> = flat.reshape([batch, 1, 1, height * width]);
-    let mut one_hot = vec![0f32; height * height];
-    for i in 0..height {
-        one_hot[i * height + i] = 1.0;
-    }
-    let weight = Tensor::<4>::from_data(TensorData::new(one_hot, [height, 1, 1, height]), &device);
-    let rows = conv2d(x, weight, None, ConvOptions::new([1, 1], [0, 0], [1, width], 1));
-    rows.reshape([batch, 1, height, width])
-}
-
-/// Per-example standardisation over all of an example's values, inside the network so that
-/// any runtime can feed raw inputs. Sums divided by the count, rather than means: the forms
-/// burn-onnx exports.
-pub(crate) fn zscore(x: Tensor<3>) -> Tensor<3> {
-    let length = x.dims()[2] as f32;
-    let mean = x.clone().sum_dim(2).div_scalar(length);
-    let centred = x - mean;
-    let var = (centred.clone() * centred.clone()).sum_dim(2).div_scalar(length);
-    centred / var.add_scalar(1e-6).sqrt()
-}
-
 #[cfg(test)]
 mod tests {
     use burn::nn::loss::CrossEntropyLossConfig;
     use burn::optim::{AdamConfig, GradientsParams};
-    use burn::tensor::Int;
+    use burn::tensor::{Int, TensorData};
 
     use super::*;
     use crate::models::onnx::onnx_bytes;
@@ -419,18 +343,6 @@ mod tests {
     }
 
     #[test]
-    fn unflatten_is_a_row_major_reshape() {
-        let device = Device::flex();
-        for (h, w) in [(3, 5), (1, 4), (4, 1), (38, 259)] {
-            let values: Vec<f32> = (0..2 * h * w).map(|v| v as f32).collect();
-            let flat = Tensor::<3>::from_data(TensorData::new(values.clone(), [2, 1, h * w]), &device);
-            let image = unflatten(flat, h, w);
-            assert_eq!(image.dims(), [2, 1, h, w]);
-            assert_eq!(image.into_data().try_to_vec::<f32>().unwrap(), values, "{h} × {w}");
-        }
-    }
-
-    #[test]
     fn a_cwt_front_end_takes_raw_windows_and_computes_their_scalograms() {
         let config = tiny_cwt(3);
         config.validate().unwrap();
@@ -444,15 +356,19 @@ mod tests {
         let x = Tensor::<3>::from_data(TensorData::new(windows.clone(), [2, 1, 12]), &device);
         assert_eq!(model.last_block_activations(x.clone()).dims(), [2, 8, 2, 6]);
         assert_eq!(model.forward(x.clone()).dims(), [2, 3]);
-        // The scalograms are the front end's maps of the standardised windows.
+        // The scalograms are the CWT's maps of the standardised windows.
         let got = model.scalograms(x.clone());
         assert_eq!(got.dims(), [2, 1, 4 * 12]);
-        let standardised: Tensor<2> = zscore(x).reshape([2, 12]);
-        let expected = config.cwt.as_ref().unwrap().forward(standardised);
-        let (got, expected) = (
-            got.into_data().try_to_vec::<f32>().unwrap(),
-            expected.into_data().try_to_vec::<f32>().unwrap(),
-        );
+        let got = got.into_data().try_to_vec::<f32>().unwrap();
+        let front = config.cwt.as_ref().unwrap();
+        let mut cwt = crate::cwt::Cwt::new(crate::cwt::Wavelet::MexicanHat, &front.scales, 12).unwrap();
+        let mut expected = vec![0f32; 2 * 4 * 12];
+        for (window, map) in windows.chunks(12).zip(expected.chunks_mut(4 * 12)) {
+            let mean = window.iter().sum::<f32>() / 12.0;
+            let var = window.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 12.0;
+            let z: Vec<f32> = window.iter().map(|v| (v - mean) / (var + 1e-6).sqrt()).collect();
+            cwt.transform(&z, map).unwrap();
+        }
         for (g, e) in got.iter().zip(&expected) {
             assert!((g - e).abs() < 1e-5, "{g} vs {e}");
         }
