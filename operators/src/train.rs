@@ -488,46 +488,25 @@ fn validate(
             macro_auc: None,
         });
     }
-    let (loss, report) = evaluate_multi_label(network, architecture, data, classes, None)?;
-    let decisions = data.len() * classes.len();
-    let wrong: u64 = report
-        .per_class
-        .iter()
-        .map(|c| {
-            let fn_ = c.support - (c.sensitivity * c.support as f64).round() as u64;
-            let negatives = data.len() as u64 - c.support;
-            let fp = negatives - (c.specificity * negatives as f64).round() as u64;
-            fn_ + fp
-        })
-        .sum();
-    Ok(Validation {
-        loss,
-        accuracy: 1.0 - wrong as f64 / decisions.max(1) as f64,
-        macro_f1: report.macro_f1,
-        macro_auc: report.macro_auc,
-    })
-}
-
-/// Mean binary cross-entropy and the multi-label report of `network` on `data`, with
-/// decision `thresholds` per class (0.5 each when `None`).
-pub fn evaluate_multi_label(
-    network: &Network,
-    architecture: &Architecture,
-    data: &Dataset,
-    classes: &[String],
-    thresholds: Option<&[f32]>,
-) -> Result<(f64, MultiLabelReport), TrainError> {
+    // Multi-label: binary cross-entropy, and decisions at probability 0.5.
     let probabilities = predict_with(network, architecture.input_len(), Output::Sigmoid, &data.inputs, 64)?;
-    let mut loss = 0.0;
+    let (mut loss, mut right) = (0.0, 0usize);
     for (p, truth) in probabilities.iter().zip(&data.label_sets) {
         for (&q, &t) in p.iter().zip(truth) {
+            right += usize::from((q >= 0.5) == t);
             let q = f64::from(q).clamp(1e-12, 1.0 - 1e-12);
             loss -= if t { q.ln() } else { (1.0 - q).ln() };
         }
     }
+    let decisions = (data.len() * classes.len()).max(1) as f64;
     let half = vec![0.5; classes.len()];
-    let report = MultiLabelReport::new(classes, &probabilities, &data.label_sets, thresholds.unwrap_or(&half))?;
-    Ok((loss / (data.len() * classes.len()).max(1) as f64, report))
+    let report = MultiLabelReport::new(classes, &probabilities, &data.label_sets, &half)?;
+    Ok(Validation {
+        loss: loss / decisions,
+        accuracy: right as f64 / decisions,
+        macro_f1: report.macro_f1,
+        macro_auc: report.macro_auc,
+    })
 }
 
 /// Mean cross-entropy and the classification report of `network` on `data`.
@@ -618,8 +597,11 @@ fn fingerprint(architecture: &Architecture, settings: &TrainSettings, train: &Da
     feed(format!("{resumable:?}").as_bytes());
     for data in [train, valid] {
         feed(&(data.len() as u64).to_le_bytes());
-        for (i, &label) in data.labels.iter().enumerate() {
-            feed(&(label as u64).to_le_bytes());
+        for i in 0..data.len() {
+            match data.label_sets.get(i) {
+                Some(set) => feed(&set.iter().map(|&b| u8::from(b)).collect::<Vec<u8>>()),
+                None => feed(&(data.labels[i] as u64).to_le_bytes()),
+            }
             // A sample of the values is enough to tell datasets apart, and fast.
             if i % 97 == 0 {
                 for v in data.input(i) {
@@ -721,6 +703,7 @@ mod tests {
 
     #[test]
     fn loss_falls_and_resume_continues_the_same_run() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         let (train, valid) = (toy(128, 1), toy(64, 2));
         let settings = TrainSettings {
             epochs: 4,
@@ -750,6 +733,49 @@ mod tests {
         let (a, b) = (&resumed.history[3], &full.history[3]);
         assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn label_sets_train_with_binary_cross_entropy() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
+        // Two independent labels: a positive bump (label 0) and a late negative dip (label 1).
+        let toy_sets = |n: usize, seed: u64| {
+            let mut rng = SplitMix64::new(seed);
+            let mut data = Dataset::new(64);
+            for i in 0..n {
+                let labels = [i % 2 == 0, i % 3 == 0];
+                let window: Vec<f32> = (0..64)
+                    .map(|t| {
+                        let bump = (-((t as f32 - 20.0) / 4.0).powi(2)).exp();
+                        let dip = (-((t as f32 - 44.0) / 4.0).powi(2)).exp();
+                        f32::from(u8::from(labels[0])) * bump - f32::from(u8::from(labels[1])) * dip
+                            + 0.2 * rng.normal() as f32
+                    })
+                    .collect();
+                data.push_multi(&window, &labels, &format!("p{}", i % 5));
+            }
+            data
+        };
+        let (train, valid) = (toy_sets(120, 1), toy_sets(60, 2));
+        let settings = TrainSettings {
+            epochs: 4,
+            batch_size: 16,
+            learning_rate: 1e-2,
+            patience: 0,
+            monitor: Monitor::ValMacroAuc,
+            ..TrainSettings::default()
+        };
+        let out = fit(&tiny(), &train, &valid, &settings, None, &mut Quiet).unwrap();
+        let (first, last) = (&out.history[0], out.history.last().unwrap());
+        assert!(last.train_loss < first.train_loss, "{:?}", out.history);
+        assert!(last.val_macro_auc.unwrap() > 0.8, "{:?}", out.history);
+        // Data of the other kind, or label sets of the wrong width, are refused.
+        let err = fit(&tiny(), &train, &toy(8, 1), &settings, None, &mut Quiet).unwrap_err();
+        assert!(matches!(err, TrainError::MixedLabels), "{err}");
+        let mut wide = toy_sets(8, 3);
+        wide.label_sets[0].push(true);
+        let err = fit(&tiny(), &wide, &valid, &settings, None, &mut Quiet).unwrap_err();
+        assert!(err.to_string().contains("3 labels for 2 classes"), "{err}");
     }
 
     #[test]

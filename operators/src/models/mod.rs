@@ -429,6 +429,15 @@ pub fn predict_with(
     Ok(out)
 }
 
+/// Held by unit tests that seed the device or train: the device's random generator is
+/// shared by all tests of the process, and two of them drawing from it at once would not be
+/// reproducible.
+#[cfg(test)]
+pub(crate) fn seeded_device_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A small freshly initialised ResECANet for unit tests: a 64-sample window followed by the
 /// RR features, widths 4 and 8, three classes; batch norm in inference mode.
 #[cfg(test)]

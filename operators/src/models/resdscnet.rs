@@ -337,6 +337,7 @@ mod tests {
     fn the_onnx_export_gives_burns_logits_at_any_batch_size() {
         let config = tiny(3);
         let device = Device::flex();
+        let _one_at_a_time = crate::models::seeded_device_lock();
         device.seed(12);
         let network = Network::Resdscnet(config.init(&device)).valid();
         let bytes = onnx_bytes(&network, Architecture::Resdscnet(config.clone()).input_len()).unwrap();
@@ -365,6 +366,7 @@ mod tests {
         };
         let (h, w) = (config.height, config.width);
         let device = Device::flex().autodiff();
+        let _one_at_a_time = crate::models::seeded_device_lock();
         device.seed(4);
         let mut network = config.init(&device);
         let mut optimizer = AdamConfig::new().init();

@@ -473,6 +473,7 @@ mod tests {
 
     fn onnx_matches_burn(config: Vgg16Config) {
         let device = Device::flex();
+        let _one_at_a_time = crate::models::seeded_device_lock();
         device.seed(11);
         let network = Network::Vgg16(config.init(&device)).valid();
         let architecture = Architecture::Vgg16(config.clone());
@@ -521,6 +522,7 @@ mod tests {
             ..tiny(2)
         };
         let device = Device::flex().autodiff();
+        let _one_at_a_time = crate::models::seeded_device_lock();
         device.seed(3);
         let mut network = config.init(&device);
         let mut optimizer = AdamConfig::new().init();
