@@ -235,20 +235,32 @@ fn check_train(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
     if let Err(e) = super::sinks::label_map(p.str("label_map")) {
         problems.push(("label_map".to_owned(), format!("{e:#}")));
     }
-    match TrainSink::from_params(p) {
-        Err(e) => problems.push(("widths".to_owned(), format!("{e:#}"))),
-        Ok(sink) => {
-            // The shape is checked with the study's input; the real one is known once data arrives.
-            if let Err(e) = sink.architecture(2, &study_input(sink.kind)).validate() {
-                problems.push(("widths".to_owned(), e));
-            }
+    let mut parsed = true;
+    for field in ["widths", "dense"] {
+        if let Some(Err(e)) = p.opt_str(field).map(|text| parse_widths(field, text)) {
+            problems.push((field.to_owned(), format!("{e:#}")));
+            parsed = false;
         }
     }
     if let Some(folds) = p.opt_str("validation_folds") {
         if let Err(e) = super::sources::parse_folds(folds) {
             problems.push(("validation_folds".to_owned(), format!("{e:#}")));
+            parsed = false;
         }
-    } else if p.usize("k_folds") < 2 && p.f64("validation_fraction") <= 0.0 {
+    }
+    if parsed {
+        match TrainSink::from_params(p) {
+            Err(e) => problems.push(("model".to_owned(), format!("{e:#}"))),
+            Ok(sink) => {
+                // The shape is checked with the study's input; the real one is known once
+                // data arrives.
+                if let Err(e) = sink.architecture(2, &study_input(sink.kind)).validate() {
+                    problems.push(("widths".to_owned(), e));
+                }
+            }
+        }
+    }
+    if p.opt_str("validation_folds").is_none() && p.usize("k_folds") < 2 && p.f64("validation_fraction") <= 0.0 {
         problems.push((
             "validation_fraction".to_owned(),
             "must be positive (or give validation_folds): early stopping and the best epoch are chosen on the validation part".to_owned(),
