@@ -438,6 +438,25 @@ pub(crate) fn seeded_device_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Exports `network` (inputs of `input_len` values) to ONNX and checks that tract, with a
+/// dynamic batch, computes burn's logits to 1e-4 for three examples whose offsets and gains
+/// differ (the z-score inside the networks must take them out alike).
+#[cfg(test)]
+pub(crate) fn assert_onnx_reproduces_burn(network: &Network, input_len: usize) {
+    let bytes = onnx::onnx_bytes(network, input_len).unwrap();
+    let mut rng = crate::rng::SplitMix64::new(5);
+    let inputs: Vec<f32> = (0..3 * input_len)
+        .map(|i| (rng.normal() as f32) * (1 + i / input_len) as f32 - 0.7)
+        .collect();
+    let x = Tensor::<3>::from_data(TensorData::new(inputs.clone(), [3, 1, input_len]), &Device::flex());
+    let expected = network.forward(x).into_data().try_to_vec::<f32>().unwrap();
+    let got = tract::logits_for_any_batch(&bytes, input_len, &inputs);
+    assert_eq!(got.len(), expected.len());
+    for (a, b) in expected.iter().zip(&got) {
+        assert!((a - b).abs() < 1e-4, "burn {expected:?}, tract {got:?}");
+    }
+}
+
 /// A small freshly initialised ResECANet for unit tests: a 64-sample window followed by the
 /// RR features, widths 4 and 8, three classes; batch norm in inference mode.
 #[cfg(test)]

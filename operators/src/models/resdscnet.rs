@@ -249,8 +249,7 @@ mod tests {
     use burn::tensor::{Distribution, Int, TensorData};
 
     use super::*;
-    use crate::models::onnx::onnx_bytes;
-    use crate::models::{Architecture, Network};
+    use crate::models::Network;
     use crate::rng::SplitMix64;
 
     fn tiny(classes: usize) -> ResDscNetConfig {
@@ -340,18 +339,7 @@ mod tests {
         let _one_at_a_time = crate::models::seeded_device_lock();
         device.seed(12);
         let network = Network::Resdscnet(config.init(&device)).valid();
-        let bytes = onnx_bytes(&network, Architecture::Resdscnet(config.clone()).input_len()).unwrap();
-        let mut rng = SplitMix64::new(5);
-        let inputs: Vec<f32> = (0..3 * config.input_len())
-            .map(|i| (rng.normal() as f32) * (1 + i / config.input_len()) as f32 - 0.7)
-            .collect();
-        let x = Tensor::<3>::from_data(TensorData::new(inputs.clone(), [3, 1, config.input_len()]), &device);
-        let expected = network.forward(x).into_data().try_to_vec::<f32>().unwrap();
-        let got = crate::models::tract::logits_for_any_batch(&bytes, config.input_len(), &inputs);
-        assert_eq!(got.len(), expected.len());
-        for (a, b) in expected.iter().zip(&got) {
-            assert!((a - b).abs() < 1e-4, "burn {expected:?}, tract {got:?}");
-        }
+        crate::models::assert_onnx_reproduces_burn(&network, config.input_len());
     }
 
     #[test]

@@ -363,15 +363,7 @@ mod tests {
 
         // It exports to ONNX with a dynamic batch, and tract computes burn's logits.
         let network = crate::models::Network::Resecanet(model).valid();
-        let bytes = crate::models::onnx::onnx_bytes(&network, 1200).unwrap();
-        let mut rng = crate::rng::SplitMix64::new(4);
-        let inputs: Vec<f32> = (0..3 * 1200).map(|_| rng.normal() as f32).collect();
-        let x = Tensor::<3>::from_data(burn::tensor::TensorData::new(inputs.clone(), [3, 1, 1200]), &device);
-        let expected = network.forward(x).into_data().try_to_vec::<f32>().unwrap();
-        let got = crate::models::tract::logits_for_any_batch(&bytes, 1200, &inputs);
-        for (a, b) in expected.iter().zip(&got) {
-            assert!((a - b).abs() < 1e-4, "burn {expected:?}, tract {got:?}");
-        }
+        crate::models::assert_onnx_reproduces_burn(&network, 1200);
     }
 
     #[test]
