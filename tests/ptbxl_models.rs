@@ -165,17 +165,7 @@ fn the_image_model_trains_and_is_scored_on_fold_9() {
     // The image model exports to ONNX like the beat models.
     let onnx = tmp.path().join("image.onnx");
     let model = tmp.path().join("image/image.json");
-    let export = ecgflow(
-        &[
-            "export",
-            "--model",
-            model.to_str().unwrap(),
-            "--onnx",
-            onnx.to_str().unwrap(),
-        ],
-        &data,
-    );
-    assert!(export.status.success());
+    common::export_onnx(&model, &onnx, &data);
 }
 
 #[test]

@@ -146,17 +146,7 @@ fn the_study_pipeline_trains_reports_evaluates_resumes_and_exports() {
 
     // The model exports to ONNX.
     let onnx = tmp.path().join("m.onnx");
-    let export = ecgflow(
-        &[
-            "export",
-            "--model",
-            model.to_str().unwrap(),
-            "--onnx",
-            onnx.to_str().unwrap(),
-        ],
-        &data,
-    );
-    assert!(export.status.success());
+    common::export_onnx(&model, &onnx, &data);
     assert!(std::fs::metadata(&onnx).unwrap().len() > 1000);
 }
 
@@ -269,15 +259,5 @@ fn vgg16_on_scalograms_trains_from_raw_beats_evaluates_and_exports() {
     assert_eq!(json(&eval_json)["confusion"], report["confusion"]);
 
     let onnx = tmp.path().join("vgg.onnx");
-    let export = ecgflow(
-        &[
-            "export",
-            "--model",
-            model.to_str().unwrap(),
-            "--onnx",
-            onnx.to_str().unwrap(),
-        ],
-        &data,
-    );
-    assert!(export.status.success());
+    common::export_onnx(&model, &onnx, &data);
 }

@@ -57,6 +57,22 @@ pub fn mitdb_data() -> Option<PathBuf> {
 }
 
 /// Runs the `ecgflow` binary in the workspace root with `ECGFLOW_DATA` set to `data`.
+/// `ecgflow export --model MODEL --onnx ONNX`; asserts that it succeeds.
+pub fn export_onnx(model: &Path, onnx: &Path, data: &Path) {
+    let out = ecgflow_with_data(
+        &[
+            "export",
+            "--model",
+            model.to_str().unwrap(),
+            "--onnx",
+            onnx.to_str().unwrap(),
+        ],
+        data,
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success());
+}
+
 pub fn ecgflow_with_data(args: &[&str], data: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ecgflow"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
