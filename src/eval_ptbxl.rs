@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use ecgflow_datasets::ptbxl::{self, Resolution};
+use ecgflow_datasets::ptbxl::{self, PtbxlRecord, Resolution};
 use ecgflow_operators::metrics::MultiLabelReport;
-use ecgflow_operators::models::TrainedModel;
+use ecgflow_operators::models::{RecordInput, TrainedModel};
 use ecgflow_operators::train::Dataset;
 use serde_json::json;
 
@@ -47,11 +47,7 @@ pub fn ptbxl(args: &PtbxlArgs) -> anyhow::Result<MultiLabelReport> {
             expected
         );
     }
-    let resolution = match input.fs {
-        fs if (fs - 100.0).abs() < 1e-9 => Resolution::Low,
-        fs if (fs - 500.0).abs() < 1e-9 => Resolution::High,
-        fs => bail!("the model takes {fs} Hz records; PTB-XL has 100 and 500 Hz"),
-    };
+    let resolution = resolution(&input)?;
     let folds = parse_folds(&args.folds).context("--folds")?;
     let all = ptbxl::load(&args.data).with_context(|| format!("reading PTB-XL from {}", args.data.display()))?;
     let records = ptbxl::filter_folds(&all, &folds);
@@ -73,13 +69,7 @@ pub fn ptbxl(args: &PtbxlArgs) -> anyhow::Result<MultiLabelReport> {
             no_class += 1;
             continue;
         }
-        let (header, signal) = record
-            .read_signal(&args.data, resolution)
-            .with_context(|| format!("record {}", record.ecg_id))?;
-        let leads: Vec<&str> = header.signals.iter().map(|s| s.description.as_str()).collect();
-        let values = input
-            .prepare(&leads, &signal)
-            .map_err(|e| anyhow::anyhow!("record {}: {e}", record.ecg_id))?;
+        let values = network_input(record, &args.data, resolution, &input)?;
         data.push_multi(&values, &record.superclasses, &record.patient_id.to_string());
         names.push(record.ecg_id);
     }
@@ -111,6 +101,32 @@ pub fn ptbxl(args: &PtbxlArgs) -> anyhow::Result<MultiLabelReport> {
     let report = write_multi_label_report(&model, &data, context, &args.json, roc.as_deref(), &title)?;
     print_report(&report, data.len(), no_class);
     Ok(report)
+}
+
+/// The PTB-XL resolution holding records at the sampling rate `input` takes.
+pub(crate) fn resolution(input: &RecordInput) -> anyhow::Result<Resolution> {
+    Ok(match input.fs {
+        fs if (fs - 100.0).abs() < 1e-9 => Resolution::Low,
+        fs if (fs - 500.0).abs() < 1e-9 => Resolution::High,
+        fs => bail!("the model takes {fs} Hz records; PTB-XL has 100 and 500 Hz"),
+    })
+}
+
+/// `record` of the PTB-XL directory `data` read and prepared as the network input
+/// ([`RecordInput::prepare`]: the signal or its rendered image).
+pub(crate) fn network_input(
+    record: &PtbxlRecord,
+    data: &Path,
+    resolution: Resolution,
+    input: &RecordInput,
+) -> anyhow::Result<Vec<f32>> {
+    let (header, signal) = record
+        .read_signal(data, resolution)
+        .with_context(|| format!("record {}", record.ecg_id))?;
+    let leads: Vec<&str> = header.signals.iter().map(|s| s.description.as_str()).collect();
+    input
+        .prepare(&leads, &signal)
+        .map_err(|e| anyhow::anyhow!("record {}: {e}", record.ecg_id))
 }
 
 fn title(model: &Path) -> String {

@@ -61,9 +61,10 @@ enum EvalCommand {
     Rpeaks(eval::RpeaksArgs),
     /// A trained beat classifier scored on labelled beats from a beats Parquet table.
     Beats(ecgflow::eval_beats::BeatsArgs),
-    /// Faithfulness of explanations (Grad-CAM, SHAP, LIME) of a beat classifier: deletion and
-    /// insertion curves against random orders, and the model-randomisation check.
-    Explain(ecgflow::eval_explain::ExplainArgs),
+    /// Faithfulness of explanations (Grad-CAM, SHAP, LIME) of a beat classifier or a PTB-XL
+    /// record classifier: deletion and insertion curves against random orders, and the
+    /// model-randomisation check.
+    Explain(Box<ecgflow::eval_explain::ExplainArgs>),
     /// Ventricular-run alarms of a monitoring run (its events JSONL) scored against the runs
     /// of V beats in the reference annotations: sensitivity and false alarms per hour.
     Alarms(ecgflow::eval_alarms::AlarmsArgs),

@@ -204,3 +204,29 @@ fn every_method_beats_random_deletion_on_the_trained_model() {
     assert!(plots.join("deletion.png").is_file());
     assert!(plots.join("shap_V.png").is_file());
 }
+
+#[test]
+fn the_explain_transform_refuses_a_record_model_by_name() {
+    // The demo pipeline with its explainer pointed at the PTB-XL image model, for each
+    // method: validation names the model and says what explains it instead.
+    for method in ["gradcam", "shap"] {
+        let out = ecgflow(&[
+            "validate",
+            "pipelines/demo.toml",
+            "--set",
+            "transforms.explain.path=models/ptbxl-image.json",
+            "--set",
+            &format!("transforms.explain.method={method}"),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        for expected in [
+            "transforms.explain.path",
+            "ptbxl-image",
+            "whole records",
+            "ecgflow eval explain",
+        ] {
+            assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
+        }
+    }
+}

@@ -208,3 +208,140 @@ fn eval_ptbxl_names_what_is_wrong() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("single beats"));
     assert!(!json_out.exists());
 }
+
+/// The `record_model` transform classifies records as `eval ptbxl` scores them: run over
+/// fold 9 through the engine (burn, like the eval), the labels it attaches give each
+/// class's sensitivity and specificity exactly as the eval's report has them.
+#[test]
+fn the_record_model_transform_agrees_with_eval_ptbxl() {
+    let Some(data) = ptbxl_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = tmp.path().join("predictions.jsonl");
+    let sink = format!("sinks.predictions.path={}", lines.display());
+    let run = ecgflow(
+        &[
+            "run",
+            "pipelines/classify-ptbxl.toml",
+            "--set",
+            "transforms.classify.runtime=burn",
+            "--set",
+            &sink,
+        ],
+        &data,
+    );
+    assert!(run.status.success());
+    let report_path = tmp.path().join("report.json");
+    let eval = ecgflow(
+        &[
+            "eval",
+            "ptbxl",
+            "--model",
+            "models/ptbxl-image.json",
+            "--data",
+            data.join("ptbxl").to_str().unwrap(),
+            "--folds",
+            "9",
+            "--json",
+            report_path.to_str().unwrap(),
+        ],
+        &data,
+    );
+    assert!(eval.status.success());
+    let report = json(&report_path);
+
+    let text = std::fs::read_to_string(&lines).unwrap();
+    let mut truth: std::collections::HashMap<String, Vec<bool>> = Default::default();
+    let mut labels: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let classes: Vec<String> = report["per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["class"].as_str().unwrap().to_owned())
+        .collect();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let stream = v["stream"].as_str().unwrap().to_owned();
+        match v["kind"].as_str().unwrap() {
+            "start" => {
+                let set = classes.iter().map(|c| v["meta"][c] == "1").collect();
+                truth.insert(stream, set);
+            }
+            "tensor" => {
+                let prediction = &v["prediction"];
+                assert_eq!(prediction["model"], "ptbxl-image");
+                assert_eq!(prediction["probabilities"].as_array().unwrap().len(), classes.len());
+                assert_eq!(v["shape"], serde_json::json!([224, 224]));
+                let set = prediction["labels"]
+                    .as_array()
+                    .map_or_else(Vec::new, |l| l.iter().map(|c| c.as_str().unwrap().to_owned()).collect());
+                labels.insert(stream, set);
+            }
+            _ => {}
+        }
+    }
+    // Every record is classified; the report counts those with a superclass.
+    assert_eq!(labels.len(), truth.len());
+    let labelled: Vec<&String> = truth.keys().filter(|s| truth[*s].contains(&true)).collect();
+    assert_eq!(labelled.len() as u64, report["examples"].as_u64().unwrap());
+    for (k, class) in classes.iter().enumerate() {
+        let (mut tp, mut fp, mut tn, mut fn_) = (0.0, 0.0, 0.0, 0.0);
+        for stream in &labelled {
+            match (truth[*stream][k], labels[*stream].contains(class)) {
+                (true, true) => tp += 1.0,
+                (false, true) => fp += 1.0,
+                (false, false) => tn += 1.0,
+                (true, false) => fn_ += 1.0,
+            }
+        }
+        let reported = &report["per_class"][k];
+        let close = |key: &str, value: f64| {
+            let want = reported[key].as_f64().unwrap();
+            assert!(
+                (value - want).abs() < 1e-9,
+                "{class} {key}: {value} from the engine, {want} in the report"
+            );
+        };
+        close("sensitivity", tp / (tp + fn_));
+        close("specificity", tn / (tn + fp));
+    }
+}
+
+#[test]
+fn beat_and_record_models_are_refused_where_they_do_not_fit() {
+    let Some(data) = ptbxl_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = format!("sinks.predictions.path={}", tmp.path().join("p.jsonl").display());
+    let beat_model = ecgflow(
+        &[
+            "run",
+            "pipelines/classify-ptbxl.toml",
+            "--set",
+            "transforms.classify.path=models/resecanet-ds1.json",
+            "--set",
+            &sink,
+        ],
+        &data,
+    );
+    assert!(!beat_model.status.success());
+    let stderr = String::from_utf8_lossy(&beat_model.stderr);
+    assert!(
+        stderr.contains("resecanet-ds1") && stderr.contains("`model` step"),
+        "{stderr}"
+    );
+
+    let record_model = ecgflow(
+        &[
+            "run",
+            "pipelines/demo.toml",
+            "--set",
+            "transforms.classify.path=models/ptbxl-signal.json",
+        ],
+        &data,
+    );
+    assert!(!record_model.status.success());
+    let stderr = String::from_utf8_lossy(&record_model.stderr);
+    assert!(
+        stderr.contains("ptbxl-signal") && stderr.contains("`record_model` step"),
+        "{stderr}"
+    );
+}

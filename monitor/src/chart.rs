@@ -38,7 +38,7 @@ pub(crate) mod tests {
             "attribution": {
                 "method": "gradcam", "class": 2, "probability": 0.7,
                 "per_sample": (0..259).map(|i| i as f32 / 259.0).collect::<Vec<_>>(),
-                "segments": [], "base_value": null, "fit_r2": null,
+                "features": [], "base_value": null, "fit_r2": null,
             },
         }))
         .expect("an explanation")

@@ -253,6 +253,7 @@ mod tests {
                 version: "1".into(),
                 class: class.into(),
                 probabilities: vec![p, (1.0 - p) / 2.0, (1.0 - p) / 2.0],
+                labels: Vec::new(),
             }),
             arrival: None,
         }

@@ -572,10 +572,7 @@ pub fn attribution_chart(
     attribution: &[f64],
 ) -> Result<(usize, usize), PlotError> {
     let points = finite(beat);
-    let largest = attribution
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, |m, v| m.max(v.abs()));
+    let largest = largest_magnitude(attribution);
     let half_step = if beat.len() > 1 {
         (beat[beat.len() - 1].0 - beat[0].0) / (beat.len() - 1) as f64 / 2.0
     } else {
@@ -585,11 +582,8 @@ pub fn attribution_chart(
         .iter()
         .zip(attribution)
         .filter(|((x, _), a)| x.is_finite() && a.is_finite() && largest > 0.0)
-        .map(|(&(x, _), &a)| {
-            let end = if a >= 0.0 { POSITIVE } else { NEGATIVE };
-            // Kept light (at most 70 % of the colour) so the beat stays readable on top.
-            (x - half_step, x + half_step, lerp(WHITE, end, 0.7 * a.abs() / largest))
-        })
+        // Kept light (at most 70 % of the colour) so the beat stays readable on top.
+        .map(|(&(x, _), &a)| (x - half_step, x + half_step, tint(WHITE, a, largest, 0.7)))
         .collect();
     let chart = XyChart {
         title,
@@ -602,6 +596,147 @@ pub fn attribution_chart(
         bands,
     };
     draw_xy(path, &chart)
+}
+
+/// The largest finite |value| of `attribution` (0 when there is none).
+fn largest_magnitude(attribution: &[f64]) -> f64 {
+    attribution
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()))
+}
+
+/// `base` tinted red (positive `a`) or blue (negative) by `strength · |a| / largest`.
+fn tint(base: Rgb, a: f64, largest: f64, strength: f64) -> Rgb {
+    if !(a.is_finite() && largest > 0.0) {
+        return base;
+    }
+    let end = if a >= 0.0 { POSITIVE } else { NEGATIVE };
+    lerp(base, end, strength * a.abs() / largest)
+}
+
+/// The legend line under a record's attribution picture.
+fn attribution_legend(largest: f64) -> String {
+    let largest = if (1e-3..1e4).contains(&largest) || largest == 0.0 {
+        format!("{largest:.4}")
+    } else {
+        format!("{largest:.2e}")
+    };
+    format!("red: towards the class, blue: away (strongest {largest})")
+}
+
+/// A grayscale image (`height × width` values in [0, 1], row-major, 1 = white, as
+/// [`crate::render`] draws ECGs) under its attribution (one value per pixel) as a
+/// semi-transparent heat map: red where the pixel pushed towards the class, blue where it
+/// pushed away, more opaque the larger the value relative to the largest. The image is
+/// enlarged by a whole factor to about 600 pixels a side, with the title above and a legend
+/// below. Returns the picture's (width, height).
+pub fn image_attribution_chart(
+    path: &Path,
+    title: &str,
+    pixels: &[f32],
+    (width, height): (usize, usize),
+    attribution: &[f64],
+) -> Result<(usize, usize), PlotError> {
+    let scale = 600usize.div_ceil(width.max(1)).max(1);
+    let largest = largest_magnitude(attribution);
+    let legend = attribution_legend(largest);
+    let margin = 16;
+    let (image_w, image_h) = (width * scale, height * scale);
+    let w = (image_w + 2 * margin).max(text_width(title).max(text_width(&legend)) + 2 * margin);
+    let top = 14 + TEXT_H + 14;
+    let h = top + image_h + 12 + TEXT_H + 14;
+    let mut c = Canvas::new(path, w, h)?;
+    c.text_centred(title, w / 2, 14, INK);
+    let x0 = (w - image_w) / 2;
+    for y in 0..height {
+        for x in 0..width {
+            let i = y * width + x;
+            let grey = pixels.get(i).copied().unwrap_or(1.0);
+            let grey = if grey.is_finite() { grey.clamp(0.0, 1.0) } else { 1.0 };
+            let g = (grey * 255.0).round() as u8;
+            // At most 60 % opaque, so the trace under the strongest heat stays visible.
+            let a = attribution.get(i).copied().unwrap_or(0.0);
+            let colour = tint([g; 3], a, largest, 0.6);
+            let r = Rect {
+                x0: x0 + x * scale,
+                y0: top + y * scale,
+                x1: x0 + (x + 1) * scale,
+                y1: top + (y + 1) * scale,
+            };
+            c.fill(r, colour);
+        }
+    }
+    c.text_centred(&legend, w / 2, top + image_h + 12, INK);
+    c.save(path)
+}
+
+/// Leads of a record (`signal` holds `leads.len()` leads of equal length one after the
+/// other, mV at `fs` Hz) drawn as traces one above the other, each sample's stretch of
+/// trace coloured by its attribution (`attribution`, one value per value of `signal`): grey
+/// where it is near 0, red where the lead pushed towards the class, blue where it pushed
+/// away. Each lead sits on its median with a gain of 3 mV per row, clipped to its row;
+/// seconds are marked below. Returns the picture's (width, height).
+pub fn leads_attribution_chart(
+    path: &Path,
+    title: &str,
+    leads: &[String],
+    fs: f64,
+    signal: &[f32],
+    attribution: &[f64],
+) -> Result<(usize, usize), PlotError> {
+    const ROW: usize = 56;
+    const MV_PER_ROW: f64 = 3.0;
+    const TRACE: Rgb = [170, 170, 170];
+    let n = leads.len().max(1);
+    let samples = signal.len() / n;
+    let largest = largest_magnitude(attribution);
+    let legend = attribution_legend(largest);
+    let w = CHART_WIDTH;
+    let names_w = leads.iter().map(|l| text_width(&truncate(l, 6))).max().unwrap_or(0);
+    let plot = Rect {
+        x0: 16 + names_w + 12,
+        y0: 14 + TEXT_H + 14,
+        x1: w - 16,
+        y1: 14 + TEXT_H + 14 + leads.len() * ROW,
+    };
+    let h = plot.y1 + 8 + TEXT_H + 12 + TEXT_H + 14;
+    let mut c = Canvas::new(path, w, h)?;
+    c.text_centred(title, w / 2, 14, INK);
+    let seconds = samples as f64 / fs;
+    let x_of = |i: f64| plot.x0 as f64 + i / samples.max(1) as f64 * (plot.x1 - plot.x0 - 1) as f64;
+    if seconds.is_finite() && seconds > 0.0 {
+        for t in 0..=seconds.floor() as usize {
+            let x = x_of(t as f64 * fs);
+            c.line((x, plot.y0 as f64), (x, plot.y1 as f64), GRID, 1, plot, false);
+            c.text_centred(&t.to_string(), x.round() as usize, plot.y1 + 8, INK);
+        }
+    }
+    for (k, name) in leads.iter().enumerate() {
+        let lead = &signal[k * samples..(k + 1) * samples];
+        let row = Rect {
+            x0: plot.x0,
+            y0: plot.y0 + k * ROW,
+            x1: plot.x1,
+            y1: plot.y0 + (k + 1) * ROW,
+        };
+        let mut finite: Vec<f32> = lead.iter().copied().filter(|v| v.is_finite()).collect();
+        finite.sort_by(f32::total_cmp);
+        let median = finite.get(finite.len() / 2).map_or(0.0, |&m| f64::from(m));
+        let centre = (row.y0 + row.y1) as f64 / 2.0;
+        let y_of = |v: f32| centre - (f64::from(v) - median) * ROW as f64 / MV_PER_ROW;
+        c.line((row.x0 as f64, centre), (row.x1 as f64, centre), GRID, 1, row, false);
+        let label_y = (centre.round() as usize).saturating_sub(TEXT_H / 2);
+        c.text(&truncate(name, 6), 16, label_y as i64, INK, false);
+        for i in 1..samples {
+            let a = attribution.get(k * samples + i - 1).copied().unwrap_or(0.0);
+            let colour = tint(TRACE, a, largest, 1.0);
+            let from = (x_of((i - 1) as f64), y_of(lead[i - 1]));
+            c.line(from, (x_of(i as f64), y_of(lead[i])), colour, 2, row, false);
+        }
+    }
+    c.text_centred(&format!("time (s). {legend}"), w / 2, plot.y1 + 8 + TEXT_H + 10, INK);
+    c.save(path)
 }
 
 /// ROC curves (false positive rate, true positive rate) on the unit square with the
@@ -815,6 +950,33 @@ mod tests {
         let flat = dir.join("flat.png");
         let size = attribution_chart(&flat, "all zero", &beat, &[0.0; 100]).unwrap();
         assert!(distinct_colours(&flat, size) < 40);
+    }
+
+    #[test]
+    fn record_attribution_pictures_tint_the_image_and_the_leads() {
+        let dir = TestDir::new("record-attribution");
+        // A white 20 × 30 image with a black line, heat on the left half.
+        let (w, h) = (30, 20);
+        let mut pixels = vec![1.0f32; w * h];
+        pixels[10 * w..11 * w].fill(0.0);
+        let attribution: Vec<f64> = (0..w * h)
+            .map(|i| if i % w < 15 { (i % w) as f64 } else { 0.0 })
+            .collect();
+        let path = dir.join("image.png");
+        let size = image_attribution_chart(&path, "gradcam: MI 80%", &pixels, (w, h), &attribution).unwrap();
+        assert!(size.0 >= 600 && size.1 > 400, "{size:?}");
+        assert!(distinct_colours(&path, size) > 15);
+        let flat = dir.join("flat.png");
+        let size = image_attribution_chart(&flat, "none", &pixels, (w, h), &vec![0.0; w * h]).unwrap();
+        assert!(distinct_colours(&flat, size) < 8);
+
+        let leads: Vec<String> = ["I", "II", "V1"].iter().map(|s| s.to_string()).collect();
+        let signal: Vec<f32> = (0..3 * 500).map(|i| (i as f32 / 20.0).sin()).collect();
+        let attribution: Vec<f64> = (0..3 * 500).map(|i| ((i % 500) as f64 - 250.0) / 250.0).collect();
+        let path = dir.join("leads.png");
+        let size = leads_attribution_chart(&path, "shap: NORM 90%", &leads, 100.0, &signal, &attribution).unwrap();
+        assert_eq!(size.0, CHART_WIDTH);
+        assert!(distinct_colours(&path, size) > 30);
     }
 
     #[test]

@@ -134,12 +134,42 @@ impl Monitor {
     }
 }
 
+/// The learning rate over a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// `learning_rate` throughout (the study's setting).
+    #[default]
+    Constant,
+    /// Cosine annealing from `learning_rate` down to 1 % of it at the last step of the last
+    /// epoch (Loshchilov & Hutter 2017, without restarts). The rate depends only on the
+    /// step's place in the run, so a resumed run continues the same curve.
+    Cosine,
+}
+
+impl Schedule {
+    /// The rate for step `step` (0-based) of `total` steps in the whole run.
+    pub fn rate(self, base: f64, step: usize, total: usize) -> f64 {
+        match self {
+            Schedule::Constant => base,
+            Schedule::Cosine => {
+                let floor = base * 0.01;
+                let t = step as f64 / total.saturating_sub(1).max(1) as f64;
+                floor + 0.5 * (base - floor) * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+            }
+        }
+    }
+}
+
 /// Training settings; the defaults are the study's (Adam, learning rate 4e-4, batch 64).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {
     pub epochs: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
+    /// How the learning rate changes over the run.
+    #[serde(default)]
+    pub schedule: Schedule,
     pub seed: u64,
     /// Stop after this many epochs without improvement of `monitor` (0: never stop early).
     pub patience: usize,
@@ -165,6 +195,7 @@ impl Default for TrainSettings {
             epochs: 30,
             batch_size: 64,
             learning_rate: 4e-4,
+            schedule: Schedule::Constant,
             seed: 7,
             patience: 5,
             monitor: Monitor::ValMacroF1,
@@ -361,7 +392,12 @@ pub fn fit(
             };
             let loss_value = f64::from(loss.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(loss.backward(), &network);
-            network = optimizer.step(settings.learning_rate, network, grads);
+            let rate = settings.schedule.rate(
+                settings.learning_rate,
+                (epoch - 1) * steps + step,
+                settings.epochs * steps,
+            );
+            network = optimizer.step(rate, network, grads);
             loss_sum += loss_value * n as f64;
             seen += if multi_label { n * n_classes } else { n };
             observer.step(epoch, step + 1, steps, loss_value);
@@ -593,7 +629,9 @@ fn fingerprint(architecture: &Architecture, settings: &TrainSettings, train: &Da
     };
     feed(serde_json::to_string(architecture).unwrap_or_default().as_bytes());
     let mut resumable = settings.clone();
-    resumable.epochs = 0; // more epochs may be asked of a resumed run
+    if resumable.schedule == Schedule::Constant {
+        resumable.epochs = 0; // more epochs may be asked of a resumed run (a cosine curve depends on them)
+    }
     feed(format!("{resumable:?}").as_bytes());
     for data in [train, valid] {
         feed(&(data.len() as u64).to_le_bytes());
@@ -669,6 +707,17 @@ fn replace(dir: &Path, name: &str, write: impl FnOnce(&Path) -> Result<(), Strin
 mod tests {
     use super::*;
     use crate::models::ResEcaNetConfig;
+
+    #[test]
+    fn cosine_schedule_falls_from_the_rate_to_one_percent() {
+        let cosine = Schedule::Cosine;
+        assert_eq!(cosine.rate(1e-3, 0, 100), 1e-3);
+        assert!((cosine.rate(1e-3, 99, 100) - 1e-5).abs() < 1e-12);
+        assert!((cosine.rate(1e-3, 99, 199) - (1e-5 + 0.5 * (1e-3 - 1e-5))).abs() < 1e-12);
+        let rates: Vec<f64> = (0..100).map(|s| cosine.rate(1e-3, s, 100)).collect();
+        assert!(rates.windows(2).all(|w| w[1] <= w[0]));
+        assert_eq!(Schedule::Constant.rate(1e-3, 99, 100), 1e-3);
+    }
 
     /// Two separable classes: a positive or a negative bump in the middle of the window.
     fn toy(n: usize, seed: u64) -> Dataset {

@@ -103,7 +103,7 @@ pub struct Beat {
     pub arrival: Option<Instant>,
 }
 
-/// A classifier's output for one beat.
+/// A classifier's output for one beat or one record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     /// Model name and version (from its card).
@@ -113,6 +113,10 @@ pub struct Prediction {
     pub class: String,
     /// Probability of each of the model's classes, in its class order.
     pub probabilities: Vec<f32>,
+    /// Multi-label models: every class whose probability reaches its decision threshold
+    /// (the model card's, chosen on validation data), in class order; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 /// A tensor or image made from a beat or a record (a CWT scalogram, a rendered 12-lead
@@ -130,6 +134,10 @@ pub struct Tensor {
     pub data: Vec<f32>,
     /// Reference annotation symbol of the beat, when known.
     pub symbol: Option<String>,
+    /// A record classifier's verdict, once a `record_model` step has seen it (the tensor
+    /// is then the network's input: the record's image or its leads).
+    #[serde(default)]
+    pub prediction: Option<Prediction>,
 }
 
 /// Something that happened on a stream at a point of its time: an alarm starting or

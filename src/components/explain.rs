@@ -10,9 +10,9 @@ use ecgflow_operators::explain::gradcam::GradCam;
 use ecgflow_operators::explain::lime::{lime, LimeSettings, Replacement};
 use ecgflow_operators::explain::shap::{kernel_shap, ShapSettings};
 use ecgflow_operators::explain::{
-    mean_window, Attribution, BatchClassifier, ExplainError, Explanation, PERTURBATION_BATCH,
+    mean_window, Attribution, BatchClassifier, ExplainError, Explanation, Features, PERTURBATION_BATCH,
 };
-use ecgflow_operators::models::TrainedModel;
+use ecgflow_operators::models::{model_paths, ModelCard, TrainedModel};
 use ecgflow_operators::train::argmax;
 use ecgflow_operators::Beat;
 
@@ -40,7 +40,9 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
               filled as `replacement` says), weighted by closeness to the beat, and a ridge regression whose \
               coefficients are the attributions and whose R² is reported. SHAP and LIME run the model on \
               `runtime` (tract by default) and cost hundreds of model evaluations per beat: use \
-              `max_per_stream` on long streams. RR features, when the model takes them, are never perturbed.",
+              `max_per_stream` on long streams. RR features, when the model takes them, are never perturbed. \
+              Whole-record models (PTB-XL) are refused: there is no live record classification yet; \
+              `ecgflow eval explain` explains them.",
     accepts: &[PortKind::Beats],
     output: Output::Kind(PortKind::Explanations),
     fields: &[
@@ -145,6 +147,7 @@ fn check_explain(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
 /// Grad-CAM the burn network.
 fn open_models(p: &Params) -> anyhow::Result<(Classifier, Option<GradCam>)> {
     let path = Path::new(p.str("path"));
+    refuse_record_models(path)?;
     if p.str("method") == "gradcam" {
         let model = TrainedModel::open(path).context("Grad-CAM needs the burn model (NAME.bpk + NAME.json)")?;
         let cam = GradCam::new(&model.network, &model.card.architecture);
@@ -158,6 +161,28 @@ fn open_models(p: &Params) -> anyhow::Result<(Classifier, Option<GradCam>)> {
         );
     }
     Ok((classifier, None))
+}
+
+/// A clear refusal when the card beside `path` is a whole-record model's (PTB-XL): there is
+/// no live record classification to explain yet.
+fn refuse_record_models(path: &Path) -> anyhow::Result<()> {
+    let card_path = model_paths(path).1;
+    let Ok(text) = std::fs::read_to_string(&card_path) else {
+        return Ok(()); // a missing card is reported where the model is opened
+    };
+    let Ok(card) = serde_json::from_str::<ModelCard>(&text) else {
+        return Ok(());
+    };
+    if card.record_input().is_ok() {
+        bail!(
+            "model {} ({}) takes whole records (PTB-XL), not beats: the explain transform explains \
+             classified beats; explain a record model with `ecgflow eval explain --model {} --data PTB-XL-DIR`",
+            card.name,
+            card_path.display(),
+            card_path.display()
+        );
+    }
+    Ok(())
 }
 
 /// How beats are explained.
@@ -180,6 +205,8 @@ enum Method {
 struct Explainer {
     classifier: Classifier,
     method: Method,
+    /// The window's segments (SHAP and LIME).
+    segments: Features,
     seed: u64,
 }
 
@@ -187,7 +214,7 @@ impl Explainer {
     fn from_params(p: &Params) -> anyhow::Result<Self> {
         let (classifier, cam) = open_models(p)?;
         let window = classifier.window_len();
-        let segments = p.usize("segments");
+        let segments = Features::even(window, p.usize("segments")).context("segments")?;
         let seed = p.i64("seed") as u64;
         let background = match p.opt_str("background") {
             None => Vec::new(),
@@ -206,7 +233,6 @@ impl Explainer {
             (_, Some(cam)) => Method::GradCam(Box::new(Mutex::new(cam))),
             ("shap", _) => Method::Shap {
                 settings: ShapSettings {
-                    segments,
                     coalitions: p.usize("coalitions"),
                     seed,
                 },
@@ -216,7 +242,6 @@ impl Explainer {
                 let replacement = Replacement::parse(p.str("replacement")).expect("a checked choice");
                 Method::Lime {
                     settings: LimeSettings {
-                        segments,
                         samples: p.usize("samples"),
                         kernel_width: p.f64("kernel_width") as f32,
                         replacement,
@@ -230,6 +255,7 @@ impl Explainer {
         Ok(Explainer {
             classifier,
             method,
+            segments,
             seed,
         })
     }
@@ -238,7 +264,6 @@ impl Explainer {
     fn explain(&self, beat: Beat) -> anyhow::Result<Explanation> {
         let model = &self.classifier;
         let input = model.input(&beat)?;
-        let window = model.window_len();
         let predicted = beat
             .prediction
             .as_ref()
@@ -261,7 +286,7 @@ impl Explainer {
                     seed,
                     ..settings.clone()
                 };
-                kernel_shap(&Perturbed(model), &input, window, background, class, &settings).map_err(named)?
+                kernel_shap(&Perturbed(model), &input, &self.segments, background, class, &settings).map_err(named)?
             }
             Method::Lime {
                 settings,
@@ -272,7 +297,15 @@ impl Explainer {
                     seed,
                     ..settings.clone()
                 };
-                lime(&Perturbed(model), &input, window, background_mean, class, &settings).map_err(named)?
+                lime(
+                    &Perturbed(model),
+                    &input,
+                    &self.segments,
+                    background_mean,
+                    class,
+                    &settings,
+                )
+                .map_err(named)?
             }
         };
         Ok(Explanation {

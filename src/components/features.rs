@@ -406,6 +406,7 @@ impl Step for CwtStep {
             shape: vec![beat.leads.len(), self.scales, self.len],
             data,
             symbol: beat.symbol,
+            prediction: None,
         }));
         Ok(())
     }
@@ -484,6 +485,7 @@ impl Step for RenderStep {
             shape: vec![config.height, config.width],
             data: pixels,
             symbol: None,
+            prediction: None,
         }));
         self.chunks.clear();
         Ok(())

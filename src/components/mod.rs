@@ -10,6 +10,7 @@ mod features;
 pub mod fields;
 mod model;
 mod monitor;
+mod record_model;
 mod sinks;
 pub use sinks::label_map;
 pub mod sources;
@@ -253,6 +254,7 @@ pub fn registry() -> Vec<&'static ComponentSpec> {
         .chain(transforms::SPECS)
         .chain(features::SPECS)
         .chain(model::SPECS)
+        .chain(record_model::SPECS)
         .chain(explain::SPECS)
         .chain(alarms::SPECS)
         .chain(census::SPECS)

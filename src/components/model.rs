@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use ecgflow_operators::models::resecanet::beat_input;
 use ecgflow_operators::models::tract::OnnxClassifier;
-use ecgflow_operators::models::{model_paths, ModelCard, TrainedModel};
+use ecgflow_operators::models::{model_paths, ModelCard, RecordInput, TrainedModel};
 use ecgflow_operators::train::argmax;
 use ecgflow_operators::{Beat, Prediction};
 
@@ -75,6 +75,13 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
 
 fn check_model(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
     match Classifier::from_params(p) {
+        Ok(classifier) if classifier.record.is_some() => vec![(
+            "path".to_owned(),
+            format!(
+                "model {} takes whole records (PTB-XL), not beats: classify records with a `record_model` step",
+                classifier.name
+            ),
+        )],
         Ok(_) => Vec::new(),
         Err(e) => vec![("path".to_owned(), format!("{e:#}"))],
     }
@@ -101,26 +108,30 @@ impl Runtime {
     }
 }
 
-/// A loaded model and what it takes to feed it beats and name its outputs (shared with the
-/// `explain` transform).
+/// A loaded model and what it takes to feed it beats or records and name its outputs
+/// (shared by the `model`, `record_model` and `explain` transforms).
 pub(super) struct Classifier {
     pub(super) runtime: Runtime,
     /// Name and version written into each prediction.
-    name: String,
+    pub(super) name: String,
     version: String,
     /// Class names in output order.
     pub(super) classes: Vec<String>,
-    /// Values per beat.
+    /// Values per input.
     pub(super) input_len: usize,
     /// Whether the three RR features follow the window.
     rr_features: bool,
     /// The window (before, after) the model was trained on, from its card; `None` without a
-    /// card (then the beat's window must have `input_len` samples).
+    /// card (then the beat's window must have `input_len` samples) and for record models.
     pub(super) window: Option<(usize, usize)>,
+    /// What a whole-record model takes (its card says); `None` for beat models.
+    pub(super) record: Option<RecordInput>,
+    /// Multi-label models: each class's decision threshold, from the card.
+    thresholds: Option<Vec<f32>>,
 }
 
 impl Classifier {
-    fn from_params(p: &Params) -> anyhow::Result<Self> {
+    pub(super) fn from_params(p: &Params) -> anyhow::Result<Self> {
         Self::open(Path::new(p.str("path")), p.str("runtime"))
     }
 
@@ -158,6 +169,8 @@ impl Classifier {
                 input_len: onnx.input_len(),
                 rr_features: false,
                 window: None,
+                record: None,
+                thresholds: None,
                 runtime: Runtime::Onnx(onnx),
             });
         }
@@ -165,7 +178,7 @@ impl Classifier {
         let card: ModelCard =
             serde_json::from_str(&text).with_context(|| format!("{}: not a model card", card_path.display()))?;
         onnx.check_card(&card, &card_path)?;
-        Self::with_card(Runtime::Onnx(onnx), &card)
+        Self::with_card(Runtime::Onnx(onnx.with_output(card.output)), &card)
     }
 
     /// A burn model as a classifier.
@@ -175,7 +188,6 @@ impl Classifier {
     }
 
     fn with_card(runtime: Runtime, card: &ModelCard) -> anyhow::Result<Self> {
-        let input = card.beat_input()?;
         Ok(Classifier {
             runtime,
             name: card.name.clone(),
@@ -183,8 +195,32 @@ impl Classifier {
             classes: card.classes.clone(),
             input_len: card.architecture.input_len(),
             rr_features: card.architecture.rr_features(),
-            window: Some((input.before, input.after)),
+            window: card.beat_input().ok().map(|input| (input.before, input.after)),
+            record: card.record_input().ok().cloned(),
+            thresholds: card.thresholds.clone(),
         })
+    }
+
+    /// The prediction for one input's class probabilities: the most probable class, and for
+    /// multi-label models every class at or above its threshold.
+    pub(super) fn prediction(&self, probabilities: Vec<f32>) -> Prediction {
+        let labels = match &self.thresholds {
+            Some(thresholds) => self
+                .classes
+                .iter()
+                .zip(probabilities.iter().zip(thresholds))
+                .filter(|(_, (p, t))| p >= t)
+                .map(|(class, _)| class.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        Prediction {
+            model: self.name.clone(),
+            version: self.version.clone(),
+            class: self.classes[argmax(&probabilities)].clone(),
+            probabilities,
+            labels,
+        }
     }
 
     /// Samples of the beat window at the start of each input (the rest are RR features).
@@ -287,12 +323,7 @@ impl ModelStep {
         batch.oldest = None;
         let probabilities = model.runtime.predict(&inputs, self.max_batch)?;
         for (mut beat, p) in beats.into_iter().zip(probabilities) {
-            beat.prediction = Some(Prediction {
-                model: model.name.clone(),
-                version: model.version.clone(),
-                class: model.classes[argmax(&p)].clone(),
-                probabilities: p,
-            });
+            beat.prediction = Some(model.prediction(p));
             out.push(Body::Beat(beat));
         }
         Ok(())

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use ecgflow_datasets::mitdb::LabelMap;
 use ecgflow_operators::explain::Explanation;
-use ecgflow_operators::{Beat, Chunk, Event, Tensor};
+use ecgflow_operators::{Beat, Chunk, Event, Prediction, Tensor};
 use serde_json::json;
 
 use super::fields::{Default as D, FieldSpec as F};
@@ -359,11 +359,15 @@ pub fn explanation_json(e: &Explanation, include_samples: bool) -> serde_json::V
     v["base_value"] = json!(a.base_value.map(short_f64));
     v["fit_r2"] = json!(a.fit_r2.map(short_f64));
     v["attribution"] = json!(a.per_sample.iter().map(|&x| short_f64(x)).collect::<Vec<_>>());
-    if !a.segments.is_empty() {
+    if !a.features.is_empty() {
+        // A beat's features are contiguous segments: one [start, end) range each.
         v["segments"] = json!(a
-            .segments
+            .features
             .iter()
-            .map(|s| json!({"start": s.start, "end": s.end, "value": short_f64(s.value)}))
+            .map(|f| match f.ranges[..] {
+                [(start, end)] => json!({"start": start, "end": end, "value": short_f64(f.value)}),
+                _ => json!({"ranges": f.ranges, "value": short_f64(f.value)}),
+            })
             .collect::<Vec<_>>());
     }
     v
@@ -401,15 +405,24 @@ pub fn beat_json(b: &Beat, include_samples: bool) -> serde_json::Value {
         "rr_local": b.rr_local.map(short_f64),
     });
     if let Some(p) = &b.prediction {
-        v["prediction"] = json!({
-            "model": p.model,
-            "version": p.version,
-            "class": p.class,
-            "probabilities": p.probabilities.iter().map(|&x| short_f64(x)).collect::<Vec<_>>(),
-        });
+        v["prediction"] = prediction_json(p);
     }
     if include_samples {
         v["window"] = json!(b.window);
+    }
+    v
+}
+
+/// A beat's or a record's prediction as JSON (`labels` only from multi-label models).
+fn prediction_json(p: &Prediction) -> serde_json::Value {
+    let mut v = json!({
+        "model": p.model,
+        "version": p.version,
+        "class": p.class,
+        "probabilities": p.probabilities.iter().map(|&x| short_f64(x)).collect::<Vec<_>>(),
+    });
+    if !p.labels.is_empty() {
+        v["labels"] = json!(p.labels);
     }
     v
 }
@@ -423,6 +436,9 @@ impl SinkWriter for JsonlWriter {
             Body::Event(e) => event_json(e),
             Body::Tensor(t) => {
                 let mut v = json!({"kind": "tensor", "stream": t.stream, "sample": t.sample, "shape": t.shape, "symbol": t.symbol});
+                if let Some(p) = &t.prediction {
+                    v["prediction"] = prediction_json(p);
+                }
                 if self.include_samples {
                     v["data"] = json!(t.data);
                 }

@@ -24,12 +24,15 @@ use ecgflow_operators::models::{
 use ecgflow_operators::render::{RenderConfig, STANDARD_LEADS};
 use ecgflow_operators::smote::{Smote, Target};
 use ecgflow_operators::split::{holdout, k_folds, SplitBy};
-use ecgflow_operators::train::{fit, Dataset, EpochRecord, Monitor, TrainObserver, TrainOutcome, TrainSettings};
+use ecgflow_operators::train::{
+    fit, Dataset, EpochRecord, Monitor, Schedule, TrainObserver, TrainOutcome, TrainSettings,
+};
 use ecgflow_operators::Beat;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::fields::{Default as D, FieldSpec as F};
+use super::record_model::RecordBuffer;
 use super::{same_fs, Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Sink, SinkWriter, Upstream};
 use crate::config::Role;
 use crate::message::{meta_value, Body};
@@ -118,6 +121,12 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
         F::int("epochs", 1, 100_000, D::Int(30), "epochs at most"),
         F::int("batch_size", 1, 65_536, D::Int(64), "examples per optimisation step"),
         F::positive("learning_rate", 0.0, 1.0, D::Float(4e-4), "Adam learning rate"),
+        F::choice(
+            "schedule",
+            &["constant", "cosine"],
+            "constant",
+            "learning rate over the run: constant (the study's), or cosine annealing from `learning_rate` to 1 % of it at the last step of `epochs` (resumable; early stopping may end it sooner)",
+        ),
         F::int(
             "seed",
             0,
@@ -408,6 +417,10 @@ impl TrainSink {
             epochs: p.usize("epochs"),
             batch_size: p.usize("batch_size"),
             learning_rate: p.f64("learning_rate"),
+            schedule: match p.str("schedule") {
+                "cosine" => Schedule::Cosine,
+                _ => Schedule::Constant,
+            },
             seed,
             patience: p.usize("patience"),
             monitor: match p.str("monitor") {
@@ -534,13 +547,6 @@ impl Sink for TrainSink {
     }
 }
 
-/// One record's samples, gathered from its chunks.
-struct RecordBuffer {
-    fs: f64,
-    leads: Vec<String>,
-    samples: Vec<Vec<f32>>,
-}
-
 /// Collects the beats or records; all the work happens in `finish`.
 struct TrainWriter {
     sink: TrainSink,
@@ -557,24 +563,11 @@ impl SinkWriter for TrainWriter {
                 self.meta.insert(stream.clone(), meta.clone());
             }
             Body::Beat(beat) => self.beats.push(beat.clone()),
-            Body::Chunk(chunk) => {
-                let record = self
-                    .records
-                    .entry(chunk.stream.clone())
-                    .or_insert_with(|| RecordBuffer {
-                        fs: chunk.fs,
-                        leads: chunk.leads.clone(),
-                        samples: vec![Vec::new(); chunk.leads.len()],
-                    });
-                if chunk.leads != record.leads {
-                    bail!("stream {}: the leads changed within the record", chunk.stream);
-                }
-                for (lead, samples) in record.samples.iter_mut().zip(&chunk.samples) {
-                    // Only what the network takes is kept.
-                    let room = self.sink.samples.saturating_sub(lead.len());
-                    lead.extend(samples.iter().take(room));
-                }
-            }
+            Body::Chunk(chunk) => self
+                .records
+                .entry(chunk.stream.clone())
+                .or_insert_with(|| RecordBuffer::new(chunk))
+                .push(chunk, self.sink.samples)?,
             Body::Abort { stream, .. } => {
                 self.failed.insert(stream.clone());
             }
@@ -768,16 +761,7 @@ impl Run {
                 skipped += 1;
                 continue;
             }
-            if record.fs != record_input.fs {
-                bail!(
-                    "record {name} is sampled at {} Hz, the first at {} Hz",
-                    record.fs,
-                    record_input.fs
-                );
-            }
-            let values = record_input
-                .prepare(&record.leads, &record.samples)
-                .map_err(|e| anyhow::anyhow!("record {name}: {e}"))?;
+            let values = record.prepare(record_input)?;
             data.push_multi(&values, &labels, &patient_of(&meta, name));
             streams.push(name.clone());
         }

@@ -2,7 +2,9 @@
 //! the last convolutional block's activations, averaged over the block's positions, weights
 //! each channel; the weighted sum of the channels, rectified, is the map, upsampled linearly
 //! from the block's grid to the input's. For the beat networks (ResECANet) the grid is the
-//! block's time axis and the map covers the beat window; for the 2D networks (VGG16 on
+//! block's time axis and the map covers the beat window; a ResECANet on a multi-lead record
+//! mixes the leads from its first convolution on, so its time map is repeated for each lead
+//! and covers the whole record. For the 2D networks (VGG16 on
 //! scalograms, ResDSCNet on ECG images) it is the block's rows × columns, and the map covers
 //! the `height × width` input, row after row (bilinear upsampling). A VGG16 with a CWT front
 //! end takes raw beats: its map covers the scalogram the network computes, and the values
@@ -24,6 +26,8 @@ pub struct GradCam {
     /// Report the map's column means (one value per window sample): for networks that
     /// take a window and look at its scalogram.
     column_means: bool,
+    /// Leads of a record network: the time map is repeated for each (1 otherwise).
+    leads: usize,
     output: Output,
 }
 
@@ -55,6 +59,10 @@ impl GradCam {
             input_len: architecture.input_len(),
             grid,
             column_means: matches!(architecture, Architecture::Vgg16(c) if c.cwt.is_some()),
+            leads: match architecture {
+                Architecture::Resecanet(c) => c.leads,
+                _ => 1,
+            },
             output,
         }
     }
@@ -72,8 +80,8 @@ impl GradCam {
 
     /// Grad-CAM of each input in `inputs` (`n × input_len` values) for its class in `classes`,
     /// or for the class the network predicts when `classes` is `None`. `per_sample` has one
-    /// value per beat sample, or per pixel (row after row) for the 2D networks that take
-    /// images.
+    /// value per beat sample, per pixel (row after row) for the 2D networks that take
+    /// images, or per sample of every lead (lead after lead) for multi-lead records.
     pub fn explain(&self, inputs: &[f32], classes: Option<&[usize]>) -> Result<Vec<Attribution>, ExplainError> {
         if inputs.is_empty() || !inputs.len().is_multiple_of(self.input_len) {
             return Err(ExplainError::Invalid(format!(
@@ -125,12 +133,15 @@ impl GradCam {
                 if self.column_means {
                     per_sample = column_means(&per_sample, self.grid.1);
                 }
+                if self.leads > 1 {
+                    per_sample = per_sample.repeat(self.leads);
+                }
                 Attribution {
                     method: "gradcam".into(),
                     class,
                     probability: pass.probabilities[i * pass.outputs + class],
                     per_sample,
-                    segments: Vec::new(),
+                    features: Vec::new(),
                     base_value: None,
                     fit_r2: None,
                 }
@@ -343,6 +354,29 @@ mod tests {
             assert!(map.per_sample.iter().all(|v| v.is_finite() && *v >= 0.0));
         }
         assert_eq!(column_means(&[1.0, 2.0, 3.0, 6.0], 2), vec![2.0, 4.0]);
+    }
+
+    #[test]
+    fn grad_cam_of_a_multi_lead_record_network_covers_every_lead() {
+        use crate::models::ResEcaNetConfig;
+        let config = ResEcaNetConfig {
+            window: 40,
+            leads: 3,
+            widths: vec![4, 8],
+            ..ResEcaNetConfig::study(4)
+        };
+        let architecture = Architecture::Resecanet(config.clone());
+        let network = Network::init(&architecture, &Device::flex()).valid();
+        let mut rng = SplitMix64::new(9);
+        let inputs: Vec<f32> = (0..config.input_len()).map(|_| rng.normal() as f32).collect();
+        let cam = GradCam::new(&network, &architecture).with_output(Output::Sigmoid);
+        let map = cam.explain(&inputs, Some(&[3])).unwrap().pop().unwrap();
+        assert_eq!(map.per_sample.len(), 120);
+        // The time map, once per lead.
+        assert_eq!(map.per_sample[..40], map.per_sample[40..80]);
+        assert_eq!(map.per_sample[..40], map.per_sample[80..]);
+        let p = crate::models::predict_with(&network, 120, Output::Sigmoid, &inputs, 1).unwrap();
+        assert!((map.probability - p[0][3]).abs() < 1e-5);
     }
 
     #[test]

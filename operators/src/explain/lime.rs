@@ -1,22 +1,25 @@
-//! LIME (Ribeiro et al. 2016) over contiguous segments of the beat window.
+//! LIME (Ribeiro et al. 2016) over [`Features`]: segments of a beat window, patches of an
+//! image, lead × time segments of a record.
 //!
-//! Random perturbations switch segments off (filling them from a [`Replacement`]); a
+//! Random perturbations switch features off (filling them from a [`Replacement`]); a
 //! weighted ridge regression of the class probability on the on/off vectors, with samples
-//! near the beat weighted most, gives the attributions, and its weighted R² says how well a
-//! linear model describes the classifier around the beat.
+//! near the input weighted most, gives the attributions, and its weighted R² says how well a
+//! linear model describes the classifier around the input.
 
-use super::shap::{check_input, class_probabilities, segment_values, solve};
-use super::{Attribution, BatchClassifier, ExplainError, Segments};
+use super::shap::{check_input, class_probabilities, solve};
+use super::{Attribution, BatchClassifier, ExplainError, Features};
 use crate::rng::SplitMix64;
 
-/// What an "off" segment is filled with.
+/// What an "off" feature is filled with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Replacement {
-    /// 0 mV: the segment becomes flat at the baseline.
+    /// 0 (mV, or black pixels): a segment becomes flat at the baseline.
     Zero,
-    /// The beat's own mean over the window: a flat line at the beat's level.
+    /// The input's own mean over the features' span: a flat line at the beat's level, a
+    /// patch of the image's mean grey.
     BeatMean,
-    /// The mean background beat (given by the caller): the segment looks like an average beat.
+    /// The mean background input (given by the caller): the feature looks like an average
+    /// beat or record.
     #[default]
     Background,
 }
@@ -45,15 +48,13 @@ impl Replacement {
 /// Settings of [`lime`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct LimeSettings {
-    /// Number of contiguous, near-equal segments of the window (the features).
-    pub segments: usize,
-    /// Perturbed inputs evaluated, the unperturbed beat included (at least 2).
+    /// Perturbed inputs evaluated, the unperturbed input included (at least 2).
     pub samples: usize,
-    /// Width of the exponential kernel on the cosine distance to the beat.
+    /// Width of the exponential kernel on the cosine distance to the input.
     pub kernel_width: f32,
     /// L2 penalty of the regression (the intercept is not penalised).
     pub ridge: f32,
-    /// What an "off" segment is filled with.
+    /// What an "off" feature is filled with.
     pub replacement: Replacement,
     /// Seed of the perturbations.
     pub seed: u64,
@@ -62,7 +63,6 @@ pub struct LimeSettings {
 impl Default for LimeSettings {
     fn default() -> Self {
         LimeSettings {
-            segments: 12,
             samples: 256,
             kernel_width: 0.25,
             ridge: 1.0,
@@ -72,25 +72,26 @@ impl Default for LimeSettings {
     }
 }
 
-/// LIME attributions of the probability of `class` for `input` to the segments of its first
-/// `window` values. `background_mean` (`window` values, the mean background beat) is only
-/// read for [`Replacement::Background`]. Values after the window (RR features) always stay
-/// the input's.
+/// LIME attributions of the probability of `class` for `input` to `features` (which cover
+/// its first `features.span()` values). `background_mean` (`span` values, the mean
+/// background input) is only read for [`Replacement::Background`]. Values after the span
+/// (RR features) always stay the input's.
 ///
 /// The attributions are the regression's coefficients, `base_value` its intercept (the
-/// predicted probability with every segment off) and `fit_r2` its weighted R².
+/// predicted probability with every feature off) and `fit_r2` its weighted R².
 pub fn lime(
     model: &dyn BatchClassifier,
     input: &[f32],
-    window: usize,
+    features: &Features,
     background_mean: &[f32],
     class: usize,
     settings: &LimeSettings,
 ) -> Result<Attribution, ExplainError> {
+    let window = features.span();
     check_input(model, input, window)?;
     if settings.samples < 2 {
         return Err(ExplainError::Invalid(format!(
-            "samples = {}: need at least 2 (the beat and a perturbation)",
+            "samples = {}: need at least 2 (the input and a perturbation)",
             settings.samples
         )));
     }
@@ -106,8 +107,7 @@ pub fn lime(
             settings.ridge
         )));
     }
-    let segments = Segments::even(window, settings.segments)?;
-    let m = segments.len();
+    let m = features.len();
     let beat = &input[..window];
     let fill = match settings.replacement {
         Replacement::Zero => vec![0.0; window],
@@ -115,7 +115,7 @@ pub fn lime(
         Replacement::Background => {
             if background_mean.len() != window {
                 return Err(ExplainError::Invalid(format!(
-                    "background mean has {} values: need the window's {window} (replacement = background)",
+                    "background mean has {} values: need the features' {window} (replacement = background)",
                     background_mean.len()
                 )));
             }
@@ -123,16 +123,16 @@ pub fn lime(
         }
     };
 
-    // The beat itself first, then each segment on with probability 1/2.
+    // The input itself first, then each feature on with probability 1/2.
     let mut rng = SplitMix64::new(settings.seed);
     let masks: Vec<Vec<bool>> = (0..settings.samples)
         .map(|i| (0..m).map(|_| i == 0 || rng.uniform() < 0.5).collect())
         .collect();
     let probs = class_probabilities(model, input, class, masks.len(), |i, row| {
-        segments.compose(beat, &fill, &masks[i], row)
+        features.compose(beat, &fill, &masks[i], row)
     })?;
 
-    // Cosine distance to the all-on vector: 1 - k/(√k·√M) = 1 - √(k/M) with k segments on
+    // Cosine distance to the all-on vector: 1 - k/(√k·√M) = 1 - √(k/M) with k features on
     // (1 for all off, as for a zero vector in scikit-learn).
     let width2 = (settings.kernel_width as f64).powi(2);
     let weights: Vec<f64> = masks
@@ -151,8 +151,8 @@ pub fn lime(
         method: "lime".to_string(),
         class,
         probability: probs[0],
-        per_sample: segments.spread(&coefficients),
-        segments: segment_values(&segments, &coefficients),
+        per_sample: features.spread(&coefficients),
+        features: features.values(&coefficients),
         base_value: Some(fit.intercept as f32),
         fit_r2: Some(fit.r2 as f32),
     })
@@ -245,13 +245,16 @@ mod tests {
         }
     }
 
+    fn segments() -> Features {
+        Features::even(WINDOW, 12).unwrap()
+    }
+
     fn check(model: &Linear, x: &[f32], background_mean: &[f32], replacement: Replacement, fill: &[f32]) {
-        let a = lime(model, x, WINDOW, background_mean, 0, &exact(replacement)).unwrap();
-        let ranges = Segments::even(WINDOW, 12).unwrap().ranges().to_vec();
-        let expected = linear_effects(&model.w, x, fill, &ranges);
+        let a = lime(model, x, &segments(), background_mean, 0, &exact(replacement)).unwrap();
+        let expected = linear_effects(&model.w, x, fill, &segments());
         assert_eq!(a.method, "lime");
         assert_eq!(a.per_sample.len(), WINDOW);
-        for (got, want) in a.segments.iter().zip(&expected) {
+        for (got, want) in a.features.iter().zip(&expected) {
             assert!(
                 (got.value - want).abs() < 1e-4,
                 "{replacement:?}: {} vs {want}",
@@ -284,6 +287,23 @@ mod tests {
     }
 
     #[test]
+    fn image_patches_recover_a_linear_model() {
+        // A 6 × 8 image in 2 × 4 patches, off patches from the mean background image.
+        let mut rng = SplitMix64::new(5);
+        let model = Linear {
+            w: normals(&mut rng, 48, 0.05),
+        };
+        let x = normals(&mut rng, 48, 1.0);
+        let fill = normals(&mut rng, 48, 0.5);
+        let patches = Features::patches(1, 6, 8, 2, 4).unwrap();
+        let a = lime(&model, &x, &patches, &fill, 0, &exact(Replacement::Background)).unwrap();
+        assert_eq!((a.features.len(), a.per_sample.len()), (8, 48));
+        for (got, want) in a.features.iter().zip(linear_effects(&model.w, &x, &fill, &patches)) {
+            assert!((got.value - want).abs() < 1e-4, "{} vs {want}", got.value);
+        }
+    }
+
+    #[test]
     fn defaults_are_seeded_and_report_a_fit() {
         let mut rng = SplitMix64::new(3);
         let model = Softmax {
@@ -293,8 +313,8 @@ mod tests {
         let x = normals(&mut rng, WINDOW + RR, 1.0);
         let background_mean = vec![0.0; WINDOW];
         let settings = LimeSettings::default();
-        let a = lime(&model, &x, WINDOW, &background_mean, 1, &settings).unwrap();
-        let b = lime(&model, &x, WINDOW, &background_mean, 1, &settings).unwrap();
+        let a = lime(&model, &x, &segments(), &background_mean, 1, &settings).unwrap();
+        let b = lime(&model, &x, &segments(), &background_mean, 1, &settings).unwrap();
         assert_eq!(a, b);
         let r2 = a.fit_r2.unwrap();
         assert!(r2.is_finite() && r2 <= 1.0);
@@ -314,10 +334,11 @@ mod tests {
         let (model, x, background_mean) = setup(4);
         let ok = LimeSettings::default();
         let message = |r: Result<Attribution, ExplainError>| r.unwrap_err().to_string();
-        assert!(message(lime(&model, &x[1..], WINDOW, &background_mean, 0, &ok)).contains("input has"));
-        assert!(message(lime(&model, &x, WINDOW + RR + 1, &background_mean, 0, &ok)).contains("window"));
-        assert!(message(lime(&model, &x, WINDOW, &background_mean[1..], 0, &ok)).contains("background mean"));
-        assert!(message(lime(&model, &x, WINDOW, &background_mean, 5, &ok)).contains("class = 5"));
+        let too_long = Features::even(WINDOW + RR + 1, 12).unwrap();
+        assert!(message(lime(&model, &x[1..], &segments(), &background_mean, 0, &ok)).contains("input has"));
+        assert!(message(lime(&model, &x, &too_long, &background_mean, 0, &ok)).contains("features cover"));
+        assert!(message(lime(&model, &x, &segments(), &background_mean[1..], 0, &ok)).contains("background mean"));
+        assert!(message(lime(&model, &x, &segments(), &background_mean, 5, &ok)).contains("class = 5"));
         let cases = [
             (
                 LimeSettings {
@@ -325,13 +346,6 @@ mod tests {
                     ..ok.clone()
                 },
                 "samples",
-            ),
-            (
-                LimeSettings {
-                    segments: 0,
-                    ..ok.clone()
-                },
-                "segments",
             ),
             (
                 LimeSettings {
@@ -349,7 +363,7 @@ mod tests {
             ),
         ];
         for (settings, name) in cases {
-            assert!(message(lime(&model, &x, WINDOW, &background_mean, 0, &settings)).contains(name));
+            assert!(message(lime(&model, &x, &segments(), &background_mean, 0, &settings)).contains(name));
         }
     }
 }

@@ -1,11 +1,11 @@
-//! Explanations of a beat classifier's verdict: which parts of the beat drove it.
+//! Explanations of a classifier's verdict: which parts of its input drove it.
 //!
 //! - [`gradcam`]: Grad-CAM, gradients of the class score through burn's autodiff to the last
-//!   convolutional block, upsampled to the window (needs the burn network).
-//! - [`shap`]: Kernel SHAP over contiguous segments of the beat, absent segments filled from
-//!   a background set of training beats; the attributions sum to the output minus the
-//!   expected output.
-//! - [`lime`]: LIME over the same segments: random on/off perturbations, a weighted ridge
+//!   convolutional block, upsampled to the window or image (needs the burn network).
+//! - [`shap`]: Kernel SHAP over [`Features`] (segments of a beat, patches of an image, lead ×
+//!   time segments of a record), absent features filled from a background set of training
+//!   inputs; the attributions sum to the output minus the expected output.
+//! - [`lime`]: LIME over the same features: random on/off perturbations, a weighted ridge
 //!   regression, its R² reported with the attributions.
 //! - [`faithfulness`]: deletion and insertion curves against random orders, and the
 //!   model-randomisation check.
@@ -14,14 +14,14 @@
 //! so they work with any runtime (tract, burn) and any model.
 
 pub mod faithfulness;
+pub mod features;
 pub mod gradcam;
 pub mod lime;
-pub mod segments;
 pub mod shap;
 
 use serde::{Deserialize, Serialize};
 
-pub use segments::Segments;
+pub use features::Features;
 
 use crate::models::tract::OnnxClassifier;
 use crate::models::TrainedModel;
@@ -46,21 +46,22 @@ pub trait BatchClassifier {
     fn predict(&self, inputs: &[f32]) -> Result<Vec<Vec<f32>>, ExplainError>;
 }
 
-/// One method's explanation of one beat's verdict for one class.
+/// One method's explanation of one input's verdict (a beat's, a record's) for one class.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Attribution {
     /// `gradcam`, `shap` or `lime`.
     pub method: String,
     /// Index of the class explained (in the model's class order).
     pub class: usize,
-    /// The model's probability of that class for the beat.
+    /// The model's probability of that class for the input.
     pub probability: f32,
-    /// One value per sample of the beat window (segment methods repeat their segment's value
-    /// over its samples).
+    /// One value per sample of the beat window, or per value of a record's input (pixel of
+    /// its image, sample of its leads). Feature methods repeat each feature's value over its
+    /// samples.
     pub per_sample: Vec<f32>,
-    /// Segment methods: the segments' `[start, end)` sample ranges and values; empty for
-    /// Grad-CAM.
-    pub segments: Vec<SegmentValue>,
+    /// Feature methods (SHAP, LIME): each feature's index ranges and value, in the order of
+    /// the [`Features`] explained; empty for Grad-CAM.
+    pub features: Vec<FeatureValue>,
     /// SHAP: the expected output over the background set (the attributions sum to
     /// `probability - base_value`). LIME: the regression's intercept. Grad-CAM: none.
     pub base_value: Option<f32>,
@@ -68,11 +69,11 @@ pub struct Attribution {
     pub fit_r2: Option<f32>,
 }
 
-/// A segment's sample range and its attribution.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SegmentValue {
-    pub start: usize,
-    pub end: usize,
+/// A feature's `[start, end)` index ranges (one for a segment of a beat) and its
+/// attribution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureValue {
+    pub ranges: Vec<(usize, usize)>,
     pub value: f32,
 }
 
@@ -86,7 +87,7 @@ pub struct Explanation {
     pub attribution: Attribution,
 }
 
-/// The sample-wise mean of `windows` (`n × window` values): LIME's background beat and the
+/// The value-wise mean of `windows` (`n × window` values): LIME's background input and the
 /// deletion baseline. Zeros when there are none.
 pub fn mean_window(windows: &[f32], window: usize) -> Vec<f32> {
     let mut mean = vec![0f32; window];

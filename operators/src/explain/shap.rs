@@ -1,7 +1,8 @@
-//! Kernel SHAP (Lundberg & Lee 2017) over contiguous segments of the beat window.
+//! Kernel SHAP (Lundberg & Lee 2017) over [`Features`]: segments of a beat window, patches of
+//! an image, lead × time segments of a record.
 //!
-//! A coalition of segments is valued by the model's class probability for the beat with the
-//! absent segments taken from a background beat, averaged over the background set. The
+//! A coalition of features is valued by the model's class probability for the input with
+//! the absent features taken from a background input, averaged over the background set. The
 //! Shapley values are the weighted least-squares fit of the coalition values on the
 //! coalitions' on/off vectors, with the Shapley kernel weights and the efficiency constraint
 //! (the values sum to `f(x) - E[f]`) imposed exactly.
@@ -9,7 +10,7 @@
 //! This file also holds the small helpers that LIME and the faithfulness curves share:
 //! input checks, batched evaluation of the model and a dense linear solver.
 
-use super::{Attribution, BatchClassifier, ExplainError, SegmentValue, Segments};
+use super::{Attribution, BatchClassifier, ExplainError, Features};
 use crate::rng::SplitMix64;
 
 /// Most inputs sent to the model in one `predict` call, to bound the memory of a batch.
@@ -21,11 +22,9 @@ const RIDGE: f64 = 1e-9;
 /// Settings of [`kernel_shap`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShapSettings {
-    /// Number of contiguous, near-equal segments of the window (the players).
-    pub segments: usize,
     /// Coalitions evaluated. Sampled coalitions come with their complements, so they are
     /// counted in pairs (an odd count is rounded up). When every coalition but the empty and
-    /// the full one fits (`2^segments - 2 <= coalitions`), all are enumerated with the exact
+    /// the full one fits (`2^features - 2 <= coalitions`), all are enumerated with the exact
     /// Shapley kernel weights and the result is the exact Shapley values.
     pub coalitions: usize,
     /// Seed of the coalition sampling.
@@ -35,47 +34,45 @@ pub struct ShapSettings {
 impl Default for ShapSettings {
     fn default() -> Self {
         ShapSettings {
-            segments: 12,
             coalitions: 64,
             seed: 0,
         }
     }
 }
 
-/// Kernel SHAP attributions of the probability of `class` for `input` to the segments of
-/// its first `window` values.
+/// Kernel SHAP attributions of the probability of `class` for `input` to `features`
+/// (which cover its first `features.span()` values: the window, the image, the record).
 ///
-/// `background` holds `n × window` values: background beat windows (drawn from training
-/// beats). An absent segment takes its values from a background window, and a coalition's
-/// value is the mean over the background windows; values after the window (RR features)
-/// always stay the input's. The attributions sum to `probability - base_value`, where
-/// `base_value` is the mean output over the background.
+/// `background` holds `n × span` values: background inputs (drawn from training data). An
+/// absent feature takes its values from a background input, and a coalition's value is the
+/// mean over the background inputs; values after the span (RR features) always stay the
+/// input's. The attributions sum to `probability - base_value`, where `base_value` is the
+/// mean output over the background.
 pub fn kernel_shap(
     model: &dyn BatchClassifier,
     input: &[f32],
-    window: usize,
+    features: &Features,
     background: &[f32],
     class: usize,
     settings: &ShapSettings,
 ) -> Result<Attribution, ExplainError> {
+    let window = features.span();
     check_input(model, input, window)?;
     if background.is_empty() || !background.len().is_multiple_of(window) {
         return Err(ExplainError::Invalid(format!(
-            "background has {} values: need one or more windows of {window} samples",
+            "background has {} values: need one or more inputs of {window} values",
             background.len()
         )));
     }
     if settings.coalitions == 0 {
         return Err(ExplainError::Invalid("coalitions = 0: need at least 1".to_string()));
     }
-    let segments = Segments::even(window, settings.segments)?;
-    let m = segments.len();
+    let m = features.len();
     let n_bg = background.len() / window;
     let (masks, weights) = coalitions(m, settings.coalitions, settings.seed);
 
-    // Rows: the beat itself, then for the empty coalition and each coalition in turn, one
-    // row per background window.
-    let beat = &input[..window];
+    // Rows: the input itself, then for the empty coalition and each coalition in turn, one
+    // row per background input.
     let none = vec![false; m];
     let rows = 1 + n_bg * (1 + masks.len());
     let probs = class_probabilities(model, input, class, rows, |i, row| {
@@ -84,7 +81,7 @@ pub fn kernel_shap(
         }
         let (coalition, b) = ((i - 1) / n_bg, (i - 1) % n_bg);
         let present = if coalition == 0 { &none } else { &masks[coalition - 1] };
-        segments.compose(beat, &background[b * window..(b + 1) * window], present, row);
+        features.compose(input, &background[b * window..(b + 1) * window], present, row);
     })?;
 
     let fx = probs[0] as f64;
@@ -100,8 +97,8 @@ pub fn kernel_shap(
         method: "shap".to_string(),
         class,
         probability: probs[0],
-        per_sample: segments.spread(&phi),
-        segments: segment_values(&segments, &phi),
+        per_sample: features.spread(&phi),
+        features: features.values(&phi),
         base_value: Some(base as f32),
         fit_r2: None,
     })
@@ -204,17 +201,8 @@ fn constrained_fit(
     Ok(phi)
 }
 
-/// Pairs each segment's range with its value.
-pub(super) fn segment_values(segments: &Segments, values: &[f32]) -> Vec<SegmentValue> {
-    segments
-        .ranges()
-        .iter()
-        .zip(values)
-        .map(|(&(start, end), &value)| SegmentValue { start, end, value })
-        .collect()
-}
-
-/// Checks that `input` is one input of `model` and that `window` fits in it.
+/// Checks that `input` is one input of `model` and that `window` (the features' span) fits
+/// in it.
 pub(super) fn check_input(model: &dyn BatchClassifier, input: &[f32], window: usize) -> Result<(), ExplainError> {
     let input_len = model.input_len();
     if input.len() != input_len {
@@ -225,7 +213,7 @@ pub(super) fn check_input(model: &dyn BatchClassifier, input: &[f32], window: us
     }
     if window == 0 || window > input_len {
         return Err(ExplainError::Invalid(format!(
-            "window = {window}: need between 1 and the model's {input_len} input values"
+            "the features cover {window} values: need between 1 and the model's {input_len} input values"
         )));
     }
     Ok(())
@@ -312,7 +300,7 @@ pub(super) fn solve(mut matrix: Vec<f64>, mut rhs: Vec<f64>) -> Option<Vec<f64>>
 /// Toy models with known explanations, shared by the explanation tests.
 #[cfg(test)]
 pub(super) mod toy {
-    use super::super::{BatchClassifier, ExplainError};
+    use super::super::{BatchClassifier, ExplainError, Features};
     use crate::rng::SplitMix64;
 
     /// Outputs `[w·x, 1 - w·x]`: every explanation of class 0 is known exactly.
@@ -365,11 +353,16 @@ pub(super) mod toy {
         (0..n).map(|_| rng.normal() as f32 * scale).collect()
     }
 
-    /// Σ_{j in segment} w_j (x_j - reference_j) for each `[start, end)` range.
-    pub fn linear_effects(w: &[f32], x: &[f32], reference: &[f32], ranges: &[(usize, usize)]) -> Vec<f32> {
-        ranges
-            .iter()
-            .map(|&(s, e)| (s..e).map(|j| w[j] * (x[j] - reference[j])).sum())
+    /// Σ_{j in feature} w_j (x_j - reference_j) for each feature.
+    pub fn linear_effects(w: &[f32], x: &[f32], reference: &[f32], features: &Features) -> Vec<f32> {
+        (0..features.len())
+            .map(|i| {
+                let ranges = features.ranges(i).iter();
+                ranges
+                    .flat_map(|&(s, e)| s..e)
+                    .map(|j| w[j] * (x[j] - reference[j]))
+                    .sum()
+            })
             .collect()
     }
 }
@@ -391,32 +384,28 @@ mod tests {
     }
 
     fn background_mean(background: &[f32]) -> Vec<f32> {
-        let n = (background.len() / WINDOW) as f32;
-        (0..WINDOW)
-            .map(|j| background.iter().skip(j).step_by(WINDOW).sum::<f32>() / n)
-            .collect()
+        super::super::mean_window(background, WINDOW)
+    }
+
+    fn settings(coalitions: usize, seed: u64) -> ShapSettings {
+        ShapSettings { coalitions, seed }
     }
 
     fn check_linear(segments: usize, coalitions: usize) {
         let (w, x, background) = setup(7, 5);
         let model = Linear { w: w.clone() };
-        let settings = ShapSettings {
-            segments,
-            coalitions,
-            seed: 3,
-        };
-        let a = kernel_shap(&model, &x, WINDOW, &background, 0, &settings).unwrap();
-        let ranges = Segments::even(WINDOW, segments).unwrap().ranges().to_vec();
-        let expected = linear_effects(&w, &x, &background_mean(&background), &ranges);
+        let features = Features::even(WINDOW, segments).unwrap();
+        let a = kernel_shap(&model, &x, &features, &background, 0, &settings(coalitions, 3)).unwrap();
+        let expected = linear_effects(&w, &x, &background_mean(&background), &features);
         assert_eq!(a.method, "shap");
-        assert_eq!(a.segments.len(), segments);
+        assert_eq!(a.features.len(), segments);
         assert_eq!(a.per_sample.len(), WINDOW);
-        for (got, want) in a.segments.iter().zip(&expected) {
+        for (got, want) in a.features.iter().zip(&expected) {
             assert!((got.value - want).abs() < 1e-4, "{} vs {want}", got.value);
         }
         let fx = model.predict(&x).unwrap()[0][0];
         assert!((a.probability - fx).abs() < 1e-6);
-        let sum: f32 = a.segments.iter().map(|s| s.value).sum();
+        let sum: f32 = a.features.iter().map(|s| s.value).sum();
         assert!((sum - (a.probability - a.base_value.unwrap())).abs() < 1e-5);
     }
 
@@ -440,13 +429,9 @@ mod tests {
         let x = normals(&mut rng, WINDOW + RR, 1.0);
         let background = normals(&mut rng, 4 * WINDOW, 1.0);
         for (segments, coalitions) in [(6, 62), (12, 64), (12, 7)] {
-            let settings = ShapSettings {
-                segments,
-                coalitions,
-                seed: 5,
-            };
-            let a = kernel_shap(&model, &x, WINDOW, &background, 0, &settings).unwrap();
-            let sum: f32 = a.segments.iter().map(|s| s.value).sum();
+            let features = Features::even(WINDOW, segments).unwrap();
+            let a = kernel_shap(&model, &x, &features, &background, 0, &settings(coalitions, 5)).unwrap();
+            let sum: f32 = a.features.iter().map(|s| s.value).sum();
             let gap = a.probability - a.base_value.unwrap();
             assert!((sum - gap).abs() < 1e-5, "{sum} vs {gap}");
             // The base value is the mean output over the background beats.
@@ -462,6 +447,45 @@ mod tests {
     }
 
     #[test]
+    fn image_patches_and_lead_segments_keep_the_sum_and_recover_a_linear_model() {
+        // A 2-channel 6 × 8 image (96 values) in 3 × 4 patches, and the same values as 4
+        // leads of 24 samples in 3 segments each: 12 features either way.
+        let mut rng = SplitMix64::new(17);
+        let len = 2 * 6 * 8;
+        let x = normals(&mut rng, len, 1.0);
+        let background = normals(&mut rng, 3 * len, 1.0);
+        let nonlinear = Softmax {
+            w0: normals(&mut rng, len, 0.3),
+            w1: normals(&mut rng, len, 0.3),
+        };
+        let linear = Linear {
+            w: normals(&mut rng, len, 0.05),
+        };
+        let mean = super::super::mean_window(&background, len);
+        for features in [
+            Features::patches(2, 6, 8, 3, 4).unwrap(),
+            Features::lead_segments(4, 24, 3).unwrap(),
+        ] {
+            for coalitions in [64, 4094] {
+                let a = kernel_shap(&nonlinear, &x, &features, &background, 0, &settings(coalitions, 2)).unwrap();
+                assert_eq!((a.features.len(), a.per_sample.len()), (12, len));
+                let sum: f32 = a.features.iter().map(|f| f.value).sum();
+                let gap = a.probability - a.base_value.unwrap();
+                assert!((sum - gap).abs() < 1e-5, "{sum} vs {gap}");
+                for (mean, f) in features.means(&a.per_sample).iter().zip(&a.features) {
+                    assert!((mean - f.value).abs() < 1e-6, "{mean} vs {}", f.value);
+                }
+            }
+            // Enumerated coalitions (2^12 − 2 = 4094) recover a linear model exactly.
+            let a = kernel_shap(&linear, &x, &features, &background, 0, &settings(4094, 0)).unwrap();
+            let expected = linear_effects(&linear.w, &x, &mean, &features);
+            for (got, want) in a.features.iter().zip(&expected) {
+                assert!((got.value - want).abs() < 1e-4, "{} vs {want}", got.value);
+            }
+        }
+    }
+
+    #[test]
     fn enumeration_matches_the_shapley_formula_on_a_nonlinear_model() {
         let mut rng = SplitMix64::new(13);
         let model = Softmax {
@@ -471,7 +495,7 @@ mod tests {
         let x = normals(&mut rng, WINDOW + RR, 1.0);
         let background = normals(&mut rng, 3 * WINDOW, 1.0);
         let m = 4;
-        let segments = Segments::even(WINDOW, m).unwrap();
+        let features = Features::even(WINDOW, m).unwrap();
         // v(S) by brute force: the mean output over the background with S from the beat.
         let value = |bits: usize| {
             let present: Vec<bool> = (0..m).map(|i| (bits >> i) & 1 == 1).collect();
@@ -479,19 +503,14 @@ mod tests {
                 .chunks(WINDOW)
                 .map(|b| {
                     let mut row = x.clone();
-                    segments.compose(&x[..WINDOW], b, &present, &mut row);
+                    features.compose(&x, b, &present, &mut row);
                     model.predict(&row).unwrap()[0][0] as f64
                 })
                 .collect();
             outputs.iter().sum::<f64>() / outputs.len() as f64
         };
         let factorial = |n: usize| (1..=n).product::<usize>() as f64;
-        let settings = ShapSettings {
-            segments: m,
-            coalitions: 14,
-            seed: 0,
-        };
-        let a = kernel_shap(&model, &x, WINDOW, &background, 0, &settings).unwrap();
+        let a = kernel_shap(&model, &x, &features, &background, 0, &settings(14, 0)).unwrap();
         for i in 0..m {
             let mut phi = 0.0;
             for bits in (0..1usize << m).filter(|b| (b >> i) & 1 == 0) {
@@ -499,9 +518,9 @@ mod tests {
                 phi += factorial(s) * factorial(m - s - 1) / factorial(m) * (value(bits | 1 << i) - value(bits));
             }
             assert!(
-                (a.segments[i].value as f64 - phi).abs() < 1e-5,
+                (a.features[i].value as f64 - phi).abs() < 1e-5,
                 "{i}: {} vs {phi}",
-                a.segments[i].value
+                a.features[i].value
             );
         }
     }
@@ -513,9 +532,10 @@ mod tests {
             w0: w.clone(),
             w1: w.iter().rev().copied().collect(),
         };
+        let features = Features::even(WINDOW, 12).unwrap();
         let settings = ShapSettings::default();
-        let a = kernel_shap(&model, &x, WINDOW, &background, 1, &settings).unwrap();
-        let b = kernel_shap(&model, &x, WINDOW, &background, 1, &settings).unwrap();
+        let a = kernel_shap(&model, &x, &features, &background, 1, &settings).unwrap();
+        let b = kernel_shap(&model, &x, &features, &background, 1, &settings).unwrap();
         assert_eq!(a, b);
     }
 
@@ -523,12 +543,9 @@ mod tests {
     fn a_single_segment_gets_the_whole_gap() {
         let (w, x, background) = setup(4, 2);
         let model = Linear { w };
-        let settings = ShapSettings {
-            segments: 1,
-            ..ShapSettings::default()
-        };
-        let a = kernel_shap(&model, &x, WINDOW, &background, 0, &settings).unwrap();
-        assert!((a.segments[0].value - (a.probability - a.base_value.unwrap())).abs() < 1e-6);
+        let features = Features::even(WINDOW, 1).unwrap();
+        let a = kernel_shap(&model, &x, &features, &background, 0, &ShapSettings::default()).unwrap();
+        assert!((a.features[0].value - (a.probability - a.base_value.unwrap())).abs() < 1e-6);
     }
 
     #[test]
@@ -536,20 +553,16 @@ mod tests {
         let (w, x, background) = setup(1, 2);
         let model = Linear { w };
         let ok = ShapSettings::default();
+        let features = Features::even(WINDOW, 12).unwrap();
+        let too_long = Features::even(WINDOW + RR + 1, 12).unwrap();
         let message = |r: Result<Attribution, ExplainError>| r.unwrap_err().to_string();
-        assert!(message(kernel_shap(&model, &x[1..], WINDOW, &background, 0, &ok)).contains("input has"));
-        assert!(message(kernel_shap(&model, &x, WINDOW + RR + 1, &background, 0, &ok)).contains("window"));
-        assert!(message(kernel_shap(&model, &x, 0, &background, 0, &ok)).contains("window"));
-        assert!(message(kernel_shap(&model, &x, WINDOW, &[], 0, &ok)).contains("background"));
-        assert!(message(kernel_shap(&model, &x, WINDOW, &background[1..], 0, &ok)).contains("background"));
-        assert!(message(kernel_shap(&model, &x, WINDOW, &background, 2, &ok)).contains("class = 2"));
-        let no_segments = ShapSettings {
-            segments: 0,
-            ..ok.clone()
-        };
-        assert!(message(kernel_shap(&model, &x, WINDOW, &background, 0, &no_segments)).contains("segments"));
+        assert!(message(kernel_shap(&model, &x[1..], &features, &background, 0, &ok)).contains("input has"));
+        assert!(message(kernel_shap(&model, &x, &too_long, &background, 0, &ok)).contains("features cover"));
+        assert!(message(kernel_shap(&model, &x, &features, &[], 0, &ok)).contains("background"));
+        assert!(message(kernel_shap(&model, &x, &features, &background[1..], 0, &ok)).contains("background"));
+        assert!(message(kernel_shap(&model, &x, &features, &background, 2, &ok)).contains("class = 2"));
         let no_coalitions = ShapSettings { coalitions: 0, ..ok };
-        assert!(message(kernel_shap(&model, &x, WINDOW, &background, 0, &no_coalitions)).contains("coalitions"));
+        assert!(message(kernel_shap(&model, &x, &features, &background, 0, &no_coalitions)).contains("coalitions"));
     }
 
     #[test]
