@@ -23,7 +23,9 @@ use ecgflow_operators::explain::lime::{lime, LimeSettings};
 use ecgflow_operators::explain::shap::{kernel_shap, ShapSettings};
 use ecgflow_operators::explain::{mean_window, Attribution, BatchClassifier, Features};
 use ecgflow_operators::models::tract::OnnxClassifier;
-use ecgflow_operators::models::{model_paths, Architecture, BeatInput, ModelInput, RecordInput, TrainedModel};
+use ecgflow_operators::models::{
+    model_paths, Architecture, BeatInput, ModelCard, ModelInput, RecordInput, TrainedModel,
+};
 use ecgflow_operators::plot::{
     attribution_chart, image_attribution_chart, leads_attribution_chart, line_chart, Series,
 };
@@ -490,36 +492,19 @@ fn beat_task(args: &ExplainArgs, model: &TrainedModel, input: &BeatInput) -> any
 /// Labelled records of `--folds` (round-robin over the superclasses), the image's patches
 /// or the leads' segments, and background records of `--background-folds`.
 fn record_task(args: &ExplainArgs, model: &TrainedModel, input: &RecordInput) -> anyhow::Result<Task> {
-    let features = match (&input.image, &model.card.architecture) {
-        (Some(image), _) => {
-            if args.segments.is_some() {
-                bail!(
-                    "--segments: model {} takes images; use --patches ROWSxCOLS",
-                    model.card.name
-                );
-            }
-            let spec = args.patches.as_deref().unwrap_or("8x8");
-            let (rows, cols) = parse_patches(spec)?;
-            let channels = model.card.architecture.input_len() / (image.height * image.width).max(1);
-            Features::patches(channels, image.height, image.width, rows, cols).context("--patches")?
-        }
-        (None, Architecture::Resecanet(_)) => {
-            if args.patches.is_some() {
-                bail!("--patches: model {} takes signals; use --segments", model.card.name);
-            }
-            Features::lead_segments(input.leads.len(), input.samples, args.segments.unwrap_or(4))
-                .context("--segments")?
-        }
-        (None, other) => bail!("model {}: no record features for {other:?}", model.card.name),
+    let features = match &input.image {
+        Some(_) if args.segments.is_some() => bail!(
+            "--segments: model {} takes images; use --patches ROWSxCOLS",
+            model.card.name
+        ),
+        None if args.patches.is_some() => bail!("--patches: model {} takes signals; use --segments", model.card.name),
+        _ => record_features(
+            &model.card,
+            input,
+            args.patches.as_deref().unwrap_or("8x8"),
+            args.segments.unwrap_or(4),
+        )?,
     };
-    if features.span() != model.card.architecture.input_len() {
-        bail!(
-            "model {}: its record input has {} values but the network takes {}",
-            model.card.name,
-            features.span(),
-            model.card.architecture.input_len()
-        );
-    }
     let resolution = resolution(input)?;
     let all = ptbxl::load(&args.data).with_context(|| format!("reading PTB-XL from {}", args.data.display()))?;
     let folds = parse_folds(&args.folds).context("--folds")?;
@@ -550,17 +535,8 @@ fn record_task(args: &ExplainArgs, model: &TrainedModel, input: &RecordInput) ->
         .collect();
 
     let background_folds = parse_folds(&args.background_folds).context("--background-folds")?;
-    let all_background = ptbxl::filter_folds(&all, &background_folds);
-    if all_background.is_empty() {
-        bail!("{}: no record in folds {}", args.data.display(), args.background_folds);
-    }
-    let mut order: Vec<usize> = (0..all_background.len()).collect();
-    shuffle(&mut order, &mut SplitMix64::new(args.seed ^ 0xB4C6_0000));
-    let pool: Vec<PtbxlRecord> = order
-        .into_iter()
-        .take(args.background.unwrap_or(2))
-        .map(|i| all_background[i].clone())
-        .collect();
+    let pool = background_pool(&all, &background_folds, args.background.unwrap_or(2), args.seed)
+        .with_context(|| format!("{} (--background-folds)", args.data.display()))?;
 
     let progress = bar(records.len() + pool.len(), "reading records");
     let read = |list: &[PtbxlRecord]| -> anyhow::Result<Vec<f32>> {
@@ -628,7 +604,73 @@ fn parse_patches(spec: &str) -> anyhow::Result<(usize, usize)> {
         let (rows, cols) = spec.split_once(['x', 'X', '×'])?;
         Some((rows.trim().parse().ok()?, cols.trim().parse().ok()?))
     };
-    parse().ok_or_else(|| anyhow::anyhow!("--patches {spec:?}: expected ROWSxCOLS, e.g. 8x8"))
+    parse().ok_or_else(|| anyhow::anyhow!("patches {spec:?}: expected ROWSxCOLS, e.g. 8x8"))
+}
+
+/// The features a record model's input is explained over: `patches` (ROWSxCOLS) of an
+/// image, or `segments` time segments of each lead of a signal (shared with the `explain`
+/// transform).
+pub(crate) fn record_features(
+    card: &ModelCard,
+    input: &RecordInput,
+    patches: &str,
+    segments: usize,
+) -> anyhow::Result<Features> {
+    let features = match (&input.image, &card.architecture) {
+        (Some(image), architecture) => {
+            let (rows, cols) = parse_patches(patches)?;
+            let channels = architecture.input_len() / (image.height * image.width).max(1);
+            Features::patches(channels, image.height, image.width, rows, cols).context("patches")?
+        }
+        (None, Architecture::Resecanet(_)) => {
+            Features::lead_segments(input.leads.len(), input.samples, segments).context("segments")?
+        }
+        (None, other) => bail!("model {}: no record features for {other:?}", card.name),
+    };
+    if features.span() != card.architecture.input_len() {
+        bail!(
+            "model {}: its record input has {} values but the network takes {}",
+            card.name,
+            features.span(),
+            card.architecture.input_len()
+        );
+    }
+    Ok(features)
+}
+
+/// The network inputs of `count` records of `folds` of the PTB-XL directory `data`, drawn at
+/// random (seeded): a background set for a record model taking `input`.
+pub(crate) fn background_records(
+    data: &Path,
+    folds: &[u8],
+    count: usize,
+    seed: u64,
+    input: &RecordInput,
+) -> anyhow::Result<Vec<f32>> {
+    let all = ptbxl::load(data).with_context(|| format!("reading PTB-XL from {}", data.display()))?;
+    let pool = background_pool(&all, folds, count, seed).with_context(|| data.display().to_string())?;
+    let resolution = resolution(input)?;
+    let mut values = Vec::new();
+    for record in &pool {
+        values.extend(network_input(record, data, resolution, input)?);
+    }
+    Ok(values)
+}
+
+/// `count` records of `folds` drawn at random (seeded): a background set of records.
+pub(crate) fn background_pool(
+    all: &[PtbxlRecord],
+    folds: &[u8],
+    count: usize,
+    seed: u64,
+) -> anyhow::Result<Vec<PtbxlRecord>> {
+    let candidates = ptbxl::filter_folds(all, folds);
+    if candidates.is_empty() {
+        bail!("no record in folds {folds:?}");
+    }
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    shuffle(&mut order, &mut SplitMix64::new(seed ^ 0xB4C6_0000));
+    Ok(order.into_iter().take(count).map(|i| candidates[i].clone()).collect())
 }
 
 /// The attribution of each feature: SHAP's and LIME's own values, Grad-CAM's mean over the

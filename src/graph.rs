@@ -252,7 +252,10 @@ pub fn validate(file: &PipelineFile) -> Result<Graph, Vec<Problem>> {
         } else {
             rates.first().copied()
         };
-        let upstream = Upstream { fs: fs_in };
+        let upstream = Upstream {
+            fs: fs_in,
+            kind: in_kind,
+        };
         let own = (spec.check)(params, &upstream);
         ok &= own.is_empty();
         problems.extend(own.into_iter().map(|(f, m)| Problem::new(&full, Some(&f), m)));

@@ -25,7 +25,7 @@ pub enum Body {
     Beat(Beat),
     /// A tensor or image (port kind `tensors`).
     Tensor(Tensor),
-    /// A beat with its prediction explained (port kind `explanations`).
+    /// A beat or a record with its prediction explained (port kind `explanations`).
     Explanation(Box<Explanation>),
     /// An alarm or stream event (port kind `events`).
     Event(Event),
@@ -49,7 +49,7 @@ impl Body {
             Body::Chunk(c) => &c.stream,
             Body::Beat(b) => &b.stream,
             Body::Tensor(t) => &t.stream,
-            Body::Explanation(e) => &e.beat.stream,
+            Body::Explanation(e) => e.stream(),
             Body::Event(e) => &e.stream,
             Body::Start { stream, .. } | Body::End { stream } | Body::Abort { stream, .. } => stream,
         }

@@ -15,6 +15,7 @@ use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use ecgflow_datasets::mitdb::LabelMap;
 use ecgflow_datasets::ptbxl::SUPERCLASSES;
+use ecgflow_operators::explain::Subject;
 use ecgflow_operators::{Beat, Chunk, Tensor};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -640,11 +641,13 @@ impl Rows for TensorRows {
     }
 }
 
-/// Schema `explanations`, one row per explained beat: `record` (utf8), `sample` (uint64, the
-/// R peak), `symbol` (utf8, nullable), `model`, `version` (utf8, nullable: the prediction's),
-/// `predicted` (utf8, nullable), `method` (utf8), `explained_class` (utf8), `probability`
-/// (float32), `base_value`, `fit_r2` (float32, nullable), `window` (list of float32, the beat's
-/// first lead in mV) and `attribution` (list of float32, one per window sample).
+/// Schema `explanations`, one row per explained beat or record: `record` (utf8), `sample`
+/// (uint64, the R peak; null for a whole record), `symbol` (utf8, nullable), `model`,
+/// `version` (utf8, nullable: the prediction's), `predicted` (utf8, nullable), `method`
+/// (utf8), `explained_class` (utf8), `probability` (float32), `base_value`, `fit_r2`
+/// (float32, nullable), `window` (list of float32: the beat's first lead in mV, or the
+/// record's network input, its image row after row or its leads one after the other) and
+/// `attribution` (list of float32, one per value of `window`).
 pub struct ExplanationRows {
     schema: SchemaRef,
     record: StringBuilder,
@@ -671,7 +674,7 @@ impl ExplanationRows {
         let schema = schema_with(
             vec![
                 text("record", false),
-                Field::new("sample", DataType::UInt64, false),
+                Field::new("sample", DataType::UInt64, true),
                 text("symbol", true),
                 text("model", true),
                 text("version", true),
@@ -720,11 +723,12 @@ impl Rows for ExplanationRows {
 
     fn push(&mut self, body: &Body, _meta: &[(String, String)]) -> anyhow::Result<()> {
         let Body::Explanation(e) = body else { return Ok(()) };
-        let (b, a) = (&e.beat, &e.attribution);
-        let prediction = b.prediction.as_ref();
-        self.record.append_value(&b.stream);
-        self.sample.append_value(b.sample);
-        self.symbol.append_option(b.symbol.as_deref());
+        let a = &e.attribution;
+        let prediction = e.prediction();
+        self.record.append_value(e.stream());
+        let beat = e.beat();
+        self.sample.append_option(beat.map(|b| b.sample));
+        self.symbol.append_option(beat.and_then(|b| b.symbol.as_deref()));
         self.model.append_option(prediction.map(|p| &p.model));
         self.version.append_option(prediction.map(|p| &p.version));
         self.predicted.append_option(prediction.map(|p| &p.class));
@@ -733,8 +737,11 @@ impl Rows for ExplanationRows {
         self.probability.append_value(a.probability);
         self.base_value.append_option(a.base_value);
         self.fit_r2.append_option(a.fit_r2);
-        let len = (b.before + 1 + b.after).min(b.window.len());
-        self.window.values().append_slice(&b.window[..len]);
+        let window = match &e.subject {
+            Subject::Beat(b) => &b.window[..(b.before + 1 + b.after).min(b.window.len())],
+            Subject::Image(t) | Subject::Leads { tensor: t, .. } => &t.data[..],
+        };
+        self.window.values().append_slice(window);
         self.window.append(true);
         self.attribution.values().append_slice(&a.per_sample);
         self.attribution.append(true);

@@ -206,9 +206,9 @@ fn every_method_beats_random_deletion_on_the_trained_model() {
 }
 
 #[test]
-fn the_explain_transform_refuses_a_record_model_by_name() {
-    // The demo pipeline with its explainer pointed at the PTB-XL image model, for each
-    // method: validation names the model and says what explains it instead.
+fn the_explain_transform_refuses_a_model_that_does_not_fit_its_input() {
+    // The demo pipeline (beats) with its explainer pointed at the PTB-XL image model, for
+    // each method: validation names the model and says what explains what.
     for method in ["gradcam", "shap"] {
         let out = ecgflow(&[
             "validate",
@@ -224,9 +224,22 @@ fn the_explain_transform_refuses_a_record_model_by_name() {
             "transforms.explain.path",
             "ptbxl-image",
             "whole records",
-            "ecgflow eval explain",
+            "`record_model` step",
         ] {
             assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
         }
     }
+    // Records explained with a beat model.
+    let out = ecgflow(&[
+        "validate",
+        "pipelines/explain-ptbxl.toml",
+        "--set",
+        "transforms.explain.path=models/resecanet-ds1.json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("resecanet-ds1") && stderr.contains("classifies beats"),
+        "{stderr}"
+    );
 }

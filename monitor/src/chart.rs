@@ -29,11 +29,11 @@ pub(crate) mod tests {
             .map(|i| ((i as f32 - 90.0) / 20.0).exp().recip().min(1.0))
             .collect();
         serde_json::from_value(json!({
-            "beat": {
+            "subject": {"beat": {
                 "stream": stream, "fs": 360.0, "sample": sample, "leads": ["MLII"], "before": 90, "after": 168,
                 "window": window, "rr_prev": 0.8, "rr_next": 0.8, "rr_local": 0.8, "symbol": "V",
                 "prediction": {"model": "m", "version": "1", "class": "V", "probabilities": [0.1, 0.1, 0.7, 0.05, 0.05]},
-            },
+            }},
             "class_name": "V",
             "attribution": {
                 "method": "gradcam", "class": 2, "probability": 0.7,

@@ -689,9 +689,10 @@ impl Hub {
     }
 
     /// An explained beat: becomes the stream's latest explanation (and its beat is marked).
+    /// Explanations of whole records are counted but not shown: the page follows beats.
     pub fn explanation(&self, explanation: &Explanation) {
         self.counters.explanations.fetch_add(1, Ordering::Relaxed);
-        let e = &explanation.beat;
+        let Some(e) = explanation.beat() else { return };
         self.update(&e.stream, |s| {
             s.push_beat(e);
             s.explanations_total += 1;

@@ -535,12 +535,43 @@ fn time_axis(points: &[(f64, f64)]) -> Axis {
 const POSITIVE: Rgb = [239, 59, 44];
 const NEGATIVE: Rgb = [49, 130, 189];
 
-/// An explained beat's picture at `path`: the beat (ms from the R peak, mV) over its
-/// attribution ([`attribution_chart`]), titled with the stream, the beat's sample and true
-/// symbol, the method, the class explained and its probability.
+/// An explanation's picture at `path`, titled with the method, the class explained and its
+/// probability: a beat (ms from the R peak, mV) over its attribution ([`attribution_chart`],
+/// the title also naming the stream, the beat's sample and true symbol), a record's image
+/// under its heat map ([`image_attribution_chart`]), or a record's leads coloured by their
+/// attribution ([`leads_attribution_chart`]).
 pub fn explanation_picture(path: &Path, e: &crate::explain::Explanation) -> Result<(usize, usize), PlotError> {
-    let b = &e.beat;
+    use crate::explain::Subject;
     let a = &e.attribution;
+    let attribution: Vec<f64> = a.per_sample.iter().map(|&v| f64::from(v)).collect();
+    let record_title = |stream: &str| {
+        format!(
+            "record {stream}: {} {} {:.0}%",
+            a.method,
+            e.class_name,
+            100.0 * a.probability
+        )
+    };
+    let b = match &e.subject {
+        Subject::Beat(b) => b,
+        Subject::Image(t) => {
+            let size = match t.shape[..] {
+                [height, width] => (width, height),
+                _ => (t.data.len(), 1),
+            };
+            return image_attribution_chart(path, &record_title(&t.stream), &t.data, size, &attribution);
+        }
+        Subject::Leads { tensor, leads, fs } => {
+            return leads_attribution_chart(
+                path,
+                &record_title(&tensor.stream),
+                leads,
+                *fs,
+                &tensor.data,
+                &attribution,
+            );
+        }
+    };
     let ms = 1000.0 / b.fs;
     let beat: Vec<(f64, f64)> = b
         .window
@@ -549,7 +580,6 @@ pub fn explanation_picture(path: &Path, e: &crate::explain::Explanation) -> Resu
         .enumerate()
         .map(|(i, &v)| ((i as f64 - b.before as f64) * ms, f64::from(v)))
         .collect();
-    let attribution: Vec<f64> = a.per_sample.iter().map(|&v| f64::from(v)).collect();
     let title = format!(
         "{} beat {} ({}): {} {} {:.0}%",
         b.stream,

@@ -78,6 +78,8 @@ pub enum Output {
 pub struct Upstream {
     /// Sampling rate of the input signal, when the upstream source states it.
     pub fs: Option<f64>,
+    /// What the inputs carry (events aside), when known.
+    pub kind: Option<PortKind>,
 }
 
 /// A field-level problem found by a component's own check: `(field, message)`.

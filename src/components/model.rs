@@ -128,6 +128,8 @@ pub(super) struct Classifier {
     pub(super) record: Option<RecordInput>,
     /// Multi-label models: each class's decision threshold, from the card.
     thresholds: Option<Vec<f32>>,
+    /// The model card, when there is one.
+    pub(super) card: Option<ModelCard>,
 }
 
 impl Classifier {
@@ -171,6 +173,7 @@ impl Classifier {
                 window: None,
                 record: None,
                 thresholds: None,
+                card: None,
                 runtime: Runtime::Onnx(onnx),
             });
         }
@@ -198,6 +201,7 @@ impl Classifier {
             window: card.beat_input().ok().map(|input| (input.before, input.after)),
             record: card.record_input().ok().cloned(),
             thresholds: card.thresholds.clone(),
+            card: Some(card.clone()),
         })
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use ecgflow_datasets::mitdb::LabelMap;
-use ecgflow_operators::explain::Explanation;
+use ecgflow_operators::explain::{Explanation, Subject};
 use ecgflow_operators::{Beat, Chunk, Event, Prediction, Tensor};
 use serde_json::json;
 
@@ -347,11 +347,21 @@ fn short_f64(x: f32) -> f64 {
     x.to_string().parse().unwrap_or(f64::from(x))
 }
 
-/// The JSON object written for an explained beat: the beat's own keys, then the method, the
-/// class explained, its probability and the attribution of each window sample.
+/// The JSON object written for an explanation: the explained beat's or record tensor's own
+/// keys (a signal record's also `leads` and `fs`), then the method, the class explained, its
+/// probability and the attribution of each window sample or input value.
 pub fn explanation_json(e: &Explanation, include_samples: bool) -> serde_json::Value {
     let a = &e.attribution;
-    let mut v = beat_json(&e.beat, include_samples);
+    let mut v = match &e.subject {
+        Subject::Beat(b) => beat_json(b, include_samples),
+        Subject::Image(t) => tensor_json(t, include_samples),
+        Subject::Leads { tensor, leads, fs } => {
+            let mut v = tensor_json(tensor, include_samples);
+            v["leads"] = json!(leads);
+            v["fs"] = json!(fs);
+            v
+        }
+    };
     v["kind"] = json!("explanation");
     v["method"] = json!(a.method);
     v["explained_class"] = json!(e.class_name);
@@ -360,8 +370,10 @@ pub fn explanation_json(e: &Explanation, include_samples: bool) -> serde_json::V
     v["fit_r2"] = json!(a.fit_r2.map(short_f64));
     v["attribution"] = json!(a.per_sample.iter().map(|&x| short_f64(x)).collect::<Vec<_>>());
     if !a.features.is_empty() {
-        // A beat's features are contiguous segments: one [start, end) range each.
-        v["segments"] = json!(a
+        // A beat's features are contiguous segments: one [start, end) range each; a record's
+        // (image patches, lead segments) are `features`.
+        let key = if e.beat().is_some() { "segments" } else { "features" };
+        v[key] = json!(a
             .features
             .iter()
             .map(|f| match f.ranges[..] {
@@ -413,6 +425,18 @@ pub fn beat_json(b: &Beat, include_samples: bool) -> serde_json::Value {
     v
 }
 
+/// The JSON object written for a tensor (with the prediction of a record model).
+fn tensor_json(t: &Tensor, include_samples: bool) -> serde_json::Value {
+    let mut v = json!({"kind": "tensor", "stream": t.stream, "sample": t.sample, "shape": t.shape, "symbol": t.symbol});
+    if let Some(p) = &t.prediction {
+        v["prediction"] = prediction_json(p);
+    }
+    if include_samples {
+        v["data"] = json!(t.data);
+    }
+    v
+}
+
 /// A beat's or a record's prediction as JSON (`labels` only from multi-label models).
 fn prediction_json(p: &Prediction) -> serde_json::Value {
     let mut v = json!({
@@ -434,16 +458,7 @@ impl SinkWriter for JsonlWriter {
             Body::Beat(b) => beat_json(b, self.include_samples),
             Body::Explanation(e) => explanation_json(e, self.include_samples),
             Body::Event(e) => event_json(e),
-            Body::Tensor(t) => {
-                let mut v = json!({"kind": "tensor", "stream": t.stream, "sample": t.sample, "shape": t.shape, "symbol": t.symbol});
-                if let Some(p) = &t.prediction {
-                    v["prediction"] = prediction_json(p);
-                }
-                if self.include_samples {
-                    v["data"] = json!(t.data);
-                }
-                v
-            }
+            Body::Tensor(t) => tensor_json(t, self.include_samples),
             Body::Start { stream, meta } => {
                 let meta: serde_json::Map<String, serde_json::Value> =
                     meta.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
@@ -715,11 +730,11 @@ impl SinkWriter for PngWriter {
 
 impl PngWriter {
     fn explanation_picture(&self, e: &Explanation) -> anyhow::Result<()> {
-        let (b, a) = (&e.beat, &e.attribution);
-        let path = self
-            .sink
-            .dir
-            .join(format!("{}_{}_{}.png", b.stream, b.sample, a.method));
+        let name = match e.beat() {
+            Some(b) => format!("{}_{}_{}.png", b.stream, b.sample, e.attribution.method),
+            None => format!("{}_{}.png", e.stream(), e.attribution.method),
+        };
+        let path = self.sink.dir.join(name);
         ecgflow_operators::plot::explanation_picture(&path, e)?;
         Ok(())
     }

@@ -25,7 +25,7 @@ pub use features::Features;
 
 use crate::models::tract::OnnxClassifier;
 use crate::models::TrainedModel;
-use crate::types::Beat;
+use crate::types::{Beat, Tensor};
 
 /// Why an explanation could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -77,14 +77,56 @@ pub struct FeatureValue {
     pub value: f32,
 }
 
-/// A beat, with its prediction, and one method's explanation of it: what flows out of the
-/// engine's `explain` transform.
+/// A beat or a record, with its prediction, and one method's explanation of it: what flows
+/// out of the engine's `explain` transform.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
-    pub beat: Beat,
+    pub subject: Subject,
     /// Name of the class explained (the model's class names).
     pub class_name: String,
     pub attribution: Attribution,
+}
+
+/// What was explained: the attribution has one value per value of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    /// A beat (the attribution covers its window).
+    Beat(Beat),
+    /// A whole record as an image model saw it: `[height, width]` grey levels.
+    Image(Tensor),
+    /// A whole record as a signal model saw it: `[leads, samples]`, the leads named, at `fs` Hz.
+    Leads {
+        tensor: Tensor,
+        leads: Vec<String>,
+        fs: f64,
+    },
+}
+
+impl Explanation {
+    /// The stream (record) the explained input belongs to.
+    pub fn stream(&self) -> &str {
+        match &self.subject {
+            Subject::Beat(b) => &b.stream,
+            Subject::Image(t) | Subject::Leads { tensor: t, .. } => &t.stream,
+        }
+    }
+
+    /// The beat explained, for beat models.
+    pub fn beat(&self) -> Option<&Beat> {
+        match &self.subject {
+            Subject::Beat(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The prediction of the model that classified the input upstream, when there was one.
+    pub fn prediction(&self) -> Option<&crate::types::Prediction> {
+        match &self.subject {
+            Subject::Beat(b) => b.prediction.as_ref(),
+            Subject::Image(t) | Subject::Leads { tensor: t, .. } => t.prediction.as_ref(),
+        }
+    }
 }
 
 /// The value-wise mean of `windows` (`n × window` values): LIME's background input and the
