@@ -829,6 +829,7 @@ mod tests {
 
     #[test]
     fn bad_data_is_refused_with_a_reason() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         let data = toy(8, 1);
         let err = fit(
             &tiny(),

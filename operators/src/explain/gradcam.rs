@@ -286,6 +286,7 @@ mod tests {
 
     #[test]
     fn grad_cam_of_the_2d_networks_covers_the_image() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         use crate::models::{ResDscNetConfig, Vgg16Config};
         let vgg = Architecture::Vgg16(Vgg16Config {
             height: 8,
@@ -328,6 +329,7 @@ mod tests {
 
     #[test]
     fn grad_cam_of_vgg16_on_raw_beats_gives_one_value_per_sample() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         use crate::models::cwt_layer::CwtFrontEnd;
         use crate::models::Vgg16Config;
         let architecture = Architecture::Vgg16(Vgg16Config {
@@ -358,6 +360,7 @@ mod tests {
 
     #[test]
     fn grad_cam_of_a_multi_lead_record_network_covers_every_lead() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         use crate::models::ResEcaNetConfig;
         let config = ResEcaNetConfig {
             window: 40,

@@ -429,9 +429,9 @@ pub fn predict_with(
     Ok(out)
 }
 
-/// Held by unit tests that seed the device or train: the device's random generator is
-/// shared by all tests of the process, and two of them drawing from it at once would not be
-/// reproducible.
+/// Held by unit tests that seed the device, train or initialise a network: the device's
+/// random generator is shared by all tests of the process, and a test initialising a
+/// network while another has just seeded it changes what the seeded one draws.
 #[cfg(test)]
 pub(crate) fn seeded_device_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -500,6 +500,7 @@ mod tests {
 
     #[test]
     fn save_then_load_gives_the_same_outputs() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         let (config, architecture, network) = small_network();
         let model = TrainedModel {
             card: test_card(architecture),
@@ -518,6 +519,7 @@ mod tests {
 
     #[test]
     fn missing_or_broken_files_are_named() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         let dir = std::env::temp_dir().join(format!("ecgflow-badmodel-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let err = TrainedModel::open(&dir.join("none.json")).unwrap_err();

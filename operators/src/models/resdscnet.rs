@@ -264,6 +264,7 @@ mod tests {
 
     #[test]
     fn forward_gives_one_row_of_logits_per_image() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         let config = tiny(5);
         config.validate().unwrap();
         let device = Device::flex();
@@ -292,6 +293,7 @@ mod tests {
 
     #[test]
     fn study_network_has_a_mobile_size() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         let config = ResDscNetConfig::study(5);
         config.validate().unwrap();
         assert_eq!(config.input_len(), 224 * 224);

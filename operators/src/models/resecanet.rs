@@ -321,6 +321,7 @@ mod tests {
 
     #[test]
     fn study_network_has_the_published_size() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         let config = ResEcaNetConfig::study(5);
         config.validate().unwrap();
         let model = config.init(&Device::flex());
@@ -330,6 +331,7 @@ mod tests {
 
     #[test]
     fn forward_gives_one_row_of_logits_per_beat() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         let config = ResEcaNetConfig {
             widths: vec![8, 16],
             rr_features: true,
@@ -343,6 +345,7 @@ mod tests {
 
     #[test]
     fn a_twelve_lead_record_goes_in_as_channels() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         let config = ResEcaNetConfig {
             window: 100,
             leads: 12,

@@ -329,6 +329,7 @@ mod tests {
 
     #[test]
     fn forward_gives_one_row_of_logits_per_scalogram() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         let device = Device::flex();
         for batch_norm in [true, false] {
             let config = Vgg16Config { batch_norm, ..tiny(4) };
@@ -343,6 +344,7 @@ mod tests {
 
     #[test]
     fn a_cwt_front_end_takes_raw_windows_and_computes_their_scalograms() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         let config = tiny_cwt(3);
         config.validate().unwrap();
         assert_eq!(config.input_len(), 12);
@@ -375,6 +377,7 @@ mod tests {
 
     #[test]
     fn saved_networks_reload_with_the_same_outputs() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         use crate::models::{test_card, ResDscNetConfig, TrainedModel};
         let resdsc = ResDscNetConfig {
             height: 16,
@@ -410,6 +413,7 @@ mod tests {
 
     #[test]
     fn study_network_has_vgg16s_size() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
         let config = Vgg16Config::study(5);
         config.validate().unwrap();
         assert_eq!(config.input_len(), 38 * 259);
