@@ -166,7 +166,7 @@ fn check_explain(p: &Params, upstream: &Upstream) -> Vec<FieldProblem> {
         Err(e) => problems.push(("path".to_owned(), format!("{e:#}"))),
         Ok((classifier, _)) => {
             let name = &classifier.name;
-            match (upstream.kind, classifier.record.is_some()) {
+            match (upstream.kind, classifier.record().is_some()) {
                 (Some(PortKind::Beats), true) => problems.push((
                     "path".to_owned(),
                     format!(
@@ -239,7 +239,7 @@ impl Explainer {
         let card = classifier.card.as_ref().context("explanations need a model card")?;
         let seed = p.i64("seed") as u64;
         let count = p.usize("background_beats");
-        let (features, background) = match &classifier.record {
+        let (features, background) = match classifier.record() {
             None => {
                 let window = classifier.window_len();
                 let features = Features::even(window, p.usize("segments")).context("segments")?;
@@ -298,7 +298,7 @@ impl Explainer {
 
     /// The explanation of `beat`'s verdict.
     fn explain_beat(&self, beat: Beat) -> anyhow::Result<Explanation> {
-        if self.classifier.record.is_some() {
+        if self.classifier.record().is_some() {
             bail!(
                 "beat {} of {}: model {} classifies whole records; explain beats with a beat model",
                 beat.sample,
@@ -322,7 +322,7 @@ impl Explainer {
     /// prediction of a `record_model` step.
     fn explain_record(&self, tensor: Tensor) -> anyhow::Result<Explanation> {
         let model = &self.classifier;
-        let Some(input) = &model.record else {
+        let Some(input) = model.record() else {
             bail!(
                 "record {}: model {} classifies beats; explain records with the record model that classified them",
                 tensor.stream,

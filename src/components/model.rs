@@ -75,7 +75,7 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
 
 fn check_model(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
     match Classifier::from_params(p) {
-        Ok(classifier) if classifier.record.is_some() => vec![(
+        Ok(classifier) if classifier.record().is_some() => vec![(
             "path".to_owned(),
             format!(
                 "model {} takes whole records (PTB-XL), not beats: classify records with a `record_model` step",
@@ -124,8 +124,6 @@ pub(super) struct Classifier {
     /// The window (before, after) the model was trained on, from its card; `None` without a
     /// card (then the beat's window must have `input_len` samples) and for record models.
     pub(super) window: Option<(usize, usize)>,
-    /// What a whole-record model takes (its card says); `None` for beat models.
-    pub(super) record: Option<RecordInput>,
     /// Multi-label models: each class's decision threshold, from the card.
     thresholds: Option<Vec<f32>>,
     /// The model card, when there is one.
@@ -171,7 +169,6 @@ impl Classifier {
                 input_len: onnx.input_len(),
                 rr_features: false,
                 window: None,
-                record: None,
                 thresholds: None,
                 card: None,
                 runtime: Runtime::Onnx(onnx),
@@ -199,7 +196,6 @@ impl Classifier {
             input_len: card.architecture.input_len(),
             rr_features: card.architecture.rr_features(),
             window: card.beat_input().ok().map(|input| (input.before, input.after)),
-            record: card.record_input().ok().cloned(),
             thresholds: card.thresholds.clone(),
             card: Some(card.clone()),
         })
@@ -225,6 +221,11 @@ impl Classifier {
             probabilities,
             labels,
         }
+    }
+
+    /// What a whole-record model takes (its card says); `None` for beat models.
+    pub(super) fn record(&self) -> Option<&RecordInput> {
+        self.card.as_ref()?.record_input().ok()
     }
 
     /// Samples of the beat window at the start of each input (the rest are RR features).

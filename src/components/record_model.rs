@@ -48,7 +48,7 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
     output_fs: same_fs,
     build: |p| {
         let classifier = Classifier::from_params(p)?;
-        let Some(input) = classifier.record.clone() else {
+        let Some(input) = classifier.record().cloned() else {
             bail!("{}", not_a_record_model(&classifier));
         };
         Ok(Built::Transform(Arc::new(RecordModel {
@@ -67,7 +67,7 @@ fn not_a_record_model(classifier: &Classifier) -> String {
 
 fn check_record_model(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
     match Classifier::from_params(p) {
-        Ok(classifier) if classifier.record.is_none() => vec![("path".to_owned(), not_a_record_model(&classifier))],
+        Ok(classifier) if classifier.record().is_none() => vec![("path".to_owned(), not_a_record_model(&classifier))],
         Ok(_) => Vec::new(),
         Err(e) => vec![("path".to_owned(), format!("{e:#}"))],
     }
