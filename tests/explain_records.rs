@@ -5,19 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
-fn ptbxl_data() -> Option<PathBuf> {
-    let dir = common::data_root();
-    if dir.join("ptbxl/ptbxl_database.csv").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("no PTB-XL data at {}; skipping", dir.display());
-        None
-    }
-}
+use common::ptbxl_data;
 
 /// `ecgflow eval explain` on the image model with `extra` arguments; returns the report.
 fn eval_explain(data: &Path, report: &Path, extra: &[&str]) -> Value {

@@ -4,7 +4,7 @@
 //! the documented report keys. The real runs are the pipelines (see models/README.md).
 //! Each test prints a note and passes when the data is absent (CI has it).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use ecgflow_datasets::ptbxl;
@@ -12,20 +12,34 @@ use serde_json::Value;
 
 mod common;
 
-fn ptbxl_data() -> Option<PathBuf> {
-    let dir = common::data_root();
-    if dir.join("ptbxl/ptbxl_database.csv").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("no PTB-XL data at {}; skipping", dir.display());
-        None
-    }
-}
+use common::ptbxl_data;
 
 fn ecgflow(args: &[&str], data: &Path) -> Output {
     let out = common::ecgflow_with_data(args, data);
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     out
+}
+
+/// `ecgflow eval ptbxl` of `model` on fold 9, the report written to `report` (and plots to
+/// `plots`).
+fn eval_fold9(model: &Path, data: &Path, report: &Path, plots: Option<&Path>) -> Output {
+    let ptbxl = data.join("ptbxl");
+    let mut args = vec![
+        "eval",
+        "ptbxl",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        ptbxl.to_str().unwrap(),
+        "--folds",
+        "9",
+        "--json",
+        report.to_str().unwrap(),
+    ];
+    if let Some(plots) = plots {
+        args.extend(["--plots", plots.to_str().unwrap()]);
+    }
+    ecgflow(&args, data)
 }
 
 fn json(path: &Path) -> Value {
@@ -74,23 +88,7 @@ fn train_and_evaluate(data: &Path, dir: &Path, pipeline: &str, name: &str, extra
 
     let report_path = dir.join(format!("{name}-fold9.json"));
     let plots = dir.join(format!("{name}-plots"));
-    let eval = ecgflow(
-        &[
-            "eval",
-            "ptbxl",
-            "--model",
-            out.join(format!("{name}.json")).to_str().unwrap(),
-            "--data",
-            data.join("ptbxl").to_str().unwrap(),
-            "--folds",
-            "9",
-            "--json",
-            report_path.to_str().unwrap(),
-            "--plots",
-            plots.to_str().unwrap(),
-        ],
-        data,
-    );
+    let eval = eval_fold9(&out.join(format!("{name}.json")), data, &report_path, Some(&plots));
     assert!(eval.status.success());
     assert!(plots.join("roc.png").is_file());
     (card, json(&report_path))
@@ -189,21 +187,7 @@ fn eval_ptbxl_names_what_is_wrong() {
     let tmp = tempfile::tempdir().unwrap();
     let json_out = tmp.path().join("r.json");
     // A beat model is refused with the reason.
-    let out = ecgflow(
-        &[
-            "eval",
-            "ptbxl",
-            "--model",
-            "models/resecanet-ds1.json",
-            "--data",
-            data.join("ptbxl").to_str().unwrap(),
-            "--folds",
-            "9",
-            "--json",
-            json_out.to_str().unwrap(),
-        ],
-        &data,
-    );
+    let out = eval_fold9(Path::new("models/resecanet-ds1.json"), &data, &json_out, None);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("single beats"));
     assert!(!json_out.exists());
@@ -231,21 +215,7 @@ fn the_record_model_transform_agrees_with_eval_ptbxl() {
     );
     assert!(run.status.success());
     let report_path = tmp.path().join("report.json");
-    let eval = ecgflow(
-        &[
-            "eval",
-            "ptbxl",
-            "--model",
-            "models/ptbxl-image.json",
-            "--data",
-            data.join("ptbxl").to_str().unwrap(),
-            "--folds",
-            "9",
-            "--json",
-            report_path.to_str().unwrap(),
-        ],
-        &data,
-    );
+    let eval = eval_fold9(Path::new("models/ptbxl-image.json"), &data, &report_path, None);
     assert!(eval.status.success());
     let report = json(&report_path);
 

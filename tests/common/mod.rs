@@ -56,6 +56,17 @@ pub fn mitdb_data() -> Option<PathBuf> {
     }
 }
 
+/// The data directory when it holds PTB-XL; `None` (with a note) when it is absent.
+pub fn ptbxl_data() -> Option<PathBuf> {
+    let dir = data_root();
+    if dir.join("ptbxl/ptbxl_database.csv").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("no PTB-XL data at {}; skipping", dir.display());
+        None
+    }
+}
+
 /// Runs the `ecgflow` binary in the workspace root with `ECGFLOW_DATA` set to `data`.
 /// `ecgflow export --model MODEL --onnx ONNX`; asserts that it succeeds.
 pub fn export_onnx(model: &Path, onnx: &Path, data: &Path) {
