@@ -195,7 +195,7 @@ fn open_models(p: &Params) -> anyhow::Result<(Classifier, Option<GradCam>)> {
     if p.str("method") == "gradcam" {
         let model = TrainedModel::open(path).context("Grad-CAM needs the burn model (NAME.bpk + NAME.json)")?;
         let cam = GradCam::new(&model.network, &model.card.architecture).with_output(model.card.output);
-        return Ok((Classifier::from_model(model)?, Some(cam)));
+        return Ok((Classifier::from_model(model), Some(cam)));
     }
     let classifier = Classifier::open(path, p.str("runtime"))?;
     if classifier.card.is_none() {

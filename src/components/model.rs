@@ -138,7 +138,7 @@ impl Classifier {
     /// Loads the model named by `path` for `runtime` (`onnx` or `burn`).
     pub(super) fn open(path: &Path, runtime: &str) -> anyhow::Result<Self> {
         if runtime == "burn" {
-            return Self::from_model(TrainedModel::open(path)?);
+            return Ok(Self::from_model(TrainedModel::open(path)?));
         }
         let (_, card_path) = model_paths(path);
         let onnx_path = match path.extension().and_then(|e| e.to_str()) {
@@ -178,17 +178,17 @@ impl Classifier {
         let card: ModelCard =
             serde_json::from_str(&text).with_context(|| format!("{}: not a model card", card_path.display()))?;
         onnx.check_card(&card, &card_path)?;
-        Self::with_card(Runtime::Onnx(onnx.with_output(card.output)), &card)
+        Ok(Self::with_card(Runtime::Onnx(onnx.with_output(card.output)), &card))
     }
 
     /// A burn model as a classifier.
-    pub(super) fn from_model(model: TrainedModel) -> anyhow::Result<Self> {
+    pub(super) fn from_model(model: TrainedModel) -> Self {
         let card = model.card.clone();
         Self::with_card(Runtime::Burn(Box::new(Mutex::new(model))), &card)
     }
 
-    fn with_card(runtime: Runtime, card: &ModelCard) -> anyhow::Result<Self> {
-        Ok(Classifier {
+    fn with_card(runtime: Runtime, card: &ModelCard) -> Self {
+        Classifier {
             runtime,
             name: card.name.clone(),
             version: card.version.clone(),
@@ -198,7 +198,7 @@ impl Classifier {
             window: card.beat_input().ok().map(|input| (input.before, input.after)),
             thresholds: card.thresholds.clone(),
             card: Some(card.clone()),
-        })
+        }
     }
 
     /// The prediction for one input's class probabilities: the most probable class, and for
