@@ -195,15 +195,38 @@ struct Task {
     features: Features,
     /// `background × span` values: SHAP's background set.
     background: Vec<f32>,
-    shap: ShapSettings,
-    lime: LimeSettings,
-    steps: usize,
-    random_orders: usize,
+    budget: Budget,
     /// What the inputs are, for the report's keys and the pictures.
     kind: Kind,
     /// The report's `context.data` and `context.settings` (the common settings are added).
     data: Value,
     settings: Value,
+}
+
+/// How much work each input gets: the curves' steps and random orders, SHAP's and LIME's
+/// settings. The command line's values, or defaults that differ for beats and records.
+struct Budget {
+    steps: usize,
+    random_orders: usize,
+    shap: ShapSettings,
+    lime: LimeSettings,
+}
+
+impl Budget {
+    fn new(args: &ExplainArgs, features: &Features, random_orders: usize, coalitions: usize) -> Self {
+        Budget {
+            steps: args.curve_steps.unwrap_or(features.len().min(16)),
+            random_orders: args.random_orders.unwrap_or(random_orders),
+            shap: ShapSettings {
+                coalitions: args.coalitions.unwrap_or(coalitions),
+                ..ShapSettings::default()
+            },
+            lime: LimeSettings {
+                samples: args.lime_samples.unwrap_or(256),
+                ..LimeSettings::default()
+            },
+        }
+    }
 }
 
 enum Kind {
@@ -240,7 +263,7 @@ impl Explainer<'_> {
             "shap" => {
                 let settings = ShapSettings {
                     seed,
-                    ..task.shap.clone()
+                    ..task.budget.shap.clone()
                 };
                 kernel_shap(
                     self.perturbed,
@@ -254,7 +277,7 @@ impl Explainer<'_> {
             _ => {
                 let settings = LimeSettings {
                     seed,
-                    ..task.lime.clone()
+                    ..task.budget.lime.clone()
                 };
                 lime(
                     self.perturbed,
@@ -339,9 +362,9 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<Vec<MethodReport>> {
             &background_mean,
             class,
             &task.features,
-            task.steps,
+            task.budget.steps,
         )?;
-        random_curves.push(test.random(task.random_orders, seed_of(i))?);
+        random_curves.push(test.random(task.budget.random_orders, seed_of(i))?);
         progress.inc(1);
     }
     progress.finish_and_clear();
@@ -373,7 +396,14 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<Vec<MethodReport>> {
             let attribution = trained.explain(input, class, seed)?;
             seconds += start.elapsed().as_secs_f64();
             let values = feature_values(&attribution, &task.features);
-            let test = DeletionTest::new(perturbed, input, &background_mean, class, &task.features, task.steps)?;
+            let test = DeletionTest::new(
+                perturbed,
+                input,
+                &background_mean,
+                class,
+                &task.features,
+                task.budget.steps,
+            )?;
             let curves = test.faithfulness(&values, &random_curves[i])?;
             let random_values = feature_values(&randomised.explain(input, class, seed)?, &task.features);
             per_input.push((attribution, curves, spearman(&values, &random_values)));
@@ -389,13 +419,13 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<Vec<MethodReport>> {
 
     let mut settings = task.settings.clone();
     settings["features"] = json!(task.features.len());
-    settings["curve_steps"] = json!(task.steps);
-    settings["random_orders"] = json!(task.random_orders);
+    settings["curve_steps"] = json!(task.budget.steps);
+    settings["random_orders"] = json!(task.budget.random_orders);
     settings["runtime"] = json!(args.runtime);
     settings["seed"] = json!(args.seed);
-    settings["shap"] = json!({"coalitions": task.shap.coalitions});
-    settings["lime"] = json!({"samples": task.lime.samples, "kernel_width": task.lime.kernel_width,
-                              "replacement": task.lime.replacement.name()});
+    settings["shap"] = json!({"coalitions": task.budget.shap.coalitions});
+    settings["lime"] = json!({"samples": task.budget.lime.samples, "kernel_width": task.budget.lime.kernel_width,
+                              "replacement": task.budget.lime.replacement.name()});
     let mut data = task.data.clone();
     data["path"] = json!(args.data.display().to_string());
     if let Kind::Records { records, .. } = &task.kind {
@@ -469,16 +499,7 @@ fn beat_task(args: &ExplainArgs, model: &TrainedModel, input: &BeatInput) -> any
             "segments": features.len(),
             "deletion_baseline": "mean background beat",
         }),
-        steps: args.curve_steps.unwrap_or(features.len().min(16)),
-        random_orders: args.random_orders.unwrap_or(16),
-        shap: ShapSettings {
-            coalitions: args.coalitions.unwrap_or(64),
-            ..ShapSettings::default()
-        },
-        lime: LimeSettings {
-            samples: args.lime_samples.unwrap_or(256),
-            ..LimeSettings::default()
-        },
+        budget: Budget::new(args, &features, 16, 64),
         inputs,
         features,
         background,
@@ -578,16 +599,7 @@ fn record_task(args: &ExplainArgs, model: &TrainedModel, input: &RecordInput) ->
             "feature_kind": description,
             "deletion_baseline": "mean background record",
         }),
-        steps: args.curve_steps.unwrap_or(features.len().min(16)),
-        random_orders: args.random_orders.unwrap_or(8),
-        shap: ShapSettings {
-            coalitions: args.coalitions.unwrap_or(256),
-            ..ShapSettings::default()
-        },
-        lime: LimeSettings {
-            samples: args.lime_samples.unwrap_or(256),
-            ..LimeSettings::default()
-        },
+        budget: Budget::new(args, &features, 8, 256),
         inputs,
         features,
         background,
