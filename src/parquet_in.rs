@@ -141,6 +141,7 @@ fn read_file(
                 rr_prev: optional(rows.rr_prev),
                 rr_next: optional(rows.rr_next),
                 rr_local: optional(rows.rr_local),
+                rr_mean: optional(rows.rr_mean),
                 symbol: (!rows.symbol.is_null(row)).then(|| rows.symbol.value(row).to_owned()),
                 prediction: None,
                 arrival: None,
@@ -168,6 +169,7 @@ struct BeatColumns<'a> {
     rr_prev: Option<&'a arrow_array::Float32Array>,
     rr_next: Option<&'a arrow_array::Float32Array>,
     rr_local: Option<&'a arrow_array::Float32Array>,
+    rr_mean: Option<&'a arrow_array::Float32Array>,
     window: &'a arrow_array::FixedSizeListArray,
 }
 
@@ -201,6 +203,7 @@ impl<'a> BeatColumns<'a> {
             rr_prev: float("rr_prev"),
             rr_next: float("rr_next"),
             rr_local: float("rr_local"),
+            rr_mean: float("rr_mean"),
             window: column("window")?
                 .as_fixed_size_list_opt()
                 .context("column \"window\" is not a fixed-size list")?,
@@ -235,7 +238,7 @@ pub fn background_windows(
     let mut out = Vec::with_capacity(count * (before + 1 + after));
     for _ in 0..count {
         let beat = fitting[(rng.next_u64() % fitting.len() as u64) as usize];
-        out.extend(beat_input(beat, false));
+        out.extend(beat_input(beat, None));
     }
     Ok(out)
 }

@@ -156,7 +156,7 @@ fn float_item() -> Field {
 /// the window's lead names, comma-separated), `sample` (uint64,
 /// R-peak index), `symbol` (utf8, nullable: the reference annotation), `aami` (utf8,
 /// nullable: N, S, V, F or Q), `label` (int32, nullable: class index in the chosen label
-/// map), `rr_prev`, `rr_next`, `rr_local` (float32 seconds, nullable), `window`
+/// map), `rr_prev`, `rr_next`, `rr_local`, `rr_mean` (float32 seconds, nullable), `window`
 /// (fixed-size list of float32, lead-major, mV).
 pub struct BeatRows {
     schema: SchemaRef,
@@ -174,6 +174,7 @@ pub struct BeatRows {
     rr_prev: Float32Builder,
     rr_next: Float32Builder,
     rr_local: Float32Builder,
+    rr_mean: Float32Builder,
     window: FixedSizeListBuilder<Float32Builder>,
     pending: usize,
 }
@@ -194,6 +195,7 @@ impl BeatRows {
                 Field::new("rr_prev", DataType::Float32, true),
                 Field::new("rr_next", DataType::Float32, true),
                 Field::new("rr_local", DataType::Float32, true),
+                Field::new("rr_mean", DataType::Float32, true),
                 Field::new(
                     "window",
                     DataType::FixedSizeList(Arc::new(float_item()), window_len as i32),
@@ -231,6 +233,7 @@ impl BeatRows {
             rr_prev: Float32Builder::new(),
             rr_next: Float32Builder::new(),
             rr_local: Float32Builder::new(),
+            rr_mean: Float32Builder::new(),
             window: FixedSizeListBuilder::new(Float32Builder::new(), window_len as i32).with_field(float_item()),
             pending: 0,
         })
@@ -273,6 +276,7 @@ impl Rows for BeatRows {
         self.rr_prev.append_option(beat.rr_prev);
         self.rr_next.append_option(beat.rr_next);
         self.rr_local.append_option(beat.rr_local);
+        self.rr_mean.append_option(beat.rr_mean);
         self.window.values().append_slice(&beat.window);
         self.window.append(true);
         self.pending += 1;
@@ -296,6 +300,7 @@ impl Rows for BeatRows {
             Arc::new(self.rr_prev.finish()),
             Arc::new(self.rr_next.finish()),
             Arc::new(self.rr_local.finish()),
+            Arc::new(self.rr_mean.finish()),
             Arc::new(self.window.finish()),
         ];
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use ecgflow_operators::models::onnx::export_onnx;
-use ecgflow_operators::models::resecanet::beat_input;
+use ecgflow_operators::models::resecanet::{beat_input, RrReference};
 use ecgflow_operators::models::tract::OnnxClassifier;
 use ecgflow_operators::models::{
     Architecture, BeatInput, ModelCard, ModelInput, Output as Activation, ResEcaNetConfig, TrainedModel,
@@ -154,7 +154,7 @@ fn tract_gives_burns_probabilities_on_real_beats_for_every_model() {
             Some("V") => 1,
             _ => 2,
         };
-        examples.push(&beat_input(b, true), label, &b.stream);
+        examples.push(&beat_input(b, Some(RrReference::Local)), label, &b.stream);
     }
     models.push(fresh_model(tmp.path(), "fresh-rr", true, &examples));
 

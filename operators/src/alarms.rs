@@ -247,6 +247,7 @@ mod tests {
             rr_prev: None,
             rr_next: None,
             rr_local: None,
+            rr_mean: None,
             symbol: None,
             prediction: Some(Prediction {
                 model: "m".into(),

@@ -187,6 +187,7 @@ mod tests {
             rr_prev: None,
             rr_next: None,
             rr_local: None,
+            rr_mean: None,
             symbol: None,
             prediction: None,
             arrival: None,

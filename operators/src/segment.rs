@@ -16,6 +16,10 @@ pub const SYMBOL_TOLERANCE_S: f64 = 0.150;
 /// Number of RR intervals averaged into [`Beat::rr_local`].
 pub const RR_LOCAL_BEATS: usize = 10;
 
+/// Number of RR intervals averaged into [`Beat::rr_mean`]: about four minutes at a normal
+/// rate, long enough that a run of early beats barely moves it.
+pub const RR_MEAN_BEATS: usize = 300;
+
 /// MIT-BIH beat annotation codes; other annotations (rhythm changes, noise, comments) are
 /// never matched to beats.
 const BEAT_SYMBOLS: &[&str] = &[
@@ -28,6 +32,7 @@ struct Pending {
     sample: u64,
     rr_prev: Option<f32>,
     rr_local: Option<f32>,
+    rr_mean: Option<f32>,
     /// `None` until the next peak is known (or the stream ends).
     rr_next: Option<Option<f32>>,
     /// The lead-major window, copied once all its samples have arrived.
@@ -66,7 +71,10 @@ pub struct Segmenter {
     annotations: VecDeque<Annotation>,
     pending: VecDeque<Pending>,
     last_peak: Option<u64>,
+    /// The last [`RR_MEAN_BEATS`] RR intervals (the last [`RR_LOCAL_BEATS`] give
+    /// `rr_local`) and their sum.
     rr_history: VecDeque<f32>,
+    rr_sum: f64,
     dropped: u64,
     /// Arrival time of the chunk being processed, passed on to the beats it completes.
     arrival: Option<std::time::Instant>,
@@ -93,6 +101,7 @@ impl Segmenter {
             pending: VecDeque::new(),
             last_peak: None,
             rr_history: VecDeque::new(),
+            rr_sum: 0.0,
             dropped: 0,
             arrival: None,
             wait_for_next: true,
@@ -196,17 +205,20 @@ impl Segmenter {
         }
         let rr_prev = self.last_peak.map(|last| ((peak - last) as f64 / self.fs) as f32);
         if let Some(rr) = rr_prev {
-            if self.rr_history.len() == RR_LOCAL_BEATS {
-                self.rr_history.pop_front();
+            if self.rr_history.len() == RR_MEAN_BEATS {
+                self.rr_sum -= self.rr_history.pop_front().map_or(0.0, f64::from);
             }
             self.rr_history.push_back(rr);
+            self.rr_sum += f64::from(rr);
             if let Some(prev) = self.pending.back_mut() {
                 prev.rr_next.get_or_insert(Some(rr));
             }
         }
         self.last_peak = Some(peak);
-        let rr_local =
-            (!self.rr_history.is_empty()).then(|| self.rr_history.iter().sum::<f32>() / self.rr_history.len() as f32);
+        let recent = self.rr_history.len().min(RR_LOCAL_BEATS);
+        let rr_local = (recent > 0)
+            .then(|| self.rr_history.iter().skip(self.rr_history.len() - recent).sum::<f32>() / recent as f32);
+        let rr_mean = (!self.rr_history.is_empty()).then(|| (self.rr_sum / self.rr_history.len() as f64) as f32);
         if peak < self.buf_start + self.before as u64 {
             self.dropped += 1; // Window before the stream start or already evicted.
             return;
@@ -215,6 +227,7 @@ impl Segmenter {
             sample: peak,
             rr_prev,
             rr_local,
+            rr_mean,
             rr_next: None,
             window: None,
         });
@@ -275,6 +288,7 @@ impl Segmenter {
                 rr_prev: p.rr_prev,
                 rr_next,
                 rr_local: p.rr_local,
+                rr_mean: p.rr_mean,
                 symbol,
                 prediction: None,
                 arrival: self.arrival,
@@ -382,5 +396,40 @@ mod tests {
         let beats = seg.process(&chunk(10_000, 100, vec![10_050]));
         assert_eq!(beats.len(), 1);
         assert_eq!(beats[0].sample, 10_050);
+    }
+
+    #[test]
+    fn the_long_mean_barely_moves_in_a_run_of_early_beats() {
+        // 40 beats every 100 samples (1 s at 100 Hz), then 5 every 50.
+        let fs = 100.0;
+        let mut peaks: Vec<u64> = (1..=40).map(|k| k * 100).collect();
+        peaks.extend((1..=5).map(|k| 4000 + k * 50));
+        let mut seg = Segmenter::new(10, 10).without_waiting_for_next();
+        let mut c = chunk(0, 5000, peaks);
+        c.fs = fs;
+        let beats = seg.process(&c);
+        let last = beats.last().unwrap();
+        assert_eq!(last.sample, 4250);
+        assert_eq!(last.rr_prev, Some(0.5));
+        let local = (5.0 * 1.0 + 5.0 * 0.5) / 10.0;
+        assert!((last.rr_local.unwrap() - local).abs() < 1e-6, "the last 10 intervals");
+        let mean = (39.0 * 1.0 + 5.0 * 0.5) / 44.0;
+        assert!((last.rr_mean.unwrap() - mean).abs() < 1e-6, "all 44 intervals");
+        assert_eq!(beats[0].rr_mean, None, "no interval before the first beat");
+    }
+
+    #[test]
+    fn the_long_mean_forgets_intervals_older_than_its_span() {
+        let mut seg = Segmenter::new(1, 1).without_waiting_for_next();
+        // RR_MEAN_BEATS intervals of 10 samples, then as many of 20.
+        let n = RR_MEAN_BEATS as u64;
+        let mut peaks: Vec<u64> = (1..=n + 1).map(|k| k * 10).collect();
+        peaks.extend((1..=n).map(|k| (n + 1) * 10 + k * 20));
+        let end = peaks.last().unwrap() + 10;
+        let mut c = chunk(0, end as usize, peaks);
+        c.fs = 10.0;
+        let beats = seg.process(&c);
+        let last = beats.last().unwrap();
+        assert!((last.rr_mean.unwrap() - 2.0).abs() < 1e-6, "{:?}", last.rr_mean);
     }
 }

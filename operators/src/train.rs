@@ -187,6 +187,21 @@ pub struct TrainSettings {
     pub leads: usize,
     /// `(width, height)` when examples are row-major images: image augmentations apply.
     pub image: Option<(usize, usize)>,
+    /// Weight of each class in the cross-entropy (single-label data), e.g. from
+    /// [`balancing_weights`]; `None`: all 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<Vec<f32>>,
+}
+
+/// Class weights that lift rare classes without letting a handful of examples dominate:
+/// `sqrt(largest count / count)` (1 for the largest class, 10 for one 100 times rarer);
+/// a class without examples gets 1.
+pub fn balancing_weights(counts: &[usize]) -> Vec<f32> {
+    let largest = counts.iter().copied().max().unwrap_or(0) as f64;
+    counts
+        .iter()
+        .map(|&n| if n == 0 { 1.0 } else { (largest / n as f64).sqrt() as f32 })
+        .collect()
 }
 
 impl Default for TrainSettings {
@@ -204,6 +219,7 @@ impl Default for TrainSettings {
             augment_len: usize::MAX,
             leads: 1,
             image: None,
+            class_weights: None,
         }
     }
 }
@@ -273,6 +289,8 @@ pub enum TrainError {
     Architecture(String),
     #[error("batch_size must be positive")]
     BatchSize,
+    #[error("class_weights has {got} weights for {classes} classes, or a weight that is not positive")]
+    ClassWeights { got: usize, classes: usize },
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
     #[error(transparent)]
@@ -338,7 +356,9 @@ pub fn fit(
         }
     }
 
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_weights(settings.class_weights.clone())
+        .init(&device);
     let multi_label = train.is_multi_label();
     let batch = settings.batch_size;
     let mut best_in_memory: Option<Network> = None;
@@ -468,6 +488,15 @@ fn check_data(
     }
     if settings.batch_size == 0 {
         return Err(TrainError::BatchSize);
+    }
+    if let Some(weights) = &settings.class_weights {
+        let classes = architecture.classes();
+        if weights.len() != classes || weights.iter().any(|w| !(*w > 0.0 && w.is_finite())) {
+            return Err(TrainError::ClassWeights {
+                got: weights.len(),
+                classes,
+            });
+        }
     }
     let expected = architecture.input_len();
     for data in [train, valid] {
@@ -746,6 +775,7 @@ mod tests {
             stem_kernel: 7,
             kernel: 3,
             rr_features: false,
+            rr_reference: Default::default(),
             leads: 1,
         })
     }

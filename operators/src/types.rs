@@ -92,6 +92,10 @@ pub struct Beat {
     pub rr_next: Option<f32>,
     /// Mean RR interval over the recent beats of the stream, in seconds.
     pub rr_local: Option<f32>,
+    /// Mean RR interval over the last few minutes of the stream (up to 300 intervals), in
+    /// seconds: the patient's own rhythm, against which an early beat stands out.
+    #[serde(default)]
+    pub rr_mean: Option<f32>,
     /// Reference annotation symbol matched to this beat, when the stream carries them.
     pub symbol: Option<String>,
     /// A classifier's verdict on this beat, once a `model` step has seen it.

@@ -563,6 +563,7 @@ impl Step for SmoteStep {
                     rr_prev: None,
                     rr_next: None,
                     rr_local: None,
+                    rr_mean: None,
                     symbol,
                     prediction: None,
                     arrival: None,

@@ -10,7 +10,7 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use ecgflow_operators::models::resecanet::beat_input;
+use ecgflow_operators::models::resecanet::{beat_input, RrReference};
 use ecgflow_operators::models::tract::OnnxClassifier;
 use ecgflow_operators::models::{model_paths, ModelCard, RecordInput, TrainedModel};
 use ecgflow_operators::train::argmax;
@@ -119,8 +119,8 @@ pub(super) struct Classifier {
     pub(super) classes: Vec<String>,
     /// Values per input.
     pub(super) input_len: usize,
-    /// Whether the three RR features follow the window.
-    rr_features: bool,
+    /// The RR features that follow the window, if any.
+    rr_features: Option<RrReference>,
     /// The window (before, after) the model was trained on, from its card; `None` without a
     /// card (then the beat's window must have `input_len` samples) and for record models.
     pub(super) window: Option<(usize, usize)>,
@@ -167,7 +167,7 @@ impl Classifier {
                 version: String::new(),
                 classes: (0..onnx.classes()).map(|c| c.to_string()).collect(),
                 input_len: onnx.input_len(),
-                rr_features: false,
+                rr_features: None,
                 window: None,
                 thresholds: None,
                 card: None,

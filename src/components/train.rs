@@ -16,7 +16,7 @@ use ecgflow_datasets::ptbxl::SUPERCLASSES;
 use ecgflow_operators::augment::{Augmentation, Fill};
 use ecgflow_operators::metrics::{best_f1_thresholds, ClassificationReport, CrossValidationSummary};
 use ecgflow_operators::models::cwt_layer::CwtFrontEnd;
-use ecgflow_operators::models::resecanet::beat_input as beat_input_values;
+use ecgflow_operators::models::resecanet::{beat_input as beat_input_values, RrReference};
 use ecgflow_operators::models::{
     predict_with, save_model, Architecture, BeatInput, ModelCard, ModelInput, Output as Activation, RecordInput,
     ResDscNetConfig, ResEcaNetConfig, TrainedModel, Vgg16Config,
@@ -25,6 +25,7 @@ use ecgflow_operators::render::{RenderConfig, STANDARD_LEADS};
 use ecgflow_operators::smote::{Smote, Target};
 use ecgflow_operators::split::{holdout, k_folds, SplitBy};
 use ecgflow_operators::train::{
+    balancing_weights,
     fit, Dataset, EpochRecord, Monitor, Schedule, TrainObserver, TrainOutcome, TrainSettings,
 };
 use ecgflow_operators::Beat;
@@ -92,7 +93,15 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
         F::boolean(
             "rr_features",
             false,
-            "resecanet on beats: also feed the RR intervals (previous/local, next/local, local mean) to the dense layer",
+            "resecanet on beats: also feed three RR features to the dense layer (see `rr_reference`)",
+        ),
+        F::choice(
+            "rr_reference",
+            &["local", "long"],
+            "local",
+            "what the RR features are relative to: local (previous/local, next/local and the local mean in seconds; \
+             local = the last 10 intervals) or long (previous, next and local mean over the stream's mean of its \
+             last 300 intervals, which a run of early beats barely moves)",
         ),
         F::string(
             "dense",
@@ -188,9 +197,11 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
         ),
         F::choice(
             "balance",
-            &["none", "smote"],
+            &["none", "smote", "weights"],
             "none",
-            "SMOTE on the training part only (validation and test keep their real class balance)",
+            "rare classes in the training part: smote (synthetic examples up to `smote_ratio`, training part only; \
+             validation and test keep their real class balance) or weights (each class's loss weighted by \
+             sqrt(largest class count / its count))",
         ),
         F::positive(
             "smote_ratio",
@@ -324,7 +335,8 @@ struct TrainSink {
     widths: Option<Vec<usize>>,
     stem_kernel: usize,
     kernel: usize,
-    rr_features: bool,
+    /// The RR features fed to a beat model, if any.
+    rr_features: Option<RrReference>,
     dense: Vec<usize>,
     samples: usize,
     image_size: usize,
@@ -338,8 +350,17 @@ struct TrainSink {
     validation_folds: Option<Vec<u8>>,
     by: SplitBy,
     k_folds: usize,
-    smote: Option<Smote>,
+    balance: Balance,
     resume: bool,
+}
+
+/// How the training part's rare classes are lifted.
+#[derive(Clone, Debug, PartialEq)]
+enum Balance {
+    None,
+    Smote(Smote),
+    /// Class-weighted cross-entropy ([`balancing_weights`]).
+    Weights,
 }
 
 impl TrainSink {
@@ -434,6 +455,7 @@ impl TrainSink {
             augment_len: 0, // set from the data once known
             leads: 1,
             image: None,
+            class_weights: None, // set from the training part's class counts when balance = "weights"
         };
         Ok(TrainSink {
             dir: PathBuf::from(p.str("path")),
@@ -443,7 +465,10 @@ impl TrainSink {
             widths,
             stem_kernel: p.usize("stem_kernel"),
             kernel: p.usize("kernel"),
-            rr_features: p.bool("rr_features"),
+            rr_features: p.bool("rr_features").then(|| match p.str("rr_reference") {
+                "long" => RrReference::Long,
+                _ => RrReference::Local,
+            }),
             dense: parse_widths("dense", p.str("dense"))?,
             samples: p.usize("samples"),
             image_size,
@@ -462,11 +487,15 @@ impl TrainSink {
                 SplitBy::Example
             },
             k_folds: p.usize("k_folds"),
-            smote: (p.str("balance") == "smote").then(|| Smote {
-                k: p.usize("smote_k"),
-                target: Target::Ratio(p.f64("smote_ratio")),
-                seed,
-            }),
+            balance: match p.str("balance") {
+                "smote" => Balance::Smote(Smote {
+                    k: p.usize("smote_k"),
+                    target: Target::Ratio(p.f64("smote_ratio")),
+                    seed,
+                }),
+                "weights" => Balance::Weights,
+                _ => Balance::None,
+            },
             resume: p.bool("resume"),
         })
     }
@@ -482,7 +511,8 @@ impl TrainSink {
                     widths: widths(study.widths.clone()),
                     stem_kernel: self.stem_kernel,
                     kernel: self.kernel,
-                    rr_features: self.rr_features,
+                    rr_features: self.rr_features.is_some(),
+                    rr_reference: self.rr_features.unwrap_or_default(),
                     ..study
                 })
             }
@@ -711,8 +741,8 @@ impl Run {
         if sink.kind == ModelKind::Vgg16Cwt {
             bail!("model = \"vgg16_cwt\" takes beats, not whole records (use resdscnet or resecanet)");
         }
-        if sink.smote.is_some() || sink.k_folds >= 2 {
-            bail!("balance = \"smote\" and k_folds are for beat classifiers; records train multi-label");
+        if sink.balance != Balance::None || sink.k_folds >= 2 {
+            bail!("balance and k_folds are for beat classifiers; records train multi-label");
         }
         // Sorted, so that the run does not depend on which worker delivered a record first.
         let mut names: Vec<&String> = records.keys().collect();
@@ -836,7 +866,7 @@ impl Run {
         let mut train = self.data.subset(&train_idx);
         let valid = self.data.subset(&valid_idx);
         let classes = self.classes().len();
-        if let Some(smote) = &sink.smote {
+        if let Balance::Smote(smote) = &sink.balance {
             // Only the signal part is interpolated when RR features follow it: SMOTE runs on
             // whole inputs, which keeps RR features consistent with the synthetic beat.
             let (inputs, labels) = smote
@@ -849,6 +879,10 @@ impl Run {
         }
         let counts = train.class_counts(classes);
         let valid_counts = valid.class_counts(classes);
+        let mut settings = sink.settings.clone();
+        if sink.balance == Balance::Weights {
+            settings.class_weights = Some(balancing_weights(&counts));
+        }
         eprintln!(
             "{title}: training on {} examples {:?}, validating on {} {:?}",
             train.len(),
@@ -865,7 +899,7 @@ impl Run {
             &self.architecture,
             &train,
             &valid,
-            &sink.settings,
+            &settings,
             checkpoint_dir,
             &mut observer,
         )?;
@@ -906,7 +940,11 @@ impl Run {
             "test_fraction": sink.test_fraction,
             "validation_fraction": sink.validation_fraction,
             "group_by": if sink.by == SplitBy::Group { "patient" } else { "beat" },
-            "balance": sink.smote.as_ref().map(|s| json!({"method": "smote", "k": s.k, "target": format!("{:?}", s.target)})),
+            "balance": match &sink.balance {
+                Balance::None => serde_json::Value::Null,
+                Balance::Smote(s) => json!({"method": "smote", "k": s.k, "target": format!("{:?}", s.target)}),
+                Balance::Weights => json!({"method": "weights", "rule": "sqrt(largest count / count)"}),
+            },
             "records": self.records(),
         })
     }

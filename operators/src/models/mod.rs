@@ -81,12 +81,12 @@ impl Architecture {
         }
     }
 
-    /// Whether the input ends with the three RR features (after a single-lead window).
-    pub fn rr_features(&self) -> bool {
+    /// The RR features the input ends with (after a single-lead window), if any.
+    pub fn rr_features(&self) -> Option<resecanet::RrReference> {
         match self {
-            Architecture::Resecanet(c) => c.rr_features,
+            Architecture::Resecanet(c) => c.rr(),
             #[allow(unreachable_patterns)]
-            _ => false,
+            _ => None,
         }
     }
 

@@ -19,8 +19,23 @@ use super::layers::{split_rows, zscore};
 use crate::types::Beat;
 
 /// Number of RR features appended to the window when [`ResEcaNetConfig::rr_features`] is
-/// on: previous RR / local mean RR, next RR / local mean RR, local mean RR (seconds).
+/// on; see [`RrReference`].
 pub const RR_FEATURES: usize = 3;
+
+/// What the three RR features measure the beat's intervals against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RrReference {
+    /// The local mean ([`Beat::rr_local`], the last 10 intervals): previous RR / local
+    /// mean, next RR / local mean, and the local mean in seconds.
+    #[default]
+    Local,
+    /// The stream's long mean ([`Beat::rr_mean`], the last 300 intervals): previous RR,
+    /// next RR and the local mean, each over the long mean. A run of early beats lowers
+    /// the local mean with it but barely moves the long one, so the beats of the run still
+    /// stand out as early.
+    Long,
+}
 
 /// Shape of a ResECANet. The study's network is [`ResEcaNetConfig::study`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,6 +53,10 @@ pub struct ResEcaNetConfig {
     /// Append the three RR features to the pooled features before the dense layer; the
     /// input then carries them after the window (`window + 3` values).
     pub rr_features: bool,
+    /// What the RR features are relative to (the local mean in models trained before this
+    /// setting existed).
+    #[serde(default)]
+    pub rr_reference: RrReference,
     /// Input leads (channels of the stem convolution): 1 for a beat, 12 for a whole
     /// 12-lead record. The input holds the leads one after the other.
     #[serde(default = "one_lead")]
@@ -58,8 +77,14 @@ impl ResEcaNetConfig {
             stem_kernel: 15,
             kernel: 7,
             rr_features: false,
+            rr_reference: RrReference::Local,
             leads: 1,
         }
+    }
+
+    /// The RR features the input ends with, if any.
+    pub fn rr(&self) -> Option<RrReference> {
+        self.rr_features.then_some(self.rr_reference)
     }
 
     /// Values per input example: the window of each lead, then the RR features when
@@ -291,17 +316,24 @@ impl ResEcaNet {
     }
 }
 
-/// The input of one beat: its first lead's window, then, when `rr_features`, the previous
-/// and next RR intervals relative to the local mean and the local mean in seconds (a
-/// missing interval counts as the local mean; a missing mean as 0.8 s).
-pub fn beat_input(beat: &Beat, rr_features: bool) -> Vec<f32> {
+/// The input of one beat: its first lead's window, then, when `rr` is set, the three RR
+/// features of [`RrReference`]. A missing interval counts as the local mean, a missing
+/// local mean as the nearest interval (0.8 s when there is none), a missing long mean as
+/// the local mean.
+pub fn beat_input(beat: &Beat, rr: Option<RrReference>) -> Vec<f32> {
     let len = beat.before + 1 + beat.after;
     let mut input: Vec<f32> = beat.window.iter().take(len).copied().collect();
-    if rr_features {
+    if let Some(reference) = rr {
         let local = beat.rr_local.or(beat.rr_prev).or(beat.rr_next).unwrap_or(0.8).max(1e-3);
-        input.push(beat.rr_prev.unwrap_or(local) / local);
-        input.push(beat.rr_next.unwrap_or(local) / local);
-        input.push(local);
+        let prev = beat.rr_prev.unwrap_or(local);
+        let next = beat.rr_next.unwrap_or(local);
+        match reference {
+            RrReference::Local => input.extend([prev / local, next / local, local]),
+            RrReference::Long => {
+                let mean = beat.rr_mean.unwrap_or(local).max(1e-3);
+                input.extend([prev / mean, next / mean, local / mean]);
+            }
+        }
     }
     input
 }
@@ -376,5 +408,36 @@ mod tests {
         config.classes = 3;
         config.window = 16;
         assert!(config.validate().unwrap_err().contains("too short"));
+    }
+
+    #[test]
+    fn rr_features_are_relative_to_the_chosen_mean() {
+        let beat = Beat {
+            stream: "s".into(),
+            fs: 360.0,
+            sample: 1000,
+            leads: vec!["MLII".into()],
+            before: 1,
+            after: 1,
+            window: vec![0.0, 1.0, 0.0],
+            rr_prev: Some(0.5),
+            rr_next: Some(1.2),
+            rr_local: Some(0.6),
+            rr_mean: Some(1.0),
+            symbol: None,
+            prediction: None,
+            arrival: None,
+        };
+        let local = beat_input(&beat, Some(RrReference::Local));
+        assert_eq!(&local[3..], &[0.5 / 0.6, 1.2 / 0.6, 0.6]);
+        let long = beat_input(&beat, Some(RrReference::Long));
+        assert_eq!(&long[3..], &[0.5, 1.2, 0.6]);
+        assert_eq!(beat_input(&beat, None), vec![0.0, 1.0, 0.0]);
+        let no_mean = Beat { rr_mean: None, ..beat };
+        assert_eq!(
+            &beat_input(&no_mean, Some(RrReference::Long))[3..],
+            &[0.5 / 0.6, 1.2 / 0.6, 1.0],
+            "without a long mean, the local one stands in"
+        );
     }
 }
