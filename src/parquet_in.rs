@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
-use ecgflow_operators::models::resecanet::beat_input;
+use ecgflow_operators::models::resecanet::{beat_input, BeatExtras};
 use ecgflow_operators::rng::SplitMix64;
 use ecgflow_operators::Beat;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -126,6 +126,10 @@ fn read_file(
             let window = window.as_primitive::<Float32Type>().values().to_vec();
             let optional =
                 |col: Option<&arrow_array::Float32Array>| col.and_then(|c| (!c.is_null(row)).then(|| c.value(row)));
+            let template = rows
+                .template
+                .filter(|t| !t.is_null(row))
+                .map(|t| t.value(row).as_primitive::<Float32Type>().values().to_vec());
             let beat = Beat {
                 stream: record.to_owned(),
                 fs,
@@ -138,6 +142,7 @@ fn read_file(
                 before: before as usize,
                 after: after as usize,
                 window,
+                template,
                 rr_prev: optional(rows.rr_prev),
                 rr_next: optional(rows.rr_next),
                 rr_local: optional(rows.rr_local),
@@ -171,6 +176,7 @@ struct BeatColumns<'a> {
     rr_local: Option<&'a arrow_array::Float32Array>,
     rr_mean: Option<&'a arrow_array::Float32Array>,
     window: &'a arrow_array::FixedSizeListArray,
+    template: Option<&'a arrow_array::FixedSizeListArray>,
 }
 
 impl<'a> BeatColumns<'a> {
@@ -207,6 +213,7 @@ impl<'a> BeatColumns<'a> {
             window: column("window")?
                 .as_fixed_size_list_opt()
                 .context("column \"window\" is not a fixed-size list")?,
+            template: batch.column_by_name("template").and_then(|c| c.as_fixed_size_list_opt()),
         })
     }
 }
@@ -238,7 +245,7 @@ pub fn background_windows(
     let mut out = Vec::with_capacity(count * (before + 1 + after));
     for _ in 0..count {
         let beat = fitting[(rng.next_u64() % fitting.len() as u64) as usize];
-        out.extend(beat_input(beat, None));
+        out.extend(beat_input(beat, BeatExtras::default()));
     }
     Ok(out)
 }

@@ -157,7 +157,8 @@ fn float_item() -> Field {
 /// R-peak index), `symbol` (utf8, nullable: the reference annotation), `aami` (utf8,
 /// nullable: N, S, V, F or Q), `label` (int32, nullable: class index in the chosen label
 /// map), `rr_prev`, `rr_next`, `rr_local`, `rr_mean` (float32 seconds, nullable), `window`
-/// (fixed-size list of float32, lead-major, mV).
+/// (fixed-size list of float32, lead-major, mV), `template` (the same, nullable: the
+/// stream's typical beat before this one).
 pub struct BeatRows {
     schema: SchemaRef,
     labels: LabelMap,
@@ -176,6 +177,7 @@ pub struct BeatRows {
     rr_local: Float32Builder,
     rr_mean: Float32Builder,
     window: FixedSizeListBuilder<Float32Builder>,
+    template: FixedSizeListBuilder<Float32Builder>,
     pending: usize,
 }
 
@@ -200,6 +202,11 @@ impl BeatRows {
                     "window",
                     DataType::FixedSizeList(Arc::new(float_item()), window_len as i32),
                     false,
+                ),
+                Field::new(
+                    "template",
+                    DataType::FixedSizeList(Arc::new(float_item()), window_len as i32),
+                    true,
                 ),
             ],
             vec![
@@ -235,6 +242,7 @@ impl BeatRows {
             rr_local: Float32Builder::new(),
             rr_mean: Float32Builder::new(),
             window: FixedSizeListBuilder::new(Float32Builder::new(), window_len as i32).with_field(float_item()),
+            template: FixedSizeListBuilder::new(Float32Builder::new(), window_len as i32).with_field(float_item()),
             pending: 0,
         })
     }
@@ -279,6 +287,12 @@ impl Rows for BeatRows {
         self.rr_mean.append_option(beat.rr_mean);
         self.window.values().append_slice(&beat.window);
         self.window.append(true);
+        match beat.template.as_deref().filter(|t| t.len() == self.window_len) {
+            Some(template) => self.template.values().append_slice(template),
+            // A null list still holds its (ignored) values.
+            None => self.template.values().append_value_n(0.0, self.window_len),
+        }
+        self.template.append(beat.template.is_some());
         self.pending += 1;
         Ok(())
     }
@@ -302,6 +316,7 @@ impl Rows for BeatRows {
             Arc::new(self.rr_local.finish()),
             Arc::new(self.rr_mean.finish()),
             Arc::new(self.window.finish()),
+            Arc::new(self.template.finish()),
         ];
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }

@@ -9,7 +9,7 @@ use ecgflow_datasets::mitdb::LabelMap;
 use ecgflow_operators::metrics::{
     bootstrap_ci, roc_auc, roc_curve, ClassificationReport, ConfusionMatrix, MultiLabelReport, DEFAULT_THRESHOLD,
 };
-use ecgflow_operators::models::resecanet::beat_input;
+use ecgflow_operators::models::resecanet::{beat_input, missing_template};
 use ecgflow_operators::models::{Architecture, TrainedModel};
 use ecgflow_operators::plot::{confusion_chart, line_chart, roc_chart, Series};
 use ecgflow_operators::train::{argmax, Dataset, EpochRecord};
@@ -34,14 +34,17 @@ pub fn labelled_beats<'a>(
     architecture: &Architecture,
     map: &LabelMap,
 ) -> anyhow::Result<LabelledBeats> {
-    let rr_features = architecture.rr_features();
+    let extras = architecture.beat_extras();
     let mut out = LabelledBeats::default();
     for beat in beats {
         let Some(label) = beat.symbol.as_deref().and_then(|s| map.class_of(s)) else {
             out.skipped += 1;
             continue;
         };
-        let input = beat_input(beat, rr_features);
+        if let Some(problem) = missing_template(beat, extras) {
+            anyhow::bail!("{problem}");
+        }
+        let input = beat_input(beat, extras);
         if input.len() != architecture.input_len() {
             anyhow::bail!(
                 "beat {} of {} has a {}-sample window (before {} + 1 + after {}); the model takes {} values",

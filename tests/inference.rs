@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use ecgflow_operators::models::onnx::export_onnx;
-use ecgflow_operators::models::resecanet::{beat_input, RrReference};
+use ecgflow_operators::models::resecanet::{beat_input, BeatExtras, RrReference};
 use ecgflow_operators::models::tract::OnnxClassifier;
 use ecgflow_operators::models::{
     Architecture, BeatInput, ModelCard, ModelInput, Output as Activation, ResEcaNetConfig, TrainedModel,
@@ -154,7 +154,7 @@ fn tract_gives_burns_probabilities_on_real_beats_for_every_model() {
             Some("V") => 1,
             _ => 2,
         };
-        examples.push(&beat_input(b, Some(RrReference::Local)), label, &b.stream);
+        examples.push(&beat_input(b, BeatExtras { template: false, rr: Some(RrReference::Local) }), label, &b.stream);
     }
     models.push(fresh_model(tmp.path(), "fresh-rr", true, &examples));
 
@@ -162,13 +162,13 @@ fn tract_gives_burns_probabilities_on_real_beats_for_every_model() {
         let burn = TrainedModel::open(&card).unwrap();
         let tract = OnnxClassifier::load(&card.with_extension("onnx")).unwrap();
         tract.check_card(&burn.card, &card).unwrap();
-        let rr_features = burn.card.architecture.rr_features();
+        let extras = burn.card.architecture.beat_extras();
         let input = burn.card.beat_input().unwrap();
         let window = (input.before, input.after);
         let mut inputs = Vec::new();
         let mut n = 0;
         for b in beats.iter().filter(|b| (b.before, b.after) == window) {
-            inputs.extend(beat_input(b, rr_features));
+            inputs.extend(beat_input(b, extras));
             n += 1;
         }
         assert!(n >= 390, "{}: {n} beats with its window", card.display());

@@ -244,6 +244,7 @@ mod tests {
             before: 0,
             after: 0,
             window: vec![0.0],
+            template: None,
             rr_prev: None,
             rr_next: None,
             rr_local: None,

@@ -113,10 +113,14 @@ fn normalize_finite(window: &mut [f32], kind: Normalization) {
 
 /// Normalises each lead of a beat on its own: the window is cut into blocks of
 /// `before + 1 + after` samples (one per lead; a trailing partial block, which a
-/// well-formed beat does not have, is normalised on its own too).
+/// well-formed beat does not have, is normalised on its own too). The beat's template,
+/// when it has one, is normalised the same way.
 pub fn normalize_beat(beat: &mut Beat, kind: Normalization) {
     let block = beat.before + 1 + beat.after;
     for lead in beat.window.chunks_mut(block) {
+        normalize(lead, kind);
+    }
+    for lead in beat.template.iter_mut().flat_map(|t| t.chunks_mut(block)) {
         normalize(lead, kind);
     }
 }
@@ -184,6 +188,7 @@ mod tests {
             before: 1,
             after: 2,
             window: vec![1.0, 2.0, 3.0, 4.0, 100.0, 100.0, 100.0, 100.0],
+            template: None,
             rr_prev: None,
             rr_next: None,
             rr_local: None,

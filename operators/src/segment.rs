@@ -20,6 +20,14 @@ pub const RR_LOCAL_BEATS: usize = 10;
 /// rate, long enough that a run of early beats barely moves it.
 pub const RR_MEAN_BEATS: usize = 300;
 
+/// Number of recent beats whose median is [`Beat::template`].
+pub const TEMPLATE_BEATS: usize = 32;
+
+/// A beat enters the template unless it came early: its RR interval is shorter than this
+/// share of the long mean (premature beats are the ectopic ones the template must not
+/// resemble).
+pub const TEMPLATE_MIN_RR: f32 = 0.9;
+
 /// MIT-BIH beat annotation codes; other annotations (rhythm changes, noise, comments) are
 /// never matched to beats.
 const BEAT_SYMBOLS: &[&str] = &[
@@ -75,6 +83,9 @@ pub struct Segmenter {
     /// `rr_local`) and their sum.
     rr_history: VecDeque<f32>,
     rr_sum: f64,
+    /// Windows of the last [`TEMPLATE_BEATS`] beats that were not early; `None` unless
+    /// templates were asked for.
+    template_beats: Option<VecDeque<Vec<f32>>>,
     dropped: u64,
     /// Arrival time of the chunk being processed, passed on to the beats it completes.
     arrival: Option<std::time::Instant>,
@@ -102,6 +113,7 @@ impl Segmenter {
             last_peak: None,
             rr_history: VecDeque::new(),
             rr_sum: 0.0,
+            template_beats: None,
             dropped: 0,
             arrival: None,
             wait_for_next: true,
@@ -113,6 +125,13 @@ impl Segmenter {
     /// next beat would delay every verdict by an RR interval.
     pub fn without_waiting_for_next(mut self) -> Self {
         self.wait_for_next = false;
+        self
+    }
+
+    /// Gives each beat its [`Beat::template`] (off by default: it costs a median over
+    /// [`TEMPLATE_BEATS`] windows per beat).
+    pub fn with_template(mut self) -> Self {
+        self.template_beats = Some(VecDeque::new());
         self
     }
 
@@ -277,6 +296,22 @@ impl Segmenter {
                 .filter(|a| a.sample.abs_diff(p.sample) <= tolerance)
                 .min_by_key(|a| a.sample.abs_diff(p.sample))
                 .map(|a| a.symbol.clone());
+            let window = p.window.expect("checked above");
+            let early = match (p.rr_prev, p.rr_mean) {
+                (Some(rr), Some(mean)) => rr < TEMPLATE_MIN_RR * mean,
+                _ => false,
+            };
+            let template = self.template_beats.as_mut().map(|recent| {
+                // The stream's first beat has only itself to go by.
+                let template = median_window(recent).unwrap_or_else(|| window.clone());
+                if !early {
+                    if recent.len() == TEMPLATE_BEATS {
+                        recent.pop_front();
+                    }
+                    recent.push_back(window.clone());
+                }
+                template
+            });
             beats.push(Beat {
                 stream: self.stream.clone(),
                 fs: self.fs,
@@ -284,7 +319,8 @@ impl Segmenter {
                 leads: self.leads.clone(),
                 before: self.before,
                 after: self.after,
-                window: p.window.expect("checked above"),
+                window,
+                template,
                 rr_prev: p.rr_prev,
                 rr_next,
                 rr_local: p.rr_local,
@@ -317,6 +353,27 @@ impl Segmenter {
             self.annotations.pop_front();
         }
     }
+}
+
+/// The sample-by-sample median of `windows` (all of one length); `None` when there are none.
+fn median_window(windows: &VecDeque<Vec<f32>>) -> Option<Vec<f32>> {
+    let len = windows.front()?.len();
+    let mut column = Vec::with_capacity(windows.len());
+    let median = (0..len)
+        .map(|i| {
+            column.clear();
+            column.extend(windows.iter().map(|w| w[i]));
+            let mid = column.len() / 2;
+            let (lower, &mut upper, _) = column.select_nth_unstable_by(mid, f32::total_cmp);
+            if windows.len() % 2 == 1 {
+                upper
+            } else {
+                // An even count: the mean of the two middle values.
+                (lower.iter().copied().fold(f32::NEG_INFINITY, f32::max) + upper) / 2.0
+            }
+        })
+        .collect();
+    Some(median)
 }
 
 #[cfg(test)]
@@ -431,5 +488,36 @@ mod tests {
         let beats = seg.process(&c);
         let last = beats.last().unwrap();
         assert!((last.rr_mean.unwrap() - 2.0).abs() < 1e-6, "{:?}", last.rr_mean);
+    }
+
+    #[test]
+    fn the_template_is_the_median_of_recent_beats_that_were_not_early() {
+        // Beats every 100 samples, except one early beat at 650; windows are all 0.5 but for
+        // a bump of height k at beat k's peak.
+        let peaks = [100u64, 200, 300, 400, 500, 600, 650, 800, 900];
+        let mut samples = vec![0.5f32; 1000];
+        for (k, &p) in peaks.iter().enumerate() {
+            samples[p as usize] = k as f32;
+        }
+        let mut c = Chunk::new("s", 100.0, 0, vec!["a".into()], vec![samples]);
+        c.rpeaks = peaks.to_vec();
+        let mut seg = Segmenter::new(2, 2).without_waiting_for_next().with_template();
+        let beats = seg.process(&c);
+        assert_eq!(beats.len(), peaks.len());
+        let plain = Segmenter::new(2, 2).without_waiting_for_next().process(&c);
+        assert!(plain.iter().all(|b| b.template.is_none()), "templates only on request");
+        assert_eq!(
+            beats[0].template.as_ref(),
+            Some(&beats[0].window),
+            "the first beat is its own"
+        );
+        assert_eq!(beats[1].template.as_deref(), Some(&[0.5, 0.5, 0.0, 0.5, 0.5][..]));
+        // Beat 3 sees beats 0, 1, 2: the median of 0, 1, 2 at the peak.
+        assert_eq!(beats[3].template.as_ref().unwrap()[2], 1.0);
+        // Beat 4 sees four beats: the mean of the two middle values, 1 and 2.
+        assert_eq!(beats[4].template.as_ref().unwrap()[2], 1.5);
+        // The early beat 6 (RR 0.5 s against a mean of about 0.92 s) is left out: beat 8
+        // sees 0-5 and 7, whose median at the peak is 3 (3.5 with beat 6).
+        assert_eq!(beats[8].template.as_ref().unwrap()[2], 3.0);
     }
 }

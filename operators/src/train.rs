@@ -200,7 +200,13 @@ pub fn balancing_weights(counts: &[usize]) -> Vec<f32> {
     let largest = counts.iter().copied().max().unwrap_or(0) as f64;
     counts
         .iter()
-        .map(|&n| if n == 0 { 1.0 } else { (largest / n as f64).sqrt() as f32 })
+        .map(|&n| {
+            if n == 0 {
+                1.0
+            } else {
+                (largest / n as f64).sqrt() as f32
+            }
+        })
         .collect()
 }
 
@@ -777,6 +783,7 @@ mod tests {
             rr_features: false,
             rr_reference: Default::default(),
             leads: 1,
+            template: false,
         })
     }
 

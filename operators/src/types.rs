@@ -86,6 +86,12 @@ pub struct Beat {
     pub after: usize,
     /// Lead-major samples: lead 0's `before + 1 + after` samples, then lead 1's, ...
     pub window: Vec<f32>,
+    /// The stream's typical beat just before this one, laid out like `window`: the
+    /// sample-by-sample median of the recent beats that were not early (see
+    /// [`crate::segment::TEMPLATE_BEATS`]; the first beat of a stream is its own);
+    /// `None` unless the segmenter was asked for templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Vec<f32>>,
     /// Interval to the previous R peak in seconds, when there is one.
     pub rr_prev: Option<f32>,
     /// Interval to the next R peak in seconds, when there is one.

@@ -102,6 +102,7 @@ fn study_map_is_38_by_259_and_batch_and_beat_agree_with_single() {
         before: 90,
         after: 168,
         window: both,
+        template: None,
         rr_prev: None,
         rr_next: None,
         rr_local: None,

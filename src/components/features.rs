@@ -560,6 +560,7 @@ impl Step for SmoteStep {
                     before: first.before,
                     after: first.after,
                     window: window.to_vec(),
+                    template: None,
                     rr_prev: None,
                     rr_next: None,
                     rr_local: None,

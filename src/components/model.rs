@@ -10,7 +10,7 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use ecgflow_operators::models::resecanet::{beat_input, RrReference};
+use ecgflow_operators::models::resecanet::{beat_input, missing_template, BeatExtras};
 use ecgflow_operators::models::tract::OnnxClassifier;
 use ecgflow_operators::models::{model_paths, ModelCard, RecordInput, TrainedModel};
 use ecgflow_operators::train::argmax;
@@ -119,8 +119,8 @@ pub(super) struct Classifier {
     pub(super) classes: Vec<String>,
     /// Values per input.
     pub(super) input_len: usize,
-    /// The RR features that follow the window, if any.
-    rr_features: Option<RrReference>,
+    /// What follows the window in the input.
+    extras: BeatExtras,
     /// The window (before, after) the model was trained on, from its card; `None` without a
     /// card (then the beat's window must have `input_len` samples) and for record models.
     pub(super) window: Option<(usize, usize)>,
@@ -167,7 +167,7 @@ impl Classifier {
                 version: String::new(),
                 classes: (0..onnx.classes()).map(|c| c.to_string()).collect(),
                 input_len: onnx.input_len(),
-                rr_features: None,
+                extras: BeatExtras::default(),
                 window: None,
                 thresholds: None,
                 card: None,
@@ -194,7 +194,7 @@ impl Classifier {
             version: card.version.clone(),
             classes: card.classes.clone(),
             input_len: card.architecture.input_len(),
-            rr_features: card.architecture.rr_features(),
+            extras: card.architecture.beat_extras(),
             window: card.beat_input().ok().map(|input| (input.before, input.after)),
             thresholds: card.thresholds.clone(),
             card: Some(card.clone()),
@@ -228,14 +228,18 @@ impl Classifier {
         self.card.as_ref()?.record_input().ok()
     }
 
-    /// Samples of the beat window at the start of each input (the rest are RR features).
+    /// Samples of the beat window at the start of each input (the rest are its template
+    /// and RR features, when the model takes them).
     pub(super) fn window_len(&self) -> usize {
         self.window.map_or(self.input_len, |(before, after)| before + 1 + after)
     }
 
     /// The model's input for `beat`, or why the beat does not fit the model.
     pub(super) fn input(&self, beat: &Beat) -> anyhow::Result<Vec<f32>> {
-        let input = beat_input(beat, self.rr_features);
+        if let Some(problem) = missing_template(beat, self.extras) {
+            bail!("{problem} ({})", self.name);
+        }
+        let input = beat_input(beat, self.extras);
         let fits = match self.window {
             Some(window) => window == (beat.before, beat.after) && input.len() == self.input_len,
             None => input.len() == self.input_len,

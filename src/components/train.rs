@@ -16,7 +16,7 @@ use ecgflow_datasets::ptbxl::SUPERCLASSES;
 use ecgflow_operators::augment::{Augmentation, Fill};
 use ecgflow_operators::metrics::{best_f1_thresholds, ClassificationReport, CrossValidationSummary};
 use ecgflow_operators::models::cwt_layer::CwtFrontEnd;
-use ecgflow_operators::models::resecanet::{beat_input as beat_input_values, RrReference};
+use ecgflow_operators::models::resecanet::{beat_input as beat_input_values, missing_template, RrReference};
 use ecgflow_operators::models::{
     predict_with, save_model, Architecture, BeatInput, ModelCard, ModelInput, Output as Activation, RecordInput,
     ResDscNetConfig, ResEcaNetConfig, TrainedModel, Vgg16Config,
@@ -102,6 +102,12 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
             "what the RR features are relative to: local (previous/local, next/local and the local mean in seconds; \
              local = the last 10 intervals) or long (previous, next and local mean over the stream's mean of its \
              last 300 intervals, which a run of early beats barely moves)",
+        ),
+        F::boolean(
+            "template",
+            false,
+            "resecanet on beats: also feed the beat's template (the stream's typical beat just before it, the \
+             `template` column of a beats table) as a second input channel",
         ),
         F::string(
             "dense",
@@ -337,6 +343,8 @@ struct TrainSink {
     kernel: usize,
     /// The RR features fed to a beat model, if any.
     rr_features: Option<RrReference>,
+    /// Feed a beat model the beat's template too.
+    template: bool,
     dense: Vec<usize>,
     samples: usize,
     image_size: usize,
@@ -469,6 +477,7 @@ impl TrainSink {
                 "long" => RrReference::Long,
                 _ => RrReference::Local,
             }),
+            template: p.bool("template"),
             dense: parse_widths("dense", p.str("dense"))?,
             samples: p.usize("samples"),
             image_size,
@@ -513,6 +522,7 @@ impl TrainSink {
                     kernel: self.kernel,
                     rr_features: self.rr_features.is_some(),
                     rr_reference: self.rr_features.unwrap_or_default(),
+                    template: self.template,
                     ..study
                 })
             }
@@ -684,7 +694,7 @@ impl Run {
         let window = beat_input.before + 1 + beat_input.after;
         sink.settings.augment_len = window;
         set_erase_length(&mut sink, window);
-        let rr_features = architecture.rr_features();
+        let extras = architecture.beat_extras();
         let mut data = Dataset::new(architecture.input_len());
         let mut kept = Vec::with_capacity(beats.len());
         let mut skipped = 0;
@@ -703,8 +713,11 @@ impl Run {
                     beat_input.after
                 );
             }
+            if let Some(problem) = missing_template(&beat, extras) {
+                bail!("{problem}");
+            }
             data.push(
-                &beat_input_values(&beat, rr_features),
+                &beat_input_values(&beat, extras),
                 label,
                 &patient_of(&meta, &beat.stream),
             );

@@ -81,12 +81,11 @@ impl Architecture {
         }
     }
 
-    /// The RR features the input ends with (after a single-lead window), if any.
-    pub fn rr_features(&self) -> Option<resecanet::RrReference> {
+    /// What a beat's input holds after its window (nothing for other inputs).
+    pub fn beat_extras(&self) -> resecanet::BeatExtras {
         match self {
-            Architecture::Resecanet(c) => c.rr(),
-            #[allow(unreachable_patterns)]
-            _ => None,
+            Architecture::Resecanet(c) => c.beat_extras(),
+            _ => resecanet::BeatExtras::default(),
         }
     }
 

@@ -61,6 +61,11 @@ pub struct ResEcaNetConfig {
     /// 12-lead record. The input holds the leads one after the other.
     #[serde(default = "one_lead")]
     pub leads: usize,
+    /// Beats only: the beat's template ([`Beat::template`], the stream's typical beat) is a
+    /// second input channel, after the window, so that the network can compare the beat
+    /// with the patient's usual one.
+    #[serde(default)]
+    pub template: bool,
 }
 
 fn one_lead() -> usize {
@@ -79,6 +84,20 @@ impl ResEcaNetConfig {
             rr_features: false,
             rr_reference: RrReference::Local,
             leads: 1,
+            template: false,
+        }
+    }
+
+    /// Input channels: the leads, and the template when there is one.
+    pub fn channels(&self) -> usize {
+        self.leads + usize::from(self.template)
+    }
+
+    /// What follows the window in a beat's input.
+    pub fn beat_extras(&self) -> BeatExtras {
+        BeatExtras {
+            template: self.template,
+            rr: self.rr(),
         }
     }
 
@@ -90,7 +109,7 @@ impl ResEcaNetConfig {
     /// Values per input example: the window of each lead, then the RR features when
     /// enabled.
     pub fn input_len(&self) -> usize {
-        self.leads * self.window + if self.rr_features { RR_FEATURES } else { 0 }
+        self.channels() * self.window + if self.rr_features { RR_FEATURES } else { 0 }
     }
 
     /// Checks the shape before any tensor is made (burn panics on bad sizes).
@@ -106,6 +125,9 @@ impl ResEcaNetConfig {
         }
         if self.rr_features && self.leads > 1 {
             return Err("rr_features needs a single-lead beat window (leads = 1)".into());
+        }
+        if self.template && self.leads > 1 {
+            return Err("template needs a single-lead beat window (leads = 1)".into());
         }
         if self.stem_kernel == 0 || self.kernel == 0 {
             return Err("kernels must be positive".into());
@@ -132,14 +154,14 @@ impl ResEcaNetConfig {
         }
         let features = channels + if self.rr_features { RR_FEATURES } else { 0 };
         ResEcaNet {
-            stem: same_conv(self.leads, stem_width, self.stem_kernel, device),
+            stem: same_conv(self.channels(), stem_width, self.stem_kernel, device),
             stem_norm: BatchNormConfig::new(stem_width).init(device),
             blocks,
             pool: MaxPool2dConfig::new([1, 2]).init(),
             head: LinearConfig::new(features, self.classes).init(device),
             window: self.window,
             rr_features: self.rr_features,
-            leads: self.leads,
+            channels: self.channels(),
         }
     }
 }
@@ -243,7 +265,8 @@ pub struct ResEcaNet {
     head: Linear,
     window: usize,
     rr_features: bool,
-    leads: usize,
+    /// Input channels ([`ResEcaNetConfig::channels`]).
+    channels: usize,
 }
 
 impl ResEcaNet {
@@ -287,13 +310,13 @@ impl ResEcaNet {
         pooled.reshape([batch, channels, length / 2])
     }
 
-    /// The window `[batch, leads, window]` and the RR features `[batch, 3]` of the input.
+    /// The window `[batch, channels, window]` and the RR features `[batch, 3]` of the input.
     /// Taken with constant selection matrices rather than slices: ONNX export keeps the
     /// batch axis dynamic through a matrix product but not through a slice.
     pub fn split_input(&self, input: Tensor<3>) -> (Tensor<3>, Option<Tensor<2>>) {
         if !self.rr_features {
-            if self.leads > 1 {
-                return (split_rows(input, self.leads, self.window), None);
+            if self.channels > 1 {
+                return (split_rows(input, self.channels, self.window), None);
             }
             return (input, None);
         }
@@ -307,23 +330,54 @@ impl ResEcaNet {
             Tensor::<2>::from_data(burn::tensor::TensorData::new(m, [len, count]), &device)
         };
         let flat: Tensor<2> = input.reshape([batch, len]);
-        let signal = flat
-            .clone()
-            .matmul(pick(0, self.window))
-            .reshape([batch, 1, self.window]);
-        let rr = flat.matmul(pick(self.window, RR_FEATURES));
+        let signal_len = self.channels * self.window;
+        let mut signal = flat.clone().matmul(pick(0, signal_len)).reshape([batch, 1, signal_len]);
+        if self.channels > 1 {
+            signal = split_rows(signal, self.channels, self.window);
+        }
+        let rr = flat.matmul(pick(signal_len, RR_FEATURES));
         (signal, Some(rr))
     }
 }
 
-/// The input of one beat: its first lead's window, then, when `rr` is set, the three RR
-/// features of [`RrReference`]. A missing interval counts as the local mean, a missing
-/// local mean as the nearest interval (0.8 s when there is none), a missing long mean as
-/// the local mean.
-pub fn beat_input(beat: &Beat, rr: Option<RrReference>) -> Vec<f32> {
+/// What a beat model's input holds after the beat's window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BeatExtras {
+    /// The first lead of the beat's template (the window itself when the beat has none).
+    pub template: bool,
+    /// The three RR features.
+    pub rr: Option<RrReference>,
+}
+
+/// Why `beat` cannot feed a model with `extras`: it lacks the template the model compares
+/// it with (its segmenter was not asked for templates).
+pub fn missing_template(beat: &Beat, extras: BeatExtras) -> Option<String> {
+    (extras.template && beat.template.is_none()).then(|| {
+        format!(
+            "beat {} of {} has no template, which the model compares it with: set `template = true` on the \
+             segment step that cuts the beats (or rebuild the beats table with pipelines/mitdb-to-parquet.toml)",
+            beat.sample, beat.stream
+        )
+    })
+}
+
+/// The input of one beat: its first lead's window, then what `extras` asks for: the first
+/// lead of its template (the window again when the beat has none; see
+/// [`missing_template`]), the three RR features of [`RrReference`]. A missing interval counts as the local
+/// mean, a missing local mean as the nearest interval (0.8 s when there is none), a missing
+/// long mean as the local mean.
+pub fn beat_input(beat: &Beat, extras: BeatExtras) -> Vec<f32> {
     let len = beat.before + 1 + beat.after;
     let mut input: Vec<f32> = beat.window.iter().take(len).copied().collect();
-    if let Some(reference) = rr {
+    if extras.template {
+        let template = beat
+            .template
+            .as_deref()
+            .filter(|t| t.len() >= len)
+            .unwrap_or(&beat.window);
+        input.extend(template.iter().take(len));
+    }
+    if let Some(reference) = extras.rr {
         let local = beat.rr_local.or(beat.rr_prev).or(beat.rr_next).unwrap_or(0.8).max(1e-3);
         let prev = beat.rr_prev.unwrap_or(local);
         let next = beat.rr_next.unwrap_or(local);
@@ -376,6 +430,40 @@ mod tests {
     }
 
     #[test]
+    fn the_template_is_a_second_channel_before_the_rr_features() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
+        let config = ResEcaNetConfig {
+            window: 8,
+            widths: vec![4],
+            rr_features: true,
+            template: true,
+            ..ResEcaNetConfig::study(2)
+        };
+        config.validate().unwrap();
+        assert_eq!(config.input_len(), 2 * 8 + 3);
+        let device = Device::flex();
+        let model = config.init(&device);
+        let values: Vec<f32> = (0..2 * config.input_len()).map(|v| v as f32).collect();
+        let input = Tensor::<3>::from_data(burn::tensor::TensorData::new(values.clone(), [2, 1, 19]), &device);
+        let (signal, rr) = model.split_input(input.clone());
+        assert_eq!(signal.dims(), [2, 2, 8]);
+        let signal = signal.into_data().try_to_vec::<f32>().unwrap();
+        let rr = rr.unwrap().into_data().try_to_vec::<f32>().unwrap();
+        for b in 0..2 {
+            let row = &values[b * 19..(b + 1) * 19];
+            assert_eq!(&signal[b * 16..(b + 1) * 16], &row[..16], "beat, then template");
+            assert_eq!(&rr[b * 3..(b + 1) * 3], &row[16..], "then the RR features");
+        }
+        assert_eq!(model.forward(input).dims(), [2, 2]);
+        let with_leads = ResEcaNetConfig {
+            leads: 12,
+            rr_features: false,
+            ..config
+        };
+        assert!(with_leads.validate().unwrap_err().contains("template"));
+    }
+
+    #[test]
     fn a_twelve_lead_record_goes_in_as_channels() {
         let _one_at_a_time = crate::models::seeded_device_lock();
         let config = ResEcaNetConfig {
@@ -420,6 +508,7 @@ mod tests {
             before: 1,
             after: 1,
             window: vec![0.0, 1.0, 0.0],
+            template: None,
             rr_prev: Some(0.5),
             rr_next: Some(1.2),
             rr_local: Some(0.6),
@@ -428,14 +517,32 @@ mod tests {
             prediction: None,
             arrival: None,
         };
-        let local = beat_input(&beat, Some(RrReference::Local));
+        let local = beat_input(
+            &beat,
+            BeatExtras {
+                template: false,
+                rr: Some(RrReference::Local),
+            },
+        );
         assert_eq!(&local[3..], &[0.5 / 0.6, 1.2 / 0.6, 0.6]);
-        let long = beat_input(&beat, Some(RrReference::Long));
+        let long = beat_input(
+            &beat,
+            BeatExtras {
+                template: false,
+                rr: Some(RrReference::Long),
+            },
+        );
         assert_eq!(&long[3..], &[0.5, 1.2, 0.6]);
-        assert_eq!(beat_input(&beat, None), vec![0.0, 1.0, 0.0]);
+        assert_eq!(beat_input(&beat, BeatExtras::default()), vec![0.0, 1.0, 0.0]);
         let no_mean = Beat { rr_mean: None, ..beat };
         assert_eq!(
-            &beat_input(&no_mean, Some(RrReference::Long))[3..],
+            &beat_input(
+                &no_mean,
+                BeatExtras {
+                    template: false,
+                    rr: Some(RrReference::Long)
+                }
+            )[3..],
             &[0.5 / 0.6, 1.2 / 0.6, 1.0],
             "without a long mean, the local one stands in"
         );
