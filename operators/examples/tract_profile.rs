@@ -2,18 +2,20 @@
 //! over many runs, summed by operator, the slowest nodes listed with the kernel tract chose.
 //!
 //! ```sh
-//! cargo run --release -p ecgflow-operators --example tract_profile -- MODEL.onnx [LEN] [BATCH] [RUNS]
+//! cargo run --release -p ecgflow-operators --example tract_profile -- MODEL.onnx [LEN] [BATCH] [RUNS] [TOP]
 //! ```
 //!
-//! `LEN` is the input length (the beat window plus any RR features; default 262, as
+//! The plan is optimised as `OnnxClassifier` optimises it (`models::tract::optimize`: its
+//! rewrites, then tract's optimisation). `LEN` is the input length (the beat window plus any RR features; default 262, as
 //! `resecanet-ds1`), `BATCH` the fixed batch the plan is made for (default 1, what
-//! `OnnxClassifier` runs), `RUNS` the number of runs timed (default 2000). One thread. The
+//! `OnnxClassifier` runs), `RUNS` the number of runs timed (default 2000), `TOP` the number of slowest nodes listed (default 20). One thread. The
 //! figures are per input (per beat). Compare with onnxruntime's own profiler
 //! (`SessionOptions.enable_profiling`) to see which operators differ.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
+use ecgflow_operators::models::tract::optimize;
 use tract_onnx::prelude::*;
 
 fn arg<T: std::str::FromStr>(i: usize, default: T) -> T {
@@ -25,11 +27,12 @@ fn main() -> TractResult<()> {
     let len: usize = arg(2, 262);
     let batch: usize = arg(3, 1);
     let runs: usize = arg(4, 2000);
-    let plan = tract_onnx::onnx()
+    let top: usize = arg(5, 20);
+    let model = tract_onnx::onnx()
         .model_for_path(&path)?
         .with_input_fact(0, f32::fact([batch, 1, len]).into())?
-        .into_optimized()?
-        .into_runnable()?;
+        .into_typed()?;
+    let plan = optimize(model)?.into_runnable()?;
     let model = plan.model();
     let mut state = plan.spawn()?;
     let input: Tensor =
@@ -74,7 +77,7 @@ fn main() -> TractResult<()> {
     let mut nodes: Vec<_> = seconds.into_iter().collect();
     nodes.sort_by(|a, b| b.1.total_cmp(&a.1));
     println!("\nslowest nodes (output shape; what tract says of the node):");
-    for (id, s) in nodes.into_iter().take(20) {
+    for (id, s) in nodes.into_iter().take(top) {
         let node = model.node(id);
         let dims: Vec<String> = model
             .outlet_fact(OutletId::new(id, 0))?

@@ -9,12 +9,18 @@
 //! output, f64 tensors...) is reported with the file's name rather than failing at the first
 //! beat. The beats then run one at a time through a plan optimised for that fixed size (see
 //! [`OnnxClassifier::predict`] for the measurements), which tract runs much faster than a
-//! plan for any batch size.
+//! plan for any batch size. Before tract optimises it, the graph is rewritten where tract has
+//! a faster equivalent ([`optimize`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::axes::AxesMapping;
+use tract_onnx::tract_core::ops::array::Slice;
+use tract_onnx::tract_core::ops::cnn::Conv;
+use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use super::{ModelCard, Output};
@@ -157,7 +163,7 @@ impl OnnxClassifier {
         let one = HashMap::from([(n, TDim::Val(1))]);
         let plan = typed
             .set_symbols(&one)
-            .and_then(|m| m.into_optimized())
+            .and_then(optimize)
             .and_then(|m| m.into_runnable())
             .map_err(|e| prepare(format!("{e:#}")))?;
         Ok(OnnxClassifier {
@@ -269,6 +275,158 @@ impl OnnxClassifier {
         }
         Ok(out)
     }
+}
+
+/// `model` optimised as [`OnnxClassifier`] runs it: rewritten into forms tract runs faster
+/// (see [`rewrite_for_tract`]), then optimised by tract without its direct spatial
+/// convolution, which it picks for 1 × k convolutions over rows of 128 points or more and
+/// which runs those of ResECANet two to three times slower than im2col and a matrix product.
+pub fn optimize(mut model: TypedModel) -> TractResult<TypedModel> {
+    rewrite_for_tract(&mut model)?;
+    let scope = tract_onnx::tract_core::knobs::KnobScope::new([("TRACT_DISABLE_DIRECT_SPATIAL", "true")])?;
+    scope.enter(|| model.into_optimized())
+}
+
+/// Replaces, in place, the nodes that tract runs slowly by equivalent ones it runs fast.
+/// The results are the same up to float rounding.
+pub fn rewrite_for_tract(model: &mut TypedModel) -> TractResult<()> {
+    // A patch appends nodes and leaves the ones it replaces unconnected: the ids taken here
+    // stay valid while the patches are applied.
+    for id in 0..model.nodes().len() {
+        let node = model.node(id);
+        let patch = match selection_as_slice(model, node)? {
+            Some(patch) => Some(patch),
+            None => single_channel_conv_as_matmul(model, node)?,
+        };
+        if let Some(patch) = patch {
+            patch.apply(model)?;
+        }
+    }
+    Ok(())
+}
+
+/// A product by a constant 0/1 matrix that picks a run of consecutive values (`x · S` with
+/// `S[start + j, j] = 1`: burn's export of slicing) as the slice it is, a copy rather than a
+/// matrix product over every input value.
+fn selection_as_slice(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+    let Some(op) = node.op_as::<EinSum>() else {
+        return Ok(None);
+    };
+    if op.q_params.is_some()
+        || node.inputs.len() != 2
+        || model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type()
+    {
+        return Ok(None);
+    }
+    let Some(selector) = &model.outlet_fact(node.inputs[1])?.konst else {
+        return Ok(None);
+    };
+    let (Some(axis), Some((start, len))) = (contracted_axis(&op.axes), selected_run(selector)) else {
+        return Ok(None);
+    };
+    let mut patch = TypedModelPatch::default();
+    let x = patch.tap_model(model, node.inputs[0])?;
+    let y = patch.wire_node(&node.name, Slice::new(axis, start, start + len), &[x])?[0];
+    patch.shunt_outside(model, node.id.into(), y)?;
+    Ok(Some(patch))
+}
+
+/// The axis of `a` contracted by the product `a · b` of a tensor and a matrix whose output is
+/// `a` with that axis replaced by the matrix's other one (`mk,kn->mn`, `abk,kn->abn`...).
+fn contracted_axis(axes: &AxesMapping) -> Option<usize> {
+    let text = axes.to_string();
+    let (inputs, output) = text.split_once("->")?;
+    let (a, b) = inputs.split_once(',')?;
+    let &[k, n] = b.chars().collect::<Vec<_>>().as_slice() else {
+        return None;
+    };
+    let replaced: String = a.chars().map(|c| if c == k { n } else { c }).collect();
+    let once = a.matches(k).count() == 1 && !a.contains(n);
+    if once && replaced == output {
+        a.chars().position(|c| c == k)
+    } else {
+        None
+    }
+}
+
+/// `(start, len)` when `s` is an f32 matrix `[rows, len]` with `s[start + j, j] = 1` and zeros
+/// elsewhere: multiplying by it picks values `start..start + len`.
+fn selected_run(s: &Tensor) -> Option<(usize, usize)> {
+    if s.datum_type() != f32::datum_type() || s.rank() != 2 || s.shape()[1] == 0 {
+        return None;
+    }
+    let view = s.to_plain_array_view::<f32>().ok()?;
+    let (rows, len) = (s.shape()[0], s.shape()[1]);
+    let start = (0..rows).find(|&r| view[[r, 0]] == 1.0)?;
+    let picked = |r: usize, c: usize| r == start + c;
+    let exact = view
+        .indexed_iter()
+        .all(|(ix, &v)| v == if picked(ix[0], ix[1]) { 1.0 } else { 0.0 });
+    (start + len <= rows && exact).then_some((start, len))
+}
+
+/// The most entries of the banded matrix that replaces a one-channel convolution (256 × 256):
+/// beyond that the product does more work than the convolution saves.
+const MAX_BAND_ENTRIES: usize = 256 * 256;
+
+/// A 1D convolution from one channel to one (ECA's convolution across channels, laid along
+/// the time axis) as a product by the constant banded matrix it is. For vectors this short
+/// tract's convolution costs far more in padding, im2col and packing than the product.
+fn single_channel_conv_as_matmul(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+    let Some(conv) = node.op_as::<Conv>() else {
+        return Ok(None);
+    };
+    let spec = &conv.pool_spec;
+    let one_to_one = spec.rank() == 1 && spec.input_channels == 1 && spec.output_channels == 1;
+    if !one_to_one || conv.q_params.is_some() || conv.group != 1 || spec.data_format != DataFormat::NCHW {
+        return Ok(None);
+    }
+    let input = model.outlet_fact(node.inputs[0])?;
+    let kernel = &model.outlet_fact(node.inputs[1])?.konst;
+    let bias = &model.outlet_fact(node.inputs[2])?.konst;
+    let len = input
+        .shape
+        .last()
+        .and_then(|d| d.to_i64().ok())
+        .and_then(|d| usize::try_from(d).ok());
+    let (Some(kernel), Some(bias), Some(len)) = (kernel, bias, len) else {
+        return Ok(None);
+    };
+    if input.datum_type != f32::datum_type() || kernel.datum_type() != f32::datum_type() || bias.len() != 1 {
+        return Ok(None);
+    }
+    let padded = &spec.computed_padding(&[len])[0];
+    let out_len = padded.convoluted;
+    if len * out_len > MAX_BAND_ENTRIES {
+        return Ok(None);
+    }
+    // out[i] = bias + Σ_j w[j] · x[i · stride + j · dilation - pad_before]
+    let taps: Vec<f32> = kernel.to_plain_array_view::<f32>()?.iter().copied().collect();
+    let mut band = tract_ndarray::Array2::<f32>::zeros((len, out_len));
+    for i in 0..out_len {
+        for (j, &w) in taps.iter().enumerate() {
+            let at = (i * spec.stride(0) + j * spec.dilation(0)).checked_sub(padded.pad_before);
+            if let Some(at) = at.filter(|&at| at < len) {
+                band[[at, i]] += w;
+            }
+        }
+    }
+    let mut patch = TypedModelPatch::default();
+    let x = patch.tap_model(model, node.inputs[0])?;
+    let band = patch.add_const(format!("{}.band", node.name), band.into_tensor())?;
+    let axes = AxesMapping::from_strs(&["nck", "kl"], &["ncl"])?;
+    let mut y = patch.wire_node(
+        format!("{}.matmul", node.name),
+        EinSum::new(axes, f32::datum_type()),
+        &[x, band],
+    )?[0];
+    let bias = bias.cast_to::<f32>()?.to_plain_array_view::<f32>()?.iter().sum::<f32>();
+    if bias != 0.0 {
+        let bias = patch.add_const(format!("{}.bias", node.name), tensor3(&[[[bias]]]))?;
+        y = patch.wire_node(&node.name, tract_onnx::tract_core::ops::math::add(), &[y, bias])?[0];
+    }
+    patch.shunt_outside(model, node.id.into(), y)?;
+    Ok(Some(patch))
 }
 
 /// `L` of an input declared `[?, 1, L]` f32, or why the declaration does not fit.
@@ -591,6 +749,91 @@ mod tests {
         );
         let err = load_err(&dir, "twoout.onnx", &two);
         assert!(err.contains("1 input(s) and 2 output(s)"), "{err}");
+    }
+
+    /// The outputs of `model` for `input`, optimised by tract alone or after the rewrites.
+    fn run_typed(model: &TypedModel, input: &Tensor, rewritten: bool) -> Vec<f32> {
+        let model = model.clone();
+        let optimized = if rewritten {
+            optimize(model)
+        } else {
+            model.into_optimized()
+        };
+        let plan = optimized.unwrap().into_runnable().unwrap();
+        let out = plan.run(tvec!(input.clone().into_tvalue())).unwrap();
+        out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+    }
+
+    #[test]
+    fn a_one_channel_convolution_becomes_a_matrix_product_with_the_same_results() {
+        // Strided, dilated, unevenly padded, with a bias: every term of the band.
+        let conv = Conv {
+            pool_spec: tract_onnx::tract_core::ops::cnn::PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec!(3),
+                padding: tract_onnx::tract_core::ops::cnn::PaddingSpec::Explicit(tvec!(2), tvec!(1)),
+                dilations: Some(tvec!(2)),
+                strides: Some(tvec!(2)),
+                input_channels: 1,
+                output_channels: 1,
+            },
+            kernel_fmt: tract_onnx::tract_core::ops::cnn::KernelFormat::OIHW,
+            group: 1,
+            q_params: None,
+        };
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([2, 1, 19])).unwrap();
+        let w = model.add_const("w", tensor3(&[[[0.5f32, -1.0, 2.0]]])).unwrap();
+        let b = model.add_const("b", tensor1(&[0.25f32])).unwrap();
+        let y = model.wire_node("conv", conv, &[x, w, b]).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        let mut rewritten = model.clone();
+        rewrite_for_tract(&mut rewritten).unwrap();
+        let convs = rewritten
+            .eval_order()
+            .unwrap()
+            .into_iter()
+            .filter(|&id| rewritten.node(id).op_is::<Conv>());
+        assert_eq!(convs.count(), 0, "the convolution is replaced");
+        let input = Tensor::from_shape(
+            &[2, 1, 19],
+            &(0..38).map(|i| (i as f32 * 0.7).sin()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let (a, b) = (run_typed(&model, &input, false), run_typed(&model, &input, true));
+        assert_eq!(a.len(), b.len());
+        for (a, b) in a.iter().zip(&b) {
+            assert!((a - b).abs() < 1e-6, "convolution {a}, matrix product {b}");
+        }
+    }
+
+    #[test]
+    fn a_product_by_a_selection_matrix_becomes_a_slice_and_others_stay_products() {
+        let mut select = tract_ndarray::Array2::<f32>::zeros((6, 3));
+        for j in 0..3 {
+            select[[2 + j, j]] = 1.0;
+        }
+        let mut not_select = select.clone();
+        not_select[[0, 0]] = 1.0;
+        let axes = AxesMapping::from_strs(&["mk", "kn"], &["mn"]).unwrap();
+        let input = Tensor::from_shape(&[2, 6], &(0..12).map(|i| i as f32).collect::<Vec<_>>()).unwrap();
+        for (matrix, slices) in [(select, 1), (not_select, 0)] {
+            let mut model = TypedModel::default();
+            let x = model.add_source("x", f32::fact([2, 6])).unwrap();
+            let s = model.add_const("s", matrix.into_tensor()).unwrap();
+            let y = model
+                .wire_node("mm", EinSum::new(axes.clone(), f32::datum_type()), &[x, s])
+                .unwrap();
+            model.select_output_outlets(&y).unwrap();
+            let mut rewritten = model.clone();
+            rewrite_for_tract(&mut rewritten).unwrap();
+            let order = rewritten.eval_order().unwrap();
+            assert_eq!(
+                order.iter().filter(|&&id| rewritten.node(id).op_is::<Slice>()).count(),
+                slices
+            );
+            assert_eq!(run_typed(&model, &input, false), run_typed(&model, &input, true));
+        }
     }
 
     #[test]
