@@ -246,6 +246,7 @@ type = "segment"
 inputs = ["peaks"]
 before = 90
 after = 168
+template = true
 
 [transforms.classify]
 type = "model"

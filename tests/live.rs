@@ -154,7 +154,7 @@ fn census_windows_slide_per_patient_and_per_ward() {
             "[sources.ecg]\ntype = \"synthetic\"\nstreams = 2\nduration_s = 90.0\nchunk_size = 36\nspeed = 50.0\n\
              heart_rate = 72.0\nseed = 7\n\
              [transforms.peaks]\ntype = \"rpeaks\"\ninputs = [\"ecg\"]\n\
-             [transforms.beats]\ntype = \"segment\"\ninputs = [\"peaks\"]\nwait_for_next = false\n\
+             [transforms.beats]\ntype = \"segment\"\ninputs = [\"peaks\"]\nwait_for_next = false\ntemplate = true\n\
              [transforms.classify]\ntype = \"model\"\ninputs = [\"beats\"]\npath = \"models/resecanet-ds1.json\"\n\
              [transforms.counts]\ntype = \"census\"\ninputs = [\"classify\"]\nwindow_s = 30.0\n\
              [sinks.out]\ntype = \"jsonl\"\ninputs = [\"counts\"]\npath = \"{}\"\n",
@@ -211,7 +211,7 @@ fn a_beats_table_plays_live() {
         format!(
             "[sources.ecg]\ntype = \"synthetic\"\nstreams = 2\nduration_s = 8.0\n\
              [transforms.peaks]\ntype = \"rpeaks\"\ninputs = [\"ecg\"]\n\
-             [transforms.beats]\ntype = \"segment\"\ninputs = [\"peaks\"]\n\
+             [transforms.beats]\ntype = \"segment\"\ninputs = [\"peaks\"]\ntemplate = true\n\
              [sinks.out]\ntype = \"parquet\"\ninputs = [\"beats\"]\npath = \"{}\"\n",
             table.display()
         ),
