@@ -213,7 +213,9 @@ impl<'a> BeatColumns<'a> {
             window: column("window")?
                 .as_fixed_size_list_opt()
                 .context("column \"window\" is not a fixed-size list")?,
-            template: batch.column_by_name("template").and_then(|c| c.as_fixed_size_list_opt()),
+            template: batch
+                .column_by_name("template")
+                .and_then(|c| c.as_fixed_size_list_opt()),
         })
     }
 }

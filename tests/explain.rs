@@ -218,9 +218,9 @@ fn every_method_beats_random_deletion_on_the_trained_model() {
     assert!(plots.join("deletion.png").is_file());
     assert!(plots.join("shap_V.png").is_file());
     // The inter-patient model, which compares the beat with its template: SHAP and LIME.
-    // Its Grad-CAM ranks the beat's samples worse than random (README, "Explanations"):
-    // the map is shared by the beat and template channels, and what tells a normal beat is
-    // that it matches the template, wherever it does.
+    // On these beats its Grad-CAM ranks the beat's samples worse than random (README,
+    // "Explanations"): the map is shared by the beat and template channels, and what tells
+    // a normal beat is that it matches the template, wherever it does.
     let (methods, _) = explain_report(&data, "models/resecanet-ds1.json", tmp.path());
     for m in methods.iter().filter(|m| m["method"] != "gradcam") {
         assert_faithful(m);

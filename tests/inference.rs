@@ -154,7 +154,17 @@ fn tract_gives_burns_probabilities_on_real_beats_for_every_model() {
             Some("V") => 1,
             _ => 2,
         };
-        examples.push(&beat_input(b, BeatExtras { template: false, rr: Some(RrReference::Local) }), label, &b.stream);
+        examples.push(
+            &beat_input(
+                b,
+                BeatExtras {
+                    template: false,
+                    rr: Some(RrReference::Local),
+                },
+            ),
+            label,
+            &b.stream,
+        );
     }
     models.push(fresh_model(tmp.path(), "fresh-rr", true, &examples));
 

@@ -25,8 +25,7 @@ use ecgflow_operators::render::{RenderConfig, STANDARD_LEADS};
 use ecgflow_operators::smote::{Smote, Target};
 use ecgflow_operators::split::{holdout, k_folds, SplitBy};
 use ecgflow_operators::train::{
-    balancing_weights,
-    fit, Dataset, EpochRecord, Monitor, Schedule, TrainObserver, TrainOutcome, TrainSettings,
+    balancing_weights, fit, Dataset, EpochRecord, Monitor, Schedule, TrainObserver, TrainOutcome, TrainSettings,
 };
 use ecgflow_operators::Beat;
 use indicatif::{ProgressBar, ProgressStyle};

@@ -225,14 +225,14 @@ impl OnnxClassifier {
     }
 
     /// Class probabilities (softmax of the logits, or sigmoid: see [`Self::with_output`]) for `inputs` (`n × input_len` values: each
-    /// beat's window, then its RR features when the model uses them). The same contract as
+    /// beat's window, then its template and RR features when the model uses them). The same contract as
     /// [`TrainedModel::predict`](super::TrainedModel::predict), except that the beats run one
     /// at a time whatever `_batch` is: with tract that is the fastest at every batch size.
     /// Only for a batch of one does tract convolve with lazy im2col (larger batches
     /// materialise im2col buffers and leave more element-wise ops unfused), and one beat's
     /// activations stay in cache. Measured on one thread (x86-64 with AVX-512, 2 MiB L2),
-    /// classifying 512 beats in runs of a fixed size, beats/s, `resecanet-ds1`
-    /// (`resecanet-study` alike):
+    /// classifying 512 beats in runs of a fixed size, beats/s, the beat-only `resecanet-ds1`
+    /// of an earlier version, before the rewrites of [`optimize`] (`resecanet-study` alike):
     ///
     /// | beats per run          |    1 |    4 |   16 |   64 |  256 |
     /// |------------------------|------|------|------|------|------|
