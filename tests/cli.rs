@@ -171,10 +171,17 @@ inputs = ["clean"]
 [transforms.beats]
 type = "segment"
 inputs = ["peaks"]
+template = true
+
+# Beats with templates and predictions cross process boundaries (bincode) in a cluster run.
+[transforms.classify]
+type = "model"
+inputs = ["beats"]
+path = "models/resecanet-ds1.json"
 
 [sinks.out]
 type = "jsonl"
-inputs = ["beats"]
+inputs = ["classify"]
 path = "{}"
 include_samples = true
 "#,

@@ -90,7 +90,9 @@ pub struct Beat {
     /// sample-by-sample median of the recent beats that were not early (see
     /// [`crate::segment::TEMPLATE_BEATS`]; the first beat of a stream is its own);
     /// `None` unless the segmenter was asked for templates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // No `skip_serializing_if`: beats cross processes in bincode, which is not
+    // self-describing and needs every field.
+    #[serde(default)]
     pub template: Option<Vec<f32>>,
     /// Interval to the previous R peak in seconds, when there is one.
     pub rr_prev: Option<f32>,
@@ -125,7 +127,8 @@ pub struct Prediction {
     pub probabilities: Vec<f32>,
     /// Multi-label models: every class whose probability reaches its decision threshold
     /// (the model card's, chosen on validation data), in class order; empty otherwise.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // Always written (bincode between processes needs every field).
+    #[serde(default)]
     pub labels: Vec<String>,
 }
 
