@@ -784,7 +784,6 @@ mod tests {
             rr_reference: Default::default(),
             leads: 1,
             template: false,
-            rr_hidden: 0,
         })
     }
 

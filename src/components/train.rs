@@ -102,14 +102,6 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
              local = the last 10 intervals) or long (previous, next and local mean over the stream's mean of its \
              last 300 intervals, which a run of early beats barely moves)",
         ),
-        F::int(
-            "rr_hidden",
-            0,
-            4096,
-            D::Int(0),
-            "resecanet with rr_features: units of a hidden layer (ReLU) the RR features pass through before \
-             they join the pooled features (0: they join as they are)",
-        ),
         F::boolean(
             "template",
             false,
@@ -352,7 +344,6 @@ struct TrainSink {
     rr_features: Option<RrReference>,
     /// Feed a beat model the beat's template too.
     template: bool,
-    rr_hidden: usize,
     dense: Vec<usize>,
     samples: usize,
     image_size: usize,
@@ -486,7 +477,6 @@ impl TrainSink {
                 _ => RrReference::Local,
             }),
             template: p.bool("template"),
-            rr_hidden: p.usize("rr_hidden"),
             dense: parse_widths("dense", p.str("dense"))?,
             samples: p.usize("samples"),
             image_size,
@@ -532,7 +522,6 @@ impl TrainSink {
                     rr_features: self.rr_features.is_some(),
                     rr_reference: self.rr_features.unwrap_or_default(),
                     template: self.template,
-                    rr_hidden: self.rr_hidden,
                     ..study
                 })
             }

@@ -66,11 +66,6 @@ pub struct ResEcaNetConfig {
     /// with the patient's usual one.
     #[serde(default)]
     pub template: bool,
-    /// Units of a hidden layer (with ReLU) that the RR features pass through before they
-    /// join the pooled features; 0: they join as they are. A few RR values beside 128
-    /// pooled features need their own layer to weigh in.
-    #[serde(default)]
-    pub rr_hidden: usize,
 }
 
 fn one_lead() -> usize {
@@ -90,7 +85,6 @@ impl ResEcaNetConfig {
             rr_reference: RrReference::Local,
             leads: 1,
             template: false,
-            rr_hidden: 0,
         }
     }
 
@@ -158,20 +152,12 @@ impl ResEcaNetConfig {
             blocks.push(ResidualBlock::new(channels, width, self.kernel, device));
             channels = width;
         }
-        let rr_branch = (self.rr_features && self.rr_hidden > 0)
-            .then(|| LinearConfig::new(RR_FEATURES, self.rr_hidden).init(device));
-        let rr_width = match (self.rr_features, self.rr_hidden) {
-            (false, _) => 0,
-            (true, 0) => RR_FEATURES,
-            (true, hidden) => hidden,
-        };
-        let features = channels + rr_width;
+        let features = channels + if self.rr_features { RR_FEATURES } else { 0 };
         ResEcaNet {
             stem: same_conv(self.channels(), stem_width, self.stem_kernel, device),
             stem_norm: BatchNormConfig::new(stem_width).init(device),
             blocks,
             pool: MaxPool2dConfig::new([1, 2]).init(),
-            rr_branch,
             head: LinearConfig::new(features, self.classes).init(device),
             window: self.window,
             rr_features: self.rr_features,
@@ -276,8 +262,6 @@ pub struct ResEcaNet {
     blocks: Vec<ResidualBlock>,
     /// 2× max pooling over time, as a 1 × 2 2D pooling: burn-onnx exports MaxPool2d only.
     pool: MaxPool2d,
-    /// The hidden layer of the RR features ([`ResEcaNetConfig::rr_hidden`]).
-    rr_branch: Option<Linear>,
     head: Linear,
     window: usize,
     rr_features: bool,
@@ -300,10 +284,6 @@ impl ResEcaNet {
         let [batch, channels, length] = x.dims();
         let mut features: Tensor<2> = x.sum_dim(2).div_scalar(length as f32).reshape([batch, channels]);
         if let Some(rr) = rr {
-            let rr = match &self.rr_branch {
-                Some(layer) => relu(layer.forward(rr)),
-                None => rr,
-            };
             features = Tensor::cat(vec![features, rr], 1);
         }
         self.head.forward(features)
@@ -446,12 +426,7 @@ mod tests {
         let device = Device::flex();
         let model = config.init(&device);
         let input = Tensor::<3>::zeros([3, 1, config.input_len()], &device);
-        assert_eq!(model.forward(input.clone()).dims(), [3, 4]);
-        // With a hidden layer for the RR features: the same input, more parameters.
-        let hidden = ResEcaNetConfig { rr_hidden: 5, ..config };
-        let with_hidden = hidden.init(&device);
-        assert_eq!(with_hidden.forward(input).dims(), [3, 4]);
-        assert_eq!(with_hidden.num_params(), model.num_params() + 3 * 5 + 5 + (5 - 3) * 4);
+        assert_eq!(model.forward(input).dims(), [3, 4]);
     }
 
     #[test]
