@@ -60,8 +60,9 @@ struct Pending {
 ///
 /// Memory is bounded: the sample history holds at most
 /// `max(max_delay, after) + before` samples per lead beyond the chunk being processed,
-/// plus the copied windows of the beats waiting for their successor (normally one).
-/// R peaks may arrive up to `max_delay` samples after the sample itself (a detector's
+/// plus the copied windows of the beats waiting for their successor (normally one), the
+/// last [`RR_MEAN_BEATS`] RR intervals and, with [`Segmenter::with_template`], the windows
+/// of the last [`TEMPLATE_BEATS`] beats. R peaks may arrive up to `max_delay` samples after the sample itself (a detector's
 /// delay); later ones are dropped.
 #[derive(Clone, Debug)]
 pub struct Segmenter {

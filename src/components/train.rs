@@ -55,7 +55,8 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
               itself (`samples` per lead); sigmoid outputs, binary cross-entropy. Splits: a test part \
               (`test_fraction`), a validation part (`validation_fraction`, or whole PTB-XL folds with \
               `validation_folds`), by beat or by patient (`group_by`), or K-fold cross-validation \
-              (`k_folds`, beats only); SMOTE on the training part only (`balance = \"smote\"`, beats only). \
+              (`k_folds`, beats only); SMOTE on the training part only (`balance = \"smote\"`) or class \
+              weights in the loss (`balance = \"weights\"`), beats only. \
               Adam, validation every epoch, early stopping, the best epoch kept. Writes PATH/NAME.bpk + \
               NAME.json (the model), history.json/.csv, loss.png and curves.png, validation-report.json \
               (multi-label: with the per-class decision thresholds chosen there, which the model card \
