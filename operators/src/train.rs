@@ -773,6 +773,24 @@ mod tests {
         data
     }
 
+    #[test]
+    fn balancing_weights_lift_rare_classes_by_the_square_root() {
+        let w = balancing_weights(&[10_000, 100, 0, 2_500]);
+        assert_eq!(w, vec![1.0, 10.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn class_weights_must_fit_the_classes() {
+        let mut train = Dataset::new(64);
+        train.push(&[0.0; 64], 0, "a");
+        let settings = TrainSettings {
+            class_weights: Some(vec![1.0, 2.0, 3.0]),
+            ..TrainSettings::default()
+        };
+        let err = check_data(&tiny(), &train, &train, &settings).unwrap_err();
+        assert!(matches!(err, TrainError::ClassWeights { got: 3, classes: 2 }), "{err}");
+    }
+
     fn tiny() -> Architecture {
         Architecture::Resecanet(ResEcaNetConfig {
             window: 64,

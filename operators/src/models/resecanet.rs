@@ -1,8 +1,8 @@
 //! ResECANet: a 1D residual CNN with Efficient Channel Attention (Wang et al., ECA-Net,
 //! CVPR 2020) after each residual block, for single-lead heartbeat windows.
 //!
-//! Layout: input `[batch, 1, window (+ 3 RR features)]` → per-beat z-score → stem
-//! convolution (kernel 15) → one residual block per width (two kernel-7 convolutions with
+//! Layout: input `[batch, 1, window (+ template window) (+ 3 RR features)]` → the beat (and
+//! its template, a second channel) z-scored each on its own → stem convolution (kernel 15) → one residual block per width (two kernel-7 convolutions with
 //! batch norm, ECA, a 1 × 1 projection when the width changes, ReLU) each followed by max
 //! pooling → global average pool → (RR features appended) → dense → class logits.
 //! Softmax is applied by the caller (cross-entropy takes logits).
@@ -106,8 +106,8 @@ impl ResEcaNetConfig {
         self.rr_features.then_some(self.rr_reference)
     }
 
-    /// Values per input example: the window of each lead, then the RR features when
-    /// enabled.
+    /// Values per input example: the window of each lead (and of the template), then the RR
+    /// features when enabled.
     pub fn input_len(&self) -> usize {
         self.channels() * self.window + if self.rr_features { RR_FEATURES } else { 0 }
     }
@@ -363,9 +363,9 @@ pub fn missing_template(beat: &Beat, extras: BeatExtras) -> Option<String> {
 
 /// The input of one beat: its first lead's window, then what `extras` asks for: the first
 /// lead of its template (the window again when the beat has none; see
-/// [`missing_template`]), the three RR features of [`RrReference`]. A missing interval counts as the local
-/// mean, a missing local mean as the nearest interval (0.8 s when there is none), a missing
-/// long mean as the local mean.
+/// [`missing_template`]), the three RR features of [`RrReference`]. A missing interval
+/// counts as the local mean, a missing local mean as the nearest interval (0.8 s when there
+/// is none), a missing long mean as the local mean.
 pub fn beat_input(beat: &Beat, extras: BeatExtras) -> Vec<f32> {
     let len = beat.before + 1 + beat.after;
     let mut input: Vec<f32> = beat.window.iter().take(len).copied().collect();
