@@ -84,7 +84,7 @@ pub struct Metrics {
     pub predictions: AtomicU64,
     /// Samples dropped by live sources under `overflow = "drop_oldest"`.
     pub dropped_samples: AtomicU64,
-    /// Alarm and stream events emitted.
+    /// Alarms announced (starts, ends and instants).
     pub events: AtomicU64,
     /// Time spent in each transform per payload, by component name.
     stages: Mutex<BTreeMap<String, Histogram>>,
@@ -140,7 +140,11 @@ impl Metrics {
                 "Samples dropped by live sources (overflow = drop_oldest).",
                 &self.dropped_samples,
             ),
-            ("ecgflow_events_total", "Alarm and stream events emitted.", &self.events),
+            (
+                "ecgflow_events_total",
+                "Alarms announced (starts, ends and instants).",
+                &self.events,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

@@ -335,7 +335,10 @@ fn run_worker(worker: &mut timely::worker::Worker, components: &Arc<Vec<Componen
                 }
                 Built::Transform(t) if t.dataflow().is_some() => {
                     let dataflow = t.dataflow().expect("checked");
-                    outputs.insert(name, dataflow.build(upstream(), &c.node.full_name()));
+                    outputs.insert(
+                        name,
+                        dataflow.build(upstream(), &c.node.full_name(), stats.metrics.clone()),
+                    );
                 }
                 Built::Transform(t) if t.global() => {
                     let stream = global_operator(upstream(), c.node.full_name(), t.clone(), stats.clone());
@@ -726,7 +729,9 @@ fn transform_operator<'scope>(
                                 out.push(body);
                                 Ok(())
                             }
-                            Body::Event(_) if !transform.takes_events() => {
+                            // Events travel with their stream down to the sinks (the
+                            // alarms, which take them, are a dataflow of their own).
+                            Body::Event(_) => {
                                 out.push(body);
                                 Ok(())
                             }
@@ -782,10 +787,6 @@ fn transform_operator<'scope>(
                         if let Some(m) = &stats.metrics {
                             m.observe_stage(&full_name, began.elapsed().as_secs_f64());
                             record_predictions(m, &mut out, predicted_before);
-                            if transform.takes_events() {
-                                let events = out.iter().filter(|b| matches!(b, Body::Event(_))).count();
-                                m.events.fetch_add(events as u64, Ordering::Relaxed);
-                            }
                         }
                         for body in out.drain(..) {
                             let route = routes.get(body.stream()).copied().unwrap_or(route);

@@ -1,8 +1,13 @@
 //! Bedside alarm rules over one stream's classified beats: a run of ventricular beats,
 //! bradycardia, tachycardia, a pause, and a signal too poor to classify. Each rule is a
 //! condition with a start and an end in stream time, reported as [`Event`]s.
+//!
+//! [`AlarmRules`] follows a stream beat by beat. The same rules also run over a sliding
+//! window of the stream's recent beats (the engine keeps that window in differential
+//! dataflow): [`AlarmAnnouncer`] then turns what each new window shows into each alarm's
+//! start and end, once, however many windows show it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::types::{Beat, Event, EventPhase};
 
@@ -33,6 +38,14 @@ pub struct AlarmConfig {
     pub quality_beats: usize,
 }
 
+impl AlarmConfig {
+    /// The beats before a beat that its rules look at: a window of beats must hold as many
+    /// before the first beat it is to judge as the beat-by-beat rules would have seen.
+    pub fn history_beats(&self) -> usize {
+        (self.rate_beats + 1).max(self.quality_beats).max(self.run_length)
+    }
+}
+
 impl Default for AlarmConfig {
     fn default() -> Self {
         AlarmConfig {
@@ -56,6 +69,29 @@ pub const BRADYCARDIA: &str = "bradycardia";
 pub const TACHYCARDIA: &str = "tachycardia";
 pub const PAUSE: &str = "pause";
 pub const POOR_SIGNAL: &str = "poor_signal";
+
+/// What the rules need of a beat.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlarmBeat {
+    /// Sample of the R peak, in stream time.
+    pub sample: u64,
+    pub fs: f64,
+    /// The predicted class and its probability; `None` for a beat not classified.
+    pub prediction: Option<(String, f32)>,
+}
+
+impl AlarmBeat {
+    pub fn of(beat: &Beat) -> Self {
+        AlarmBeat {
+            sample: beat.sample,
+            fs: beat.fs,
+            prediction: beat.prediction.as_ref().map(|p| {
+                let top = p.probabilities.iter().copied().fold(0.0f32, f32::max);
+                (p.class.clone(), top)
+            }),
+        }
+    }
+}
 
 /// The alarm state of one stream, fed its beats in order.
 #[derive(Clone, Debug)]
@@ -89,13 +125,19 @@ impl AlarmRules {
     /// Takes the next classified beat of the stream; returns the alarms it starts or ends.
     /// Beats without a prediction count for the rate and pause rules only.
     pub fn beat(&mut self, beat: &Beat) -> Vec<Event> {
+        self.observe(&beat.stream, &AlarmBeat::of(beat))
+    }
+
+    /// [`AlarmRules::beat`] for the beat of `stream` that `beat` summarises.
+    pub fn observe(&mut self, stream: &str, beat: &AlarmBeat) -> Vec<Event> {
         let mut events = Vec::new();
         let at = beat.sample;
         // Pause: the gap since the previous beat.
         if let Some((last, _)) = self.last_beat {
             let rr = at.saturating_sub(last) as f64 / beat.fs;
             if rr > self.config.pause_s {
-                events.push(self.event(beat, PAUSE, EventPhase::Instant, last, format!("no beat for {rr:.1} s")));
+                let evidence = format!("no beat for {rr:.1} s");
+                events.push(self.event(stream, beat.fs, PAUSE, EventPhase::Instant, last, evidence));
             }
             if self.rr.len() == self.config.rate_beats.max(1) {
                 self.rr.pop_front();
@@ -112,15 +154,32 @@ impl AlarmRules {
                 self.config.tachycardia_bpm,
                 self.config.hysteresis_bpm,
             );
-            let evidence = format!("heart rate {bpm:.0} bpm over {} beats", self.rr.len());
-            self.condition(&mut events, beat, BRADYCARDIA, bpm < low, bpm >= low + h, &evidence);
-            self.condition(&mut events, beat, TACHYCARDIA, bpm > high, bpm <= high - h, &evidence);
+            let n = self.rr.len();
+            let evidence = || format!("heart rate {bpm:.0} bpm over {n} beats");
+            self.condition(
+                &mut events,
+                stream,
+                beat,
+                BRADYCARDIA,
+                bpm < low,
+                bpm >= low + h,
+                evidence,
+            );
+            self.condition(
+                &mut events,
+                stream,
+                beat,
+                TACHYCARDIA,
+                bpm > high,
+                bpm <= high - h,
+                evidence,
+            );
         }
 
-        if let Some(prediction) = &beat.prediction {
+        if let Some((class, top)) = &beat.prediction {
             // Ventricular run: starts at the run_length-th consecutive V beat, ends at the
             // first beat of another class.
-            let ventricular = self.config.ventricular.contains(&prediction.class);
+            let ventricular = self.config.ventricular.contains(class);
             if ventricular {
                 if self.ventricular_run.0 == 0 {
                     self.ventricular_run.1 = at;
@@ -130,30 +189,34 @@ impl AlarmRules {
                 self.ventricular_run.0 = 0;
             }
             let (run, from) = self.ventricular_run;
-            let evidence = format!(
-                "{run} consecutive {} beats from {:.2} s",
-                prediction.class,
-                from as f64 / beat.fs
-            );
+            let evidence = || format!("{run} consecutive {class} beats from {:.2} s", from as f64 / beat.fs);
             let start = run >= self.config.run_length.max(1);
-            self.condition(&mut events, beat, VENTRICULAR_RUN, start, !ventricular, &evidence);
+            self.condition(
+                &mut events,
+                stream,
+                beat,
+                VENTRICULAR_RUN,
+                start,
+                !ventricular,
+                evidence,
+            );
 
             // Poor signal: too many beats the model is unsure of.
-            let top = prediction.probabilities.iter().copied().fold(0.0f32, f32::max);
             if self.uncertain.len() == self.config.quality_beats.max(1) {
                 self.uncertain.pop_front();
             }
-            self.uncertain.push_back(top < self.config.min_probability);
+            self.uncertain.push_back(*top < self.config.min_probability);
             if self.uncertain.len() == self.config.quality_beats.max(1) {
-                let share = self.uncertain.iter().filter(|u| **u).count() as f32 / self.uncertain.len() as f32;
-                let evidence = format!(
-                    "{:.0} % of the last {} beats classified with probability under {}",
-                    share * 100.0,
-                    self.uncertain.len(),
-                    self.config.min_probability
-                );
+                let (n, min) = (self.uncertain.len(), self.config.min_probability);
+                let share = self.uncertain.iter().filter(|u| **u).count() as f32 / n as f32;
+                let evidence = || {
+                    format!(
+                        "{:.0} % of the last {n} beats classified with probability under {min}",
+                        share * 100.0
+                    )
+                };
                 let poor = share >= self.config.uncertain_share;
-                self.condition(&mut events, beat, POOR_SIGNAL, poor, !poor, &evidence);
+                self.condition(&mut events, stream, beat, POOR_SIGNAL, poor, !poor, evidence);
             }
         }
         events
@@ -193,40 +256,166 @@ impl AlarmRules {
     }
 
     /// Starts `rule` when `start` holds and it is not active; ends it when `end` holds.
+    /// The evidence is written only for an event (the rules may run over a whole window
+    /// for every new beat).
+    #[allow(clippy::too_many_arguments)]
     fn condition(
         &mut self,
         events: &mut Vec<Event>,
-        beat: &Beat,
+        stream: &str,
+        beat: &AlarmBeat,
         rule: &'static str,
         start: bool,
         end: bool,
-        evidence: &str,
+        evidence: impl Fn() -> String,
     ) {
         let position = self.active.iter().position(|(r, _)| *r == rule);
-        match position {
+        let phase = match position {
             None if start => {
                 self.active.push((rule, beat.sample));
-                events.push(self.event(beat, rule, EventPhase::Start, beat.sample, evidence.to_owned()));
+                EventPhase::Start
             }
             Some(i) if end => {
                 self.active.remove(i);
-                events.push(self.event(beat, rule, EventPhase::End, beat.sample, evidence.to_owned()));
+                EventPhase::End
             }
-            _ => {}
-        }
+            _ => return,
+        };
+        events.push(self.event(stream, beat.fs, rule, phase, beat.sample, evidence()));
     }
 
-    fn event(&self, beat: &Beat, rule: &str, phase: EventPhase, sample: u64, evidence: String) -> Event {
+    fn event(&self, stream: &str, fs: f64, rule: &str, phase: EventPhase, sample: u64, evidence: String) -> Event {
         Event {
-            stream: beat.stream.clone(),
+            stream: stream.to_owned(),
             kind: rule.to_owned(),
             phase,
             sample,
-            fs: beat.fs,
+            fs,
             patient: self.patient.clone(),
             ward: self.ward.clone(),
             evidence,
         }
+    }
+}
+
+/// What an [`AlarmAnnouncer`] has announced of one rule.
+#[derive(Clone, Debug, Default)]
+struct Announced {
+    /// The sample the rule's alarm started at, while it is active.
+    active_since: Option<u64>,
+    /// The sample of the last end announced.
+    last_end: Option<u64>,
+    /// The sample of the last instant event announced.
+    last_instant: Option<u64>,
+}
+
+/// Turns the alarms that successive windows of one stream show into each alarm's start and
+/// end, announced once.
+///
+/// Each window is a stream's recent beats; running [`AlarmRules`] over it gives the
+/// alarms of that stretch, in order. Consecutive windows overlap, so an alarm shows in many
+/// of them, and one cut by a window's first beat shows with a later start: an alarm is new
+/// only when it starts after the rule's last end. An active alarm that a window no longer
+/// shows active (its trigger left the window, say a rate alarm still within its hysteresis
+/// band) ends at that window's last beat.
+#[derive(Clone, Debug)]
+pub struct AlarmAnnouncer {
+    stream: String,
+    patient: Option<String>,
+    ward: Option<String>,
+    rules: BTreeMap<String, Announced>,
+}
+
+impl AlarmAnnouncer {
+    /// For the stream `stream`, of `patient` in `ward`.
+    pub fn new(stream: String, patient: Option<String>, ward: Option<String>) -> Self {
+        AlarmAnnouncer {
+            stream,
+            patient,
+            ward,
+            rules: BTreeMap::new(),
+        }
+    }
+
+    /// Takes the events that the rules gave over the stream's current window, in stream
+    /// order (with the ends of [`AlarmRules::finish`] when the stream has ended), and the
+    /// window's last beat (sample, fs); returns the starts and ends not announced before.
+    pub fn window(&mut self, events: &[Event], last_beat: Option<(u64, f64)>) -> Vec<Event> {
+        let mut announce = Vec::new();
+        // Each rule's alarms in this window: (start, end); an instant is its own start and end.
+        let mut shown: BTreeMap<&str, Vec<(&Event, Option<&Event>)>> = BTreeMap::new();
+        for e in events {
+            let alarms = shown.entry(e.kind.as_str()).or_default();
+            match e.phase {
+                EventPhase::Start | EventPhase::Instant => alarms.push((e, None)),
+                EventPhase::End => match alarms.last_mut() {
+                    Some((start, end @ None)) if start.phase == EventPhase::Start => *end = Some(e),
+                    _ => {} // an end whose start the window no longer holds: nothing new
+                },
+            }
+        }
+        for (rule, alarms) in &shown {
+            let state = self.rules.entry((*rule).to_owned()).or_default();
+            let after_last_end = |sample: u64, state: &Announced| state.last_end.is_none_or(|end| sample > end);
+            for (start, end) in alarms {
+                if start.phase == EventPhase::Instant {
+                    if state.last_instant.is_none_or(|last| start.sample > last) {
+                        state.last_instant = Some(start.sample);
+                        announce.push((*start).clone());
+                    }
+                    continue;
+                }
+                match (end, state.active_since) {
+                    // Announced already.
+                    (Some(end), _) if !after_last_end(end.sample, state) => {}
+                    // The active alarm has ended.
+                    (Some(end), Some(since)) if end.sample >= since => {
+                        state.active_since = None;
+                        state.last_end = Some(end.sample);
+                        announce.push((*end).clone());
+                    }
+                    // Started and ended since the last window.
+                    (Some(end), None) if after_last_end(start.sample, state) => {
+                        state.last_end = Some(end.sample);
+                        announce.push((*start).clone());
+                        announce.push((*end).clone());
+                    }
+                    (None, None) if after_last_end(start.sample, state) => {
+                        state.active_since = Some(start.sample);
+                        announce.push((*start).clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // Active alarms this window no longer shows active.
+        for (rule, state) in &mut self.rules {
+            let Some(since) = state.active_since else { continue };
+            let still = shown
+                .get(rule.as_str())
+                .and_then(|alarms| alarms.last())
+                .is_some_and(|(start, end)| start.phase == EventPhase::Start && end.is_none());
+            let Some((sample, fs)) = last_beat.filter(|_| !still) else {
+                continue;
+            };
+            state.active_since = None;
+            state.last_end = Some(sample);
+            announce.push(Event {
+                stream: self.stream.clone(),
+                kind: rule.clone(),
+                phase: EventPhase::End,
+                sample,
+                fs,
+                patient: self.patient.clone(),
+                ward: self.ward.clone(),
+                evidence: format!(
+                    "no longer shown by the window (active since {:.2} s)",
+                    since as f64 / fs
+                ),
+            });
+        }
+        announce.sort_by_key(|e| e.sample);
+        announce
     }
 }
 
@@ -325,5 +514,99 @@ mod tests {
                 (POOR_SIGNAL.to_owned(), EventPhase::End)
             ]
         );
+    }
+
+    /// Runs the rules over sliding windows of `window` samples, re-evaluated after every
+    /// `stride` beats (the batch), and announces what each window shows. As in the engine, a
+    /// window holds its whole batch and the rules' history before it.
+    fn windowed(beats: &[Beat], window: u64, stride: usize) -> Vec<Event> {
+        let mut announcer = AlarmAnnouncer::new("s".into(), None, None);
+        let mut out = Vec::new();
+        let mut evaluate = |upto: usize, ended: bool| {
+            let last = beats[upto - 1].sample;
+            let batch = upto.saturating_sub(stride + AlarmConfig::default().history_beats());
+            let mut rules = AlarmRules::new(AlarmConfig::default(), None, None);
+            let mut events = Vec::new();
+            for (_, b) in beats[..upto]
+                .iter()
+                .enumerate()
+                .filter(|(i, b)| b.sample + window > last || *i >= batch)
+            {
+                events.extend(rules.beat(b));
+            }
+            if ended {
+                events.extend(rules.finish("s", last, 100.0));
+            }
+            out.extend(announcer.window(&events, Some((last, 100.0))));
+        };
+        for upto in (stride..=beats.len()).step_by(stride) {
+            evaluate(upto, false);
+        }
+        evaluate(beats.len(), true);
+        out
+    }
+
+    fn sequential(beats: &[Beat]) -> Vec<Event> {
+        let mut rules = AlarmRules::new(AlarmConfig::default(), None, None);
+        let mut events: Vec<Event> = beats.iter().flat_map(|b| rules.beat(b)).collect();
+        events.extend(rules.finish("s", beats.last().expect("beats").sample, 100.0));
+        events
+    }
+
+    /// Runs of V, a pause, uncertain beats, slow and fast stretches: every rule fires.
+    fn eventful_stream() -> Vec<Beat> {
+        let mut beats = Vec::new();
+        let mut t = 0;
+        for i in 0..400u64 {
+            let rr = match i {
+                100..=115 => 200, // 30 bpm
+                150 => 400,       // a 4 s pause
+                200..=240 => 30,  // 200 bpm
+                _ => 80,
+            };
+            t += rr;
+            let class = if matches!(i % 37, 5..=8) || (300..=310).contains(&i) {
+                "V"
+            } else {
+                "N"
+            };
+            let p = if (330..=345).contains(&i) { 0.3 } else { 0.95 };
+            beats.push(beat(t, class, p));
+        }
+        beats
+    }
+
+    #[test]
+    fn windows_announce_what_the_beat_by_beat_rules_report() {
+        let beats = eventful_stream();
+        let want = kinds(&sequential(&beats));
+        for rule in [VENTRICULAR_RUN, BRADYCARDIA, TACHYCARDIA, PAUSE, POOR_SIGNAL] {
+            assert!(want.iter().any(|(k, _, _)| k == rule), "{rule} never fires: {want:?}");
+        }
+        // A 60 s window (6000 samples at 100 Hz), re-evaluated after every beat or after
+        // batches of beats as a fast replay delivers them, each window holding its batch.
+        for stride in [1, 7, 50] {
+            let got = kinds(&windowed(&beats, 6000, stride));
+            assert_eq!(got, want, "stride {stride}");
+        }
+    }
+
+    #[test]
+    fn an_alarm_its_window_no_longer_shows_ends_at_the_last_beat() {
+        // 36 bpm (bradycardia), then 42 bpm: inside the 5 bpm hysteresis band, so the rules
+        // keep the alarm; once the slow beats have left a 30 s window it shows no alarm.
+        let mut beats = Vec::new();
+        let mut t = 0;
+        for i in 0..60 {
+            t += if i < 12 { 167 } else { 143 };
+            beats.push(beat(t, "N", 0.95));
+        }
+        let seq = kinds(&sequential(&beats));
+        assert_eq!(seq.len(), 2, "one bradycardia, ended by the stream's end: {seq:?}");
+        let got = windowed(&beats, 3000, 1);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!((got[0].phase, got[1].phase), (EventPhase::Start, EventPhase::End));
+        assert!(got[1].sample < beats.last().expect("beats").sample);
+        assert!(got[1].evidence.contains("no longer shown"), "{}", got[1].evidence);
     }
 }

@@ -1,16 +1,30 @@
-//! The `alarms` transform: bedside alarm rules over each stream's classified beats (see
-//! `ecgflow_operators::alarms`), emitted as events with a start and an end.
+//! The `alarms` transform: bedside alarm rules (see `ecgflow_operators::alarms`) over a
+//! sliding window of each stream's classified beats, maintained with differential dataflow,
+//! emitted as events with a start and an end.
+//!
+//! A per-stream operator inserts each beat into a differential collection keyed by its
+//! stream and retracts it once the stream's clock has moved `window_s` past it. A `reduce`
+//! runs the rules over each stream's window whenever it changes; the alarms each new window
+//! shows are announced once, in stream time (`AlarmAnnouncer`).
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use anyhow::bail;
-use ecgflow_operators::alarms::{AlarmConfig, AlarmRules};
+use differential_dataflow::AsCollection;
+use ecgflow_operators::alarms::{AlarmAnnouncer, AlarmBeat, AlarmConfig, AlarmRules};
+use ecgflow_operators::{Event, EventPhase};
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::core::Filter;
+use timely::dataflow::operators::{Concat, Operator};
+use timely::dataflow::Stream;
 
 use super::fields::{Default as D, FieldSpec as F};
-use super::transforms::kind_of;
-use super::{same_fs, Built, ComponentSpec, Output, Params, PortKind, Step, Transform};
+use super::{same_fs, Built, ComponentSpec, DataflowTransform, Output, Params, PortKind, Step, Transform};
 use crate::config::Role;
-use crate::message::{meta_value, Body};
+use crate::message::{meta_value, Body, Message, MessageStream};
+use crate::metrics::Metrics;
 
 pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
     type_name: "alarms",
@@ -24,7 +38,12 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
               classified with a top probability under `min_probability`. Emits events (start, end or \
               instant, with the sample, the rule, the evidence, and the patient and ward the stream's \
               metadata names) and passes upstream events (lead_off, \
-              dropped samples) on; alarms still active when a stream ends end there.",
+              dropped samples) on; alarms still active when a stream ends end there. The rules run \
+              over a sliding window of each stream's last `window_s` seconds of beats, kept in \
+              differential dataflow and re-evaluated as beats enter and leave it; an alarm is \
+              announced once however many windows show it, and one that its window no longer \
+              shows active (a rate alarm whose trigger left the window while the rate stayed \
+              inside the hysteresis band) ends at the window's last beat.",
     accepts: &[PortKind::Beats],
     output: Output::Kind(PortKind::Events),
     fields: &[
@@ -96,6 +115,13 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
             D::Int(10),
             "beats over which the uncertain share is measured",
         ),
+        F::positive(
+            "window_s",
+            1.0,
+            86_400.0,
+            D::Float(60.0),
+            "stream time of beats the rules see; must hold `rate_beats` and `quality_beats` beats",
+        ),
     ],
     check: |p, _| {
         if p.f64("bradycardia_bpm") >= p.f64("tachycardia_bpm") {
@@ -104,7 +130,12 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
         Vec::new()
     },
     output_fs: same_fs,
-    build: |p| Ok(Built::Transform(Arc::new(AlarmsTransform(config(p))))),
+    build: |p| {
+        Ok(Built::Transform(Arc::new(AlarmsTransform {
+            config: config(p),
+            window_ms: (p.f64("window_s") * 1000.0).round() as u64,
+        })))
+    },
 }];
 
 fn config(p: &Params) -> AlarmConfig {
@@ -127,44 +158,313 @@ fn config(p: &Params) -> AlarmConfig {
     }
 }
 
-struct AlarmsTransform(AlarmConfig);
+struct AlarmsTransform {
+    config: AlarmConfig,
+    window_ms: u64,
+}
 
 impl Transform for AlarmsTransform {
-    fn open(&self, first: &Body) -> anyhow::Result<Box<dyn Step>> {
-        Ok(Box::new(AlarmsStep {
-            rules: AlarmRules::new(self.0.clone(), None, None),
-            stream: first.stream().to_owned(),
-        }))
+    fn open(&self, _first: &Body) -> anyhow::Result<Box<dyn Step>> {
+        anyhow::bail!("the alarms transform runs as its own dataflow")
     }
-    fn takes_events(&self) -> bool {
-        true
+    fn dataflow(&self) -> Option<&dyn DataflowTransform> {
+        Some(self)
     }
 }
 
-struct AlarmsStep {
-    rules: AlarmRules,
+/// A stream, as the key of its window: with its route (the engine's placement of the
+/// stream, kept on what it emits) and the patient and ward its metadata names.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct StreamKey {
     stream: String,
+    route: u64,
+    patient: Option<String>,
+    ward: Option<String>,
 }
 
-impl Step for AlarmsStep {
-    fn start(&mut self, meta: &[(String, String)]) {
-        let value = |key| meta_value(meta, key).map(str::to_owned);
-        self.rules.identify(value("patient"), value("ward"));
+/// What a stream's window holds.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum WindowFact {
+    /// The stream's `seq`-th beat (the order the rules take them in), with what the rules
+    /// need of it; floats as their bits.
+    Beat {
+        seq: u64,
+        sample: u64,
+        fs_bits: u64,
+        prediction: Option<(String, u32)>,
+    },
+    /// The stream ended (or was aborted, with the reason): active alarms end at its last beat.
+    Ended { abort: Option<String> },
+}
+
+impl WindowFact {
+    fn beat(seq: u64, beat: &AlarmBeat) -> Self {
+        WindowFact::Beat {
+            seq,
+            sample: beat.sample,
+            fs_bits: beat.fs.to_bits(),
+            prediction: beat.prediction.as_ref().map(|(c, p)| (c.clone(), p.to_bits())),
+        }
+    }
+}
+
+/// What the rules find over a stream's window.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct WindowAlarms {
+    /// The rules' events over the window, in order: (rule, phase, sample, evidence).
+    events: Vec<(String, u8, u64, String)>,
+    /// The window's last beat: sample and the bits of fs.
+    last_beat: Option<(u64, u64)>,
+    /// `Some` once the stream has ended: `Some(reason)` if it was aborted.
+    ended: Option<Option<String>>,
+}
+
+const PHASES: [EventPhase; 3] = [EventPhase::Start, EventPhase::End, EventPhase::Instant];
+
+impl WindowAlarms {
+    /// Runs `config`'s rules over a window's facts (sorted: beats in order, then the end).
+    fn of(config: &AlarmConfig, key: &StreamKey, facts: &[(&WindowFact, isize)]) -> Self {
+        let mut rules = AlarmRules::new(config.clone(), key.patient.clone(), key.ward.clone());
+        let mut found = WindowAlarms::default();
+        let mut events = Vec::new();
+        for (fact, _) in facts {
+            match fact {
+                WindowFact::Beat {
+                    sample,
+                    fs_bits,
+                    prediction,
+                    ..
+                } => {
+                    let beat = AlarmBeat {
+                        sample: *sample,
+                        fs: f64::from_bits(*fs_bits),
+                        prediction: prediction.as_ref().map(|(c, p)| (c.clone(), f32::from_bits(*p))),
+                    };
+                    events.extend(rules.observe(&key.stream, &beat));
+                    found.last_beat = Some((*sample, *fs_bits));
+                }
+                WindowFact::Ended { abort } => {
+                    if let Some((sample, fs)) = rules.last_beat() {
+                        events.extend(rules.finish(&key.stream, sample, fs));
+                    }
+                    found.ended = Some(abort.clone());
+                }
+            }
+        }
+        found.events = events
+            .into_iter()
+            .map(|e| {
+                let phase = PHASES.iter().position(|p| *p == e.phase).expect("every phase listed") as u8;
+                (e.kind, phase, e.sample, e.evidence)
+            })
+            .collect();
+        found
     }
 
-    fn process(&mut self, body: Body, out: &mut Vec<Body>) -> anyhow::Result<()> {
-        match body {
-            Body::Beat(beat) => out.extend(self.rules.beat(&beat).into_iter().map(Body::Event)),
-            Body::Event(_) => out.push(body),
-            other => bail!("expected classified beats, got {}", kind_of(&other)),
-        }
-        Ok(())
+    fn events(&self, key: &StreamKey) -> Vec<Event> {
+        let fs = self.last_beat.map_or(1.0, |(_, fs)| f64::from_bits(fs));
+        self.events
+            .iter()
+            .map(|(kind, phase, sample, evidence)| Event {
+                stream: key.stream.clone(),
+                kind: kind.clone(),
+                phase: PHASES[usize::from(*phase)],
+                sample: *sample,
+                fs,
+                patient: key.patient.clone(),
+                ward: key.ward.clone(),
+                evidence: evidence.clone(),
+            })
+            .collect()
     }
+}
 
-    fn finish(&mut self, out: &mut Vec<Body>) -> anyhow::Result<()> {
-        if let Some((sample, fs)) = self.rules.last_beat() {
-            out.extend(self.rules.finish(&self.stream, sample, fs).into_iter().map(Body::Event));
-        }
-        Ok(())
+/// A stream's window: its key, its beats still inside (stream time in ms, the dataflow
+/// time it entered at, the fact), and its inputs that have not ended yet.
+struct StreamWindow {
+    key: StreamKey,
+    beats: VecDeque<(u64, u64, WindowFact)>,
+    seq: u64,
+    open: usize,
+}
+
+/// A fact of a stream's window, at a time, inserted (+1) or retracted (-1).
+type Update = ((StreamKey, WindowFact), u64, isize);
+
+impl DataflowTransform for AlarmsTransform {
+    fn build<'scope>(
+        &self,
+        input: MessageStream<'scope>,
+        name: &str,
+        metrics: Option<Arc<Metrics>>,
+    ) -> MessageStream<'scope> {
+        let facts = windows(input.clone(), name, self.window_ms, self.config.history_beats());
+        let config = self.config.clone();
+        let alarms = facts.as_collection().reduce(
+            move |key, facts: &[(&WindowFact, isize)], output: &mut Vec<(WindowAlarms, isize)>| {
+                output.push((WindowAlarms::of(&config, key, facts), 1));
+            },
+        );
+        let announced = announce(alarms.inner, &format!("{name}: announce"), metrics);
+        // Stream starts and upstream events (lead-off, drops) pass on; ends leave with the
+        // stream's last alarms.
+        let passed = input.filter(|m| matches!(m.body, Body::Start { .. } | Body::Event(_)));
+        passed.concat(announced)
     }
+}
+
+/// Per stream (on its worker): beats entering and leaving its window.
+///
+/// A beat leaves once the stream's clock is `window_ms` past it, but only when the window
+/// keeps `history` beats that came at earlier dataflow times: differential shows the window
+/// as it stands at the end of each time, and a replay at 100 000× real time brings minutes
+/// of stream time in one, so a window must hold that whole batch and, before it, the beats
+/// the rules look back on. The rules may thus see more than `window_ms` of beats, never
+/// fewer.
+fn windows<'scope>(
+    input: MessageStream<'scope>,
+    name: &str,
+    window_ms: u64,
+    history: usize,
+) -> Stream<'scope, u64, Vec<Update>> {
+    input.unary(
+        Exchange::new(|m: &Message| m.route),
+        &format!("{name}: window"),
+        move |_, _| {
+            let mut windows: HashMap<String, StreamWindow> = HashMap::new();
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    let time = *cap.least().expect("an input capability holds a time");
+                    // A stream's end retracts its window one time later, after the rules
+                    // have seen it end.
+                    let mut later: Vec<Update> = Vec::new();
+                    {
+                        let mut session = output.session(&cap);
+                        for Message { route, body } in data.drain(..) {
+                            match body {
+                                Body::Start { stream, meta } => {
+                                    let value = |k| meta_value(&meta, k).map(str::to_owned);
+                                    let key = StreamKey {
+                                        patient: value("patient"),
+                                        ward: value("ward"),
+                                        stream: stream.clone(),
+                                        route,
+                                    };
+                                    windows.entry(stream).or_insert_with(|| StreamWindow::new(key)).open += 1;
+                                }
+                                Body::Beat(beat) => {
+                                    let window = windows.entry(beat.stream.clone()).or_insert_with(|| {
+                                        StreamWindow::new(StreamKey {
+                                            stream: beat.stream.clone(),
+                                            route,
+                                            patient: None,
+                                            ward: None,
+                                        })
+                                    });
+                                    let time_ms = (beat.sample as f64 * 1000.0 / beat.fs) as u64;
+                                    // Beats enter in time order: this time's batch is at the back.
+                                    let batch = window.beats.iter().rev().take_while(|(_, e, _)| *e == time).count();
+                                    let mut earlier = window.beats.len() - batch;
+                                    while let Some((t, entered, _)) = window.beats.front() {
+                                        if *t + window_ms > time_ms || *entered == time || earlier <= history {
+                                            break;
+                                        }
+                                        earlier -= 1;
+                                        let (_, _, old) = window.beats.pop_front().expect("front exists");
+                                        session.give(((window.key.clone(), old), time, -1));
+                                    }
+                                    let fact = WindowFact::beat(window.seq, &AlarmBeat::of(&beat));
+                                    window.seq += 1;
+                                    session.give(((window.key.clone(), fact.clone()), time, 1));
+                                    window.beats.push_back((time_ms, time, fact));
+                                }
+                                Body::End { ref stream } | Body::Abort { ref stream, .. }
+                                    if windows.contains_key(stream) =>
+                                {
+                                    let (stream, abort) = match body {
+                                        Body::Abort { stream, reason } => (stream, Some(reason)),
+                                        Body::End { stream } => (stream, None),
+                                        _ => unreachable!("matched above"),
+                                    };
+                                    let window = windows.get_mut(&stream).expect("checked");
+                                    window.open = window.open.saturating_sub(1);
+                                    if window.open > 0 && abort.is_none() {
+                                        continue;
+                                    }
+                                    let window = windows.remove(&stream).expect("checked");
+                                    let ended = WindowFact::Ended { abort };
+                                    session.give(((window.key.clone(), ended.clone()), time, 1));
+                                    later.push(((window.key.clone(), ended), time + 1, -1));
+                                    for (_, _, fact) in window.beats {
+                                        later.push(((window.key.clone(), fact), time + 1, -1));
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    if !later.is_empty() {
+                        let next = cap.delayed(&(time + 1), 0);
+                        output.session(&next).give_iterator(later.into_iter());
+                    }
+                });
+            }
+        },
+    )
+}
+
+impl StreamWindow {
+    fn new(key: StreamKey) -> Self {
+        StreamWindow {
+            key,
+            beats: VecDeque::new(),
+            seq: 0,
+            open: 0,
+        }
+    }
+}
+
+/// Each stream's alarms, announced once as its windows change; the stream's end leaves
+/// after its last alarms.
+fn announce<'scope>(
+    updates: Stream<'scope, u64, Vec<((StreamKey, WindowAlarms), u64, isize)>>,
+    name: &str,
+    metrics: Option<Arc<Metrics>>,
+) -> MessageStream<'scope> {
+    updates.unary(Pipeline, name, move |_, _| {
+        let mut announcers: HashMap<String, AlarmAnnouncer> = HashMap::new();
+        move |input, output| {
+            input.for_each(|cap, data| {
+                let mut session = output.session(&cap);
+                data.sort_by_key(|(_, time, _)| *time);
+                for ((key, window), _time, diff) in data.drain(..) {
+                    if diff <= 0 {
+                        continue; // the window as it was: its successor comes with it
+                    }
+                    let announcer = announcers.entry(key.stream.clone()).or_insert_with(|| {
+                        AlarmAnnouncer::new(key.stream.clone(), key.patient.clone(), key.ward.clone())
+                    });
+                    let last_beat = window.last_beat.map(|(sample, fs)| (sample, f64::from_bits(fs)));
+                    let events = announcer.window(&window.events(&key), last_beat);
+                    if let Some(m) = &metrics {
+                        m.events.fetch_add(events.len() as u64, Ordering::Relaxed);
+                    }
+                    let route = key.route;
+                    session.give_iterator(events.into_iter().map(|e| Message {
+                        route,
+                        body: Body::Event(e),
+                    }));
+                    if let Some(abort) = window.ended {
+                        announcers.remove(&key.stream);
+                        let stream = key.stream.clone();
+                        let body = match abort {
+                            Some(reason) => Body::Abort { stream, reason },
+                            None => Body::End { stream },
+                        };
+                        session.give(Message { route, body });
+                    }
+                }
+            });
+        }
+    })
 }

@@ -22,6 +22,7 @@ use super::fields::{Default as D, FieldSpec as F};
 use super::{same_fs, Built, ComponentSpec, DataflowTransform, Output, PortKind, Step, Transform};
 use crate::config::Role;
 use crate::message::{meta_value, stream_hash, Body, Message, MessageStream};
+use crate::metrics::Metrics;
 
 pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
     type_name: "census",
@@ -102,7 +103,12 @@ struct StreamWindow {
 type Update = (((String, String), Fact), u64, isize);
 
 impl DataflowTransform for Census {
-    fn build<'scope>(&self, input: MessageStream<'scope>, name: &str) -> MessageStream<'scope> {
+    fn build<'scope>(
+        &self,
+        input: MessageStream<'scope>,
+        name: &str,
+        _metrics: Option<Arc<Metrics>>,
+    ) -> MessageStream<'scope> {
         let window_ms = self.window_ms;
         let default_ward = self.default_ward.clone();
         // Per stream (on its worker): facts entering and leaving the window.

@@ -189,11 +189,6 @@ pub trait Transform: Send + Sync {
     fn global(&self) -> bool {
         false
     }
-    /// True for a transform whose steps take events (the alarms). Others pass events on
-    /// untouched: a lead-off or a drop travels with its stream down to the sinks.
-    fn takes_events(&self) -> bool {
-        false
-    }
     /// True for a transform whose steps hold output for later and must be polled as time
     /// passes ([`Step::poll`]; the model's batches).
     fn waits(&self) -> bool {
@@ -209,8 +204,14 @@ pub trait Transform: Send + Sync {
 /// A transform built as its own piece of dataflow.
 pub trait DataflowTransform: Send + Sync {
     /// Builds the operators that take `input` (every upstream message) and returns their
-    /// output; `name` names the component in operator names.
-    fn build<'scope>(&self, input: MessageStream<'scope>, name: &str) -> MessageStream<'scope>;
+    /// output; `name` names the component in operator names; `metrics` counts what they
+    /// emit in a live run.
+    fn build<'scope>(
+        &self,
+        input: MessageStream<'scope>,
+        name: &str,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
+    ) -> MessageStream<'scope>;
 }
 
 /// The per-stream state of a transform.
