@@ -33,7 +33,8 @@ impl Progress {
         let thread = std::thread::spawn(move || {
             let started = std::time::Instant::now();
             loop {
-                let samples = stats.samples.load(Ordering::Relaxed);
+                // Samples of signal and whole beats of beat tables.
+                let samples = stats.counts.samples.load(Ordering::Relaxed) + stats.source_beats.load(Ordering::Relaxed);
                 let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
                 bar.set_position(samples);
                 bar.set_message(format!(

@@ -77,15 +77,12 @@ impl Default for RunOptions {
 pub struct RunStats {
     pub streams_total: AtomicU64,
     pub streams_done: AtomicU64,
-    /// Progress units read by sources: signal samples, and whole beats of beat tables.
-    pub samples: AtomicU64,
-    /// Beats made by transforms (segmentation) or read from beat tables.
-    pub beats: AtomicU64,
-    /// The part of `samples` that are beats read from beat tables.
+    /// Samples, beats, predictions, drops and alarms: the counters `GET /metrics` shows.
+    pub counts: Arc<Metrics>,
+    /// Beats read from beat tables: with the samples, the progress bar's unit.
     pub source_beats: AtomicU64,
-    /// Samples live sources dropped because the dataflow fell behind (`drop_oldest`).
-    pub dropped_samples: AtomicU64,
-    metrics: Option<Arc<Metrics>>,
+    /// Time each stage and each prediction's latency (into `counts`' histograms).
+    timed: bool,
     failed: AtomicBool,
     on_error: OnError,
     errors: Mutex<Vec<String>>,
@@ -213,7 +210,8 @@ pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
     let components = Arc::new(components);
     let stats = Arc::new(RunStats {
         on_error: graph.on_error,
-        metrics: options.metrics.clone(),
+        timed: options.metrics.is_some(),
+        counts: options.metrics.clone().unwrap_or_default(),
         ..RunStats::default()
     });
     // In a cluster each process counts the streams its own workers read.
@@ -251,16 +249,15 @@ pub fn run(graph: &Graph, options: &RunOptions) -> anyhow::Result<RunSummary> {
             errors.join("\n  ")
         );
     }
-    let source_beats = stats.source_beats.load(Ordering::Relaxed);
     Ok(RunSummary {
         streams: stats.streams_done.load(Ordering::Relaxed),
-        samples: stats.samples.load(Ordering::Relaxed) - source_beats,
-        beats: stats.beats.load(Ordering::Relaxed) + source_beats,
+        samples: stats.counts.samples.load(Ordering::Relaxed),
+        beats: stats.counts.beats.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
         sink_lines: stats.sink_lines.lock().map(|l| l.clone()).unwrap_or_default(),
         skipped: stats.skipped.lock().map(|l| l.clone()).unwrap_or_default(),
         already_done,
-        dropped_samples: stats.dropped_samples.load(Ordering::Relaxed),
+        dropped_samples: stats.counts.dropped_samples.load(Ordering::Relaxed),
     })
 }
 
@@ -337,7 +334,7 @@ fn run_worker(worker: &mut timely::worker::Worker, components: &Arc<Vec<Componen
                     let dataflow = t.dataflow().expect("checked");
                     outputs.insert(
                         name,
-                        dataflow.build(upstream(), &c.node.full_name(), stats.metrics.clone()),
+                        dataflow.build(upstream(), &c.node.full_name(), stats.counts.clone()),
                     );
                 }
                 Built::Transform(t) if t.global() => {
@@ -506,34 +503,25 @@ impl StreamsReader {
         if self.stats.failed() {
             return Err(Stop::Run);
         }
-        // Progress counts samples of signal and whole beats of beat tables.
-        let done = match &mut body {
+        let counts = &self.stats.counts;
+        match &mut body {
             Body::Chunk(chunk) => {
                 if self.live {
                     chunk.arrival = Some(Instant::now());
                 }
-                chunk.len() as u64
+                counts.samples.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             }
             Body::Beat(beat) => {
                 if self.live {
                     beat.arrival = Some(Instant::now());
                 }
+                counts.beats.fetch_add(1, Ordering::Relaxed);
                 self.stats.source_beats.fetch_add(1, Ordering::Relaxed);
-                1
             }
-            _ => 0,
-        };
-        self.stats.samples.fetch_add(done, Ordering::Relaxed);
-        if let Some(m) = &self.stats.metrics {
-            m.samples.fetch_add(done, Ordering::Relaxed);
+            _ => {}
         }
         let dropped = self.tx.send(Message { route, body }).ok_or(Stop::Run)?;
-        if dropped > 0 {
-            self.stats.dropped_samples.fetch_add(dropped, Ordering::Relaxed);
-            if let Some(m) = &self.stats.metrics {
-                m.dropped_samples.fetch_add(dropped, Ordering::Relaxed);
-            }
-        }
+        counts.dropped_samples.fetch_add(dropped, Ordering::Relaxed);
         Ok(())
     }
 
@@ -779,15 +767,12 @@ fn transform_operator<'scope>(
                         }
                         if !takes_beats {
                             let beats = out.iter().filter(|b| matches!(b, Body::Beat(_))).count();
-                            stats.beats.fetch_add(beats as u64, Ordering::Relaxed);
-                            if let Some(m) = &stats.metrics {
-                                m.beats.fetch_add(beats as u64, Ordering::Relaxed);
-                            }
+                            stats.counts.beats.fetch_add(beats as u64, Ordering::Relaxed);
                         }
-                        if let Some(m) = &stats.metrics {
-                            m.observe_stage(&full_name, began.elapsed().as_secs_f64());
-                            record_predictions(m, &mut out, predicted_before);
+                        if stats.timed {
+                            stats.counts.observe_stage(&full_name, began.elapsed().as_secs_f64());
                         }
+                        record_predictions(&stats, &mut out, predicted_before);
                         for body in out.drain(..) {
                             let route = routes.get(body.stream()).copied().unwrap_or(route);
                             session.give(Message { route, body });
@@ -819,9 +804,7 @@ fn transform_operator<'scope>(
                         }
                         Err(e) => stats.fail(format!("{full_name}: stream {stream}: {e:#}")),
                     }
-                    if let Some(m) = &stats.metrics {
-                        record_predictions(m, &mut out, 0);
-                    }
+                    record_predictions(&stats, &mut out, 0);
                     for body in out.drain(..) {
                         let route = routes
                             .get(body.stream())
@@ -842,20 +825,23 @@ fn transform_operator<'scope>(
 
 /// Counts the predictions a step made (those it emitted beyond the one it took) and records,
 /// once per beat, the latency from its completing chunk's arrival to its prediction.
-fn record_predictions(metrics: &Metrics, out: &mut [Body], predicted_before: usize) {
+fn record_predictions(stats: &RunStats, out: &mut [Body], predicted_before: usize) {
     let now = Instant::now();
     let mut predicted = 0usize;
     for body in out.iter_mut() {
         if let Body::Beat(beat) = body {
             if beat.prediction.is_some() {
                 predicted += 1;
-                if let Some(arrival) = beat.arrival.take() {
-                    metrics.observe_prediction_latency(now.duration_since(arrival).as_secs_f64());
+                if let Some(arrival) = beat.arrival.take().filter(|_| stats.timed) {
+                    stats
+                        .counts
+                        .observe_prediction_latency(now.duration_since(arrival).as_secs_f64());
                 }
             }
         }
     }
-    metrics
+    stats
+        .counts
         .predictions
         .fetch_add(predicted.saturating_sub(predicted_before) as u64, Ordering::Relaxed);
 }

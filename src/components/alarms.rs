@@ -292,12 +292,7 @@ struct StreamWindow {
 type Update = ((StreamKey, WindowFact), u64, isize);
 
 impl DataflowTransform for AlarmsTransform {
-    fn build<'scope>(
-        &self,
-        input: MessageStream<'scope>,
-        name: &str,
-        metrics: Option<Arc<Metrics>>,
-    ) -> MessageStream<'scope> {
+    fn build<'scope>(&self, input: MessageStream<'scope>, name: &str, counts: Arc<Metrics>) -> MessageStream<'scope> {
         let facts = windows(input.clone(), name, self.window_ms, self.config.history_beats());
         let config = self.config.clone();
         let alarms = facts.as_collection().reduce(
@@ -305,7 +300,7 @@ impl DataflowTransform for AlarmsTransform {
                 output.push((WindowAlarms::of(&config, key, facts), 1));
             },
         );
-        let announced = announce(alarms.inner, &format!("{name}: announce"), metrics);
+        let announced = announce(alarms.inner, &format!("{name}: announce"), counts);
         // Stream starts and upstream events (lead-off, drops) pass on; ends leave with the
         // stream's last alarms.
         let passed = input.filter(|m| matches!(m.body, Body::Start { .. } | Body::Event(_)));
@@ -429,7 +424,7 @@ impl StreamWindow {
 fn announce<'scope>(
     updates: Stream<'scope, u64, Vec<((StreamKey, WindowAlarms), u64, isize)>>,
     name: &str,
-    metrics: Option<Arc<Metrics>>,
+    counts: Arc<Metrics>,
 ) -> MessageStream<'scope> {
     updates.unary(Pipeline, name, move |_, _| {
         let mut announcers: HashMap<String, AlarmAnnouncer> = HashMap::new();
@@ -446,9 +441,7 @@ fn announce<'scope>(
                     });
                     let last_beat = window.last_beat.map(|(sample, fs)| (sample, f64::from_bits(fs)));
                     let events = announcer.window(&window.events(&key), last_beat);
-                    if let Some(m) = &metrics {
-                        m.events.fetch_add(events.len() as u64, Ordering::Relaxed);
-                    }
+                    counts.events.fetch_add(events.len() as u64, Ordering::Relaxed);
                     let route = key.route;
                     session.give_iterator(events.into_iter().map(|e| Message {
                         route,

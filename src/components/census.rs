@@ -103,12 +103,7 @@ struct StreamWindow {
 type Update = (((String, String), Fact), u64, isize);
 
 impl DataflowTransform for Census {
-    fn build<'scope>(
-        &self,
-        input: MessageStream<'scope>,
-        name: &str,
-        _metrics: Option<Arc<Metrics>>,
-    ) -> MessageStream<'scope> {
+    fn build<'scope>(&self, input: MessageStream<'scope>, name: &str, _counts: Arc<Metrics>) -> MessageStream<'scope> {
         let window_ms = self.window_ms;
         let default_ward = self.default_ward.clone();
         // Per stream (on its worker): facts entering and leaving the window.

@@ -204,13 +204,13 @@ pub trait Transform: Send + Sync {
 /// A transform built as its own piece of dataflow.
 pub trait DataflowTransform: Send + Sync {
     /// Builds the operators that take `input` (every upstream message) and returns their
-    /// output; `name` names the component in operator names; `metrics` counts what they
-    /// emit in a live run.
+    /// output; `name` names the component in operator names; `counts` are the run's
+    /// counters.
     fn build<'scope>(
         &self,
         input: MessageStream<'scope>,
         name: &str,
-        metrics: Option<Arc<crate::metrics::Metrics>>,
+        counts: Arc<crate::metrics::Metrics>,
     ) -> MessageStream<'scope>;
 }
 
