@@ -73,6 +73,7 @@ inputs = ["clean"]
 type = "segment"
 inputs = ["peaks"]
 wait_for_next = false
+template = true
 [transforms.classify]
 type = "model"
 inputs = ["beats"]

@@ -14,7 +14,8 @@
 //! runs its plan on the calling thread, and burn's rayon pool is limited to one thread
 //! (`RAYON_NUM_THREADS=1`, set here unless already set). The load average is printed before
 //! and after: on a shared machine it explains much of the spread between runs.
-//! `benches/python/inference_onnxruntime.py` measures onnxruntime the same way.
+//! `benches/python/inference_onnxruntime.py` measures onnxruntime the same way. With
+//! `INFERENCE_SPEED_TRACT_ONLY` set, burn is not measured (quicker tract/onnxruntime pairs).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -101,7 +102,17 @@ fn main() {
     let inputs: Vec<f32> = (0..beats * input_len).map(|_| 0.3 * rng.normal() as f32).collect();
     let tract_predict: Predict = Box::new(|x, b| tract.predict(x, b).expect("tract runs"));
     let burn_predict: Predict = Box::new(|x, b| burn.predict(x, b).expect("burn runs"));
+    let (a, b) = (tract_predict(&inputs, 64), burn_predict(&inputs, 64));
+    let differ = a
+        .iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    println!("tract and burn probabilities differ by at most {differ:.2e}");
     measure("tract", &tract_predict, &inputs, input_len, repeats);
-    measure("burn", &burn_predict, &inputs, input_len, repeats);
+    if std::env::var_os("INFERENCE_SPEED_TRACT_ONLY").is_none() {
+        measure("burn", &burn_predict, &inputs, input_len, repeats);
+    }
     println!("load average after: {}", load_average());
 }
