@@ -330,8 +330,6 @@ fn windows<'scope>(
             move |input, output| {
                 input.for_each(|cap, data| {
                     let time = *cap.least().expect("an input capability holds a time");
-                    // A stream's end retracts its window one time later, after the rules
-                    // have seen it end.
                     let mut later: Vec<Update> = Vec::new();
                     {
                         let mut session = output.session(&cap);
@@ -373,26 +371,13 @@ fn windows<'scope>(
                                     session.give(((window.key.clone(), fact.clone()), time, 1));
                                     window.beats.push_back((time_ms, time, fact));
                                 }
-                                Body::End { ref stream } | Body::Abort { ref stream, .. }
-                                    if windows.contains_key(stream) =>
-                                {
-                                    let (stream, abort) = match body {
-                                        Body::Abort { stream, reason } => (stream, Some(reason)),
-                                        Body::End { stream } => (stream, None),
-                                        _ => unreachable!("matched above"),
-                                    };
-                                    let window = windows.get_mut(&stream).expect("checked");
-                                    window.open = window.open.saturating_sub(1);
-                                    if window.open > 0 && abort.is_none() {
-                                        continue;
-                                    }
-                                    let window = windows.remove(&stream).expect("checked");
-                                    let ended = WindowFact::Ended { abort };
-                                    session.give(((window.key.clone(), ended.clone()), time, 1));
-                                    later.push(((window.key.clone(), ended), time + 1, -1));
-                                    for (_, _, fact) in window.beats {
-                                        later.push(((window.key.clone(), fact), time + 1, -1));
-                                    }
+                                Body::End { stream } => {
+                                    let now = close(&mut windows, stream, route, None, time, &mut later);
+                                    session.give_iterator(now.into_iter());
+                                }
+                                Body::Abort { stream, reason } => {
+                                    let now = close(&mut windows, stream, route, Some(reason), time, &mut later);
+                                    session.give_iterator(now.into_iter());
                                 }
                                 _ => {}
                             }
@@ -406,6 +391,43 @@ fn windows<'scope>(
             }
         },
     )
+}
+
+/// One of `stream`'s inputs ended (or it was aborted) at `time`: once all have, its end
+/// enters the window now (returned) and everything leaves it one time later (`later`), after
+/// the rules have seen the end. A stream never seen still ends, so that its end passes on.
+fn close(
+    windows: &mut HashMap<String, StreamWindow>,
+    stream: String,
+    route: u64,
+    abort: Option<String>,
+    time: u64,
+    later: &mut Vec<Update>,
+) -> Vec<Update> {
+    let window = windows.entry(stream.clone()).or_insert_with(|| {
+        StreamWindow::new(StreamKey {
+            stream: stream.clone(),
+            route,
+            patient: None,
+            ward: None,
+        })
+    });
+    window.open = window.open.saturating_sub(1);
+    if window.open > 0 && abort.is_none() {
+        return Vec::new();
+    }
+    let Some(window) = windows.remove(&stream) else {
+        return Vec::new();
+    };
+    let ended = WindowFact::Ended { abort };
+    later.push(((window.key.clone(), ended.clone()), time + 1, -1));
+    later.extend(
+        window
+            .beats
+            .into_iter()
+            .map(|(_, _, fact)| ((window.key.clone(), fact), time + 1, -1)),
+    );
+    vec![((window.key, ended), time, 1)]
 }
 
 impl StreamWindow {
