@@ -354,7 +354,7 @@ pub struct BeatExtras {
 pub fn missing_template(beat: &Beat, extras: BeatExtras) -> Option<String> {
     (extras.template && beat.template.is_none()).then(|| {
         format!(
-            "beat {} of {} has no template, which the model compares it with: set `template = true` on the \
+            "the beat at sample {} of {} has no template, which the model compares it with: set `template = true` on the \
              segment step that cuts the beats (or rebuild the beats table with pipelines/mitdb-to-parquet.toml)",
             beat.sample, beat.stream
         )
