@@ -291,6 +291,9 @@ struct StreamWindow {
 /// A fact of a stream's window, at a time, inserted (+1) or retracted (-1).
 type Update = ((StreamKey, WindowFact), u64, isize);
 
+/// Changes of what the rules find over each stream's window, as differential leaves them.
+type AlarmUpdates<'scope> = Stream<'scope, u64, Vec<((StreamKey, WindowAlarms), u64, isize)>>;
+
 impl DataflowTransform for AlarmsTransform {
     fn build<'scope>(&self, input: MessageStream<'scope>, name: &str, counts: Arc<Metrics>) -> MessageStream<'scope> {
         let facts = windows(input.clone(), name, self.window_ms, self.config.history_beats());
@@ -443,11 +446,7 @@ impl StreamWindow {
 
 /// Each stream's alarms, announced once as its windows change; the stream's end leaves
 /// after its last alarms.
-fn announce<'scope>(
-    updates: Stream<'scope, u64, Vec<((StreamKey, WindowAlarms), u64, isize)>>,
-    name: &str,
-    counts: Arc<Metrics>,
-) -> MessageStream<'scope> {
+fn announce<'scope>(updates: AlarmUpdates<'scope>, name: &str, counts: Arc<Metrics>) -> MessageStream<'scope> {
     updates.unary(Pipeline, name, move |_, _| {
         let mut announcers: HashMap<String, AlarmAnnouncer> = HashMap::new();
         move |input, output| {
