@@ -120,7 +120,7 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
             1.0,
             86_400.0,
             D::Float(60.0),
-            "stream time of beats the rules see; must hold `rate_beats` and `quality_beats` beats",
+            "stream time of beats the rules see (never fewer than the beats they look back on: `rate_beats` + 1, `quality_beats`, `run_length`)",
         ),
     ],
     check: |p, _| {
