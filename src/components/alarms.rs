@@ -279,11 +279,13 @@ impl WindowAlarms {
     }
 }
 
-/// A stream's window: its key, its beats still inside (stream time in ms, the dataflow
-/// time it entered at, the fact), and its inputs that have not ended yet.
+/// A stream's window: its key, its beats still inside (stream time in ms, the fact), and
+/// its inputs that have not ended yet.
 struct StreamWindow {
     key: StreamKey,
-    beats: VecDeque<(u64, u64, WindowFact)>,
+    beats: VecDeque<(u64, WindowFact)>,
+    /// The dataflow time of the latest beats and how many entered at it (at the back).
+    batch: (u64, usize),
     seq: u64,
     open: usize,
 }
@@ -358,21 +360,12 @@ fn windows<'scope>(
                                         })
                                     });
                                     let time_ms = (beat.sample as f64 * 1000.0 / beat.fs) as u64;
-                                    // Beats enter in time order: this time's batch is at the back.
-                                    let batch = window.beats.iter().rev().take_while(|(_, e, _)| *e == time).count();
-                                    let mut earlier = window.beats.len() - batch;
-                                    while let Some((t, entered, _)) = window.beats.front() {
-                                        if *t + window_ms > time_ms || *entered == time || earlier <= history {
-                                            break;
-                                        }
-                                        earlier -= 1;
-                                        let (_, _, old) = window.beats.pop_front().expect("front exists");
-                                        session.give(((window.key.clone(), old), time, -1));
-                                    }
                                     let fact = WindowFact::beat(window.seq, &AlarmBeat::of(&beat));
                                     window.seq += 1;
-                                    session.give(((window.key.clone(), fact.clone()), time, 1));
-                                    window.beats.push_back((time_ms, time, fact));
+                                    for old in window.push(time_ms, time, fact.clone(), window_ms, history) {
+                                        session.give(((window.key.clone(), old), time, -1));
+                                    }
+                                    session.give(((window.key.clone(), fact), time, 1));
                                 }
                                 Body::End { stream } => {
                                     let now = close(&mut windows, stream, route, None, time, &mut later);
@@ -428,7 +421,7 @@ fn close(
         window
             .beats
             .into_iter()
-            .map(|(_, _, fact)| ((window.key.clone(), fact), time + 1, -1)),
+            .map(|(_, fact)| ((window.key.clone(), fact), time + 1, -1)),
     );
     vec![((window.key, ended), time, 1)]
 }
@@ -438,9 +431,28 @@ impl StreamWindow {
         StreamWindow {
             key,
             beats: VecDeque::new(),
+            batch: (0, 0),
             seq: 0,
             open: 0,
         }
+    }
+
+    /// Adds a beat at stream time `time_ms` that entered at dataflow time `time`; returns
+    /// the beats that leave (see [`windows`]): older than `window_ms`, from earlier times,
+    /// and not among the `history` that must stay before this time's batch.
+    fn push(&mut self, time_ms: u64, time: u64, fact: WindowFact, window_ms: u64, history: usize) -> Vec<WindowFact> {
+        if self.batch.0 != time {
+            self.batch = (time, 0);
+        }
+        let mut earlier = self.beats.len() - self.batch.1;
+        let mut left = Vec::new();
+        while earlier > history && self.beats.front().is_some_and(|(t, _)| t + window_ms <= time_ms) {
+            left.extend(self.beats.pop_front().map(|(_, old)| old));
+            earlier -= 1;
+        }
+        self.beats.push_back((time_ms, fact));
+        self.batch.1 += 1;
+        left
     }
 }
 
@@ -481,4 +493,42 @@ fn announce<'scope>(updates: AlarmUpdates<'scope>, name: &str, counts: Arc<Metri
             });
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(seq: u64) -> WindowFact {
+        WindowFact::Beat {
+            seq,
+            sample: seq,
+            fs_bits: 1000f64.to_bits(),
+            prediction: None,
+        }
+    }
+
+    #[test]
+    fn a_window_keeps_its_batch_and_the_history_before_it() {
+        let key = StreamKey {
+            stream: "s".into(),
+            route: 0,
+            patient: None,
+            ward: None,
+        };
+        let mut window = StreamWindow::new(key);
+        // A 1 s window, 2 beats of history; beats 1 s apart.
+        let mut left = Vec::new();
+        for seq in 0..5 {
+            left.extend(window.push(seq * 1000, 0, beat(seq), 1000, 2));
+        }
+        assert!(left.is_empty(), "beats never leave at the time they entered");
+        // At a later time, only the history before the new beat stays (and the new beat).
+        let left = window.push(5000, 1, beat(5), 1000, 2);
+        assert_eq!(left, [beat(0), beat(1), beat(2)]);
+        assert_eq!(window.beats.len(), 3);
+        // Within the window, beats stay whatever the history.
+        let left = window.push(5500, 2, beat(6), 1000, 0);
+        assert_eq!(left, [beat(3), beat(4)]);
+    }
 }
