@@ -54,6 +54,14 @@ pub fn beats(args: &BeatsArgs) -> anyhow::Result<ClassificationReport> {
     }
     let beats = table.records.iter().flat_map(|(_, b)| b.iter().map(|s| &s.beat));
     let data = labelled_beats(beats, &model.card.architecture, &map)?;
+    if model.card.premature_rule.is_some() && data.timings.iter().all(Option::is_none) {
+        bail!(
+            "{}: no beat has the RR intervals the model's premature-beat rule reads (rr_prev, rr_mean, \
+             rr_irregularity; a table written before rr_irregularity existed?); rebuild it, e.g. with \
+             pipelines/mitdb-to-parquet.toml",
+            args.data.display()
+        );
+    }
     let report = classify(&model, &data, &model.card.classes)?;
     let record_names: Vec<&str> = table.records.iter().map(|(r, _)| r.as_str()).collect();
     let context = json!({

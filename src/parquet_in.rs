@@ -147,6 +147,7 @@ fn read_file(
                 rr_next: optional(rows.rr_next),
                 rr_local: optional(rows.rr_local),
                 rr_mean: optional(rows.rr_mean),
+                rr_irregularity: optional(rows.rr_irregularity),
                 symbol: (!rows.symbol.is_null(row)).then(|| rows.symbol.value(row).to_owned()),
                 prediction: None,
                 arrival: None,
@@ -175,6 +176,7 @@ struct BeatColumns<'a> {
     rr_next: Option<&'a arrow_array::Float32Array>,
     rr_local: Option<&'a arrow_array::Float32Array>,
     rr_mean: Option<&'a arrow_array::Float32Array>,
+    rr_irregularity: Option<&'a arrow_array::Float32Array>,
     window: &'a arrow_array::FixedSizeListArray,
     template: Option<&'a arrow_array::FixedSizeListArray>,
 }
@@ -210,6 +212,7 @@ impl<'a> BeatColumns<'a> {
             rr_next: float("rr_next"),
             rr_local: float("rr_local"),
             rr_mean: float("rr_mean"),
+            rr_irregularity: float("rr_irregularity"),
             window: column("window")?
                 .as_fixed_size_list_opt()
                 .context("column \"window\" is not a fixed-size list")?,

@@ -156,7 +156,8 @@ fn float_item() -> Field {
 /// the window's lead names, comma-separated), `sample` (uint64,
 /// R-peak index), `symbol` (utf8, nullable: the reference annotation), `aami` (utf8,
 /// nullable: N, S, V, F or Q), `label` (int32, nullable: class index in the chosen label
-/// map), `rr_prev`, `rr_next`, `rr_local`, `rr_mean` (float32 seconds, nullable), `window`
+/// map), `rr_prev`, `rr_next`, `rr_local`, `rr_mean`, `rr_irregularity` (float32 seconds,
+/// nullable), `window`
 /// (fixed-size list of float32, lead-major, mV), `template` (the same, nullable: the
 /// stream's typical beat before this one).
 pub struct BeatRows {
@@ -176,6 +177,7 @@ pub struct BeatRows {
     rr_next: Float32Builder,
     rr_local: Float32Builder,
     rr_mean: Float32Builder,
+    rr_irregularity: Float32Builder,
     window: FixedSizeListBuilder<Float32Builder>,
     template: FixedSizeListBuilder<Float32Builder>,
     pending: usize,
@@ -198,6 +200,7 @@ impl BeatRows {
                 Field::new("rr_next", DataType::Float32, true),
                 Field::new("rr_local", DataType::Float32, true),
                 Field::new("rr_mean", DataType::Float32, true),
+                Field::new("rr_irregularity", DataType::Float32, true),
                 Field::new(
                     "window",
                     DataType::FixedSizeList(Arc::new(float_item()), window_len as i32),
@@ -241,6 +244,7 @@ impl BeatRows {
             rr_next: Float32Builder::new(),
             rr_local: Float32Builder::new(),
             rr_mean: Float32Builder::new(),
+            rr_irregularity: Float32Builder::new(),
             window: FixedSizeListBuilder::new(Float32Builder::new(), window_len as i32).with_field(float_item()),
             template: FixedSizeListBuilder::new(Float32Builder::new(), window_len as i32).with_field(float_item()),
             pending: 0,
@@ -285,6 +289,7 @@ impl Rows for BeatRows {
         self.rr_next.append_option(beat.rr_next);
         self.rr_local.append_option(beat.rr_local);
         self.rr_mean.append_option(beat.rr_mean);
+        self.rr_irregularity.append_option(beat.rr_irregularity);
         self.window.values().append_slice(&beat.window);
         self.window.append(true);
         match beat.template.as_deref().filter(|t| t.len() == self.window_len) {
@@ -315,6 +320,7 @@ impl Rows for BeatRows {
             Arc::new(self.rr_next.finish()),
             Arc::new(self.rr_local.finish()),
             Arc::new(self.rr_mean.finish()),
+            Arc::new(self.rr_irregularity.finish()),
             Arc::new(self.window.finish()),
             Arc::new(self.template.finish()),
         ];

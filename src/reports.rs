@@ -10,9 +10,9 @@ use ecgflow_operators::metrics::{
     bootstrap_ci, roc_auc, roc_curve, ClassificationReport, ConfusionMatrix, MultiLabelReport, DEFAULT_THRESHOLD,
 };
 use ecgflow_operators::models::resecanet::{beat_input, missing_template};
-use ecgflow_operators::models::{Architecture, TrainedModel};
+use ecgflow_operators::models::{Architecture, BeatTiming, TrainedModel};
 use ecgflow_operators::plot::{confusion_chart, line_chart, roc_chart, Series};
-use ecgflow_operators::train::{argmax, Dataset, EpochRecord};
+use ecgflow_operators::train::{Dataset, EpochRecord};
 use ecgflow_operators::Beat;
 use serde_json::{json, Value};
 
@@ -24,6 +24,8 @@ pub struct LabelledBeats {
     /// Model inputs, `len() × input_len`.
     pub inputs: Vec<f32>,
     pub labels: Vec<usize>,
+    /// Each beat's timing, for a model card's premature-beat rule.
+    pub timings: Vec<Option<BeatTiming>>,
     /// Beats whose symbol the label map does not know (or that have none): left out.
     pub skipped: usize,
 }
@@ -58,11 +60,13 @@ pub fn labelled_beats<'a>(
         }
         out.inputs.extend(input);
         out.labels.push(label);
+        out.timings.push(BeatTiming::of(beat));
     }
     Ok(out)
 }
 
-/// The classification report of `model` on `data`; predictions `batch` beats at a time.
+/// The classification report of `model` on `data`, with its card's premature-beat rule if
+/// it has one.
 pub fn classify(
     model: &TrainedModel,
     data: &LabelledBeats,
@@ -70,8 +74,8 @@ pub fn classify(
 ) -> anyhow::Result<ClassificationReport> {
     let probabilities = model.predict(&data.inputs, 256)?;
     let mut confusion = ConfusionMatrix::new(classes.iter().cloned());
-    for (p, &truth) in probabilities.iter().zip(&data.labels) {
-        confusion.add(truth, argmax(p))?;
+    for ((p, &truth), &timing) in probabilities.iter().zip(&data.labels).zip(&data.timings) {
+        confusion.add(truth, model.card.class_of(p, timing))?;
     }
     Ok(ClassificationReport::from_confusion(&confusion))
 }
@@ -248,5 +252,6 @@ pub fn model_context(model: &TrainedModel, path: &Path) -> Value {
         "version": model.card.version,
         "label_map": model.card.label_map,
         "classes": model.card.classes,
+        "premature_rule": model.card.premature_rule,
     })
 }

@@ -158,6 +158,20 @@ fn cross_validation_by_patient_reports_mean_and_std() {
     let out = tmp.path().join("cv");
     let mut args = vec!["train".to_owned(), "pipelines/train-resecanet.toml".to_owned()];
     args.extend(tiny(&beats, &out));
+
+    // The premature-beat rule needs the AAMI classes N and S.
+    let mut wrong = args.clone();
+    wrong[0] = "validate".to_owned();
+    wrong.extend(["--set".to_owned(), "sinks.model.label_map=study6".to_owned()]);
+    let wrong: Vec<&str> = wrong.iter().map(String::as_str).collect();
+    let refused = ecgflow(&wrong, &data);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("sinks.model.premature_rule: needs classes N and S"),
+        "{stderr}"
+    );
+
     args.extend(["--set".to_owned(), "sinks.model.k_folds=3".to_owned()]);
     args.extend(["--set".to_owned(), "sinks.model.epochs=1".to_owned()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -177,6 +191,18 @@ fn cross_validation_by_patient_reports_mean_and_std() {
         .sum();
     let table = json(&out.join("fold-1/test-report.json"));
     assert!(table["accuracy"].is_number());
+    // Each fold's premature-beat rule was chosen on that fold's validation part, and only
+    // kept where it did better there than the network alone.
+    let card = json(&out.join("fold-1/resecanet-ds1.json"));
+    let choice = &card["training"]["premature_rule_choice"];
+    assert_eq!(choice["part"], "validation");
+    let (alone, with) = (
+        choice["macro_f1_network_alone"].as_f64().unwrap(),
+        choice["macro_f1_with_rule"].as_f64().unwrap(),
+    );
+    assert!(with >= alone, "{choice}");
+    assert_eq!(card["premature_rule"], choice["rule"], "{card}");
+    assert_eq!(card["premature_rule"].is_null(), with == alone, "{card}");
     assert!(pooled > 0);
 }
 

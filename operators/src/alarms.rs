@@ -438,6 +438,7 @@ mod tests {
             rr_next: None,
             rr_local: None,
             rr_mean: None,
+            rr_irregularity: None,
             symbol: None,
             prediction: Some(Prediction {
                 model: "m".into(),

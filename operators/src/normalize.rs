@@ -193,6 +193,7 @@ mod tests {
             rr_next: None,
             rr_local: None,
             rr_mean: None,
+            rr_irregularity: None,
             symbol: None,
             prediction: None,
             arrival: None,

@@ -20,6 +20,10 @@ pub const RR_LOCAL_BEATS: usize = 10;
 /// rate, long enough that a run of early beats barely moves it.
 pub const RR_MEAN_BEATS: usize = 300;
 
+/// Number of RR intervals whose successive differences give [`Beat::rr_irregularity`]:
+/// enough to tell atrial fibrillation from a regular rhythm with a few ectopic beats.
+pub const RR_IRREGULARITY_BEATS: usize = 16;
+
 /// Number of recent beats whose median is [`Beat::template`].
 pub const TEMPLATE_BEATS: usize = 32;
 
@@ -41,6 +45,7 @@ struct Pending {
     rr_prev: Option<f32>,
     rr_local: Option<f32>,
     rr_mean: Option<f32>,
+    rr_irregularity: Option<f32>,
     /// `None` until the next peak is known (or the stream ends).
     rr_next: Option<Option<f32>>,
     /// The lead-major window, copied once all its samples have arrived.
@@ -224,6 +229,8 @@ impl Segmenter {
             return; // Not ascending: already seen.
         }
         let rr_prev = self.last_peak.map(|last| ((peak - last) as f64 / self.fs) as f32);
+        // Before this beat's own interval joins the history: the rhythm leading up to it.
+        let rr_irregularity = irregularity(&self.rr_history);
         if let Some(rr) = rr_prev {
             if self.rr_history.len() == RR_MEAN_BEATS {
                 self.rr_sum -= self.rr_history.pop_front().map_or(0.0, f64::from);
@@ -248,6 +255,7 @@ impl Segmenter {
             rr_prev,
             rr_local,
             rr_mean,
+            rr_irregularity,
             rr_next: None,
             window: None,
         });
@@ -326,6 +334,7 @@ impl Segmenter {
                 rr_next,
                 rr_local: p.rr_local,
                 rr_mean: p.rr_mean,
+                rr_irregularity: p.rr_irregularity,
                 symbol,
                 prediction: None,
                 arrival: self.arrival,
@@ -364,17 +373,39 @@ fn median_window(windows: &VecDeque<Vec<f32>>) -> Option<Vec<f32>> {
         .map(|i| {
             column.clear();
             column.extend(windows.iter().map(|w| w[i]));
-            let mid = column.len() / 2;
-            let (lower, &mut upper, _) = column.select_nth_unstable_by(mid, f32::total_cmp);
-            if windows.len() % 2 == 1 {
-                upper
-            } else {
-                // An even count: the mean of the two middle values.
-                (lower.iter().copied().fold(f32::NEG_INFINITY, f32::max) + upper) / 2.0
-            }
+            median(&mut column)
         })
         .collect();
     Some(median)
+}
+
+/// [`Beat::rr_irregularity`] from the RR intervals before a beat (oldest first): the median
+/// absolute difference between successive ones among the last [`RR_IRREGULARITY_BEATS`];
+/// `None` with fewer than 4 intervals.
+fn irregularity(history: &VecDeque<f32>) -> Option<f32> {
+    let recent: Vec<f32> = history
+        .iter()
+        .skip(history.len().saturating_sub(RR_IRREGULARITY_BEATS))
+        .copied()
+        .collect();
+    if recent.len() < 4 {
+        return None;
+    }
+    let mut steps: Vec<f32> = recent.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+    Some(median(&mut steps))
+}
+
+/// The median of non-empty `values` (reordered); with an even count, the mean of the two
+/// middle values.
+fn median(values: &mut [f32]) -> f32 {
+    let mid = values.len() / 2;
+    let even = values.len().is_multiple_of(2);
+    let (lower, &mut upper, _) = values.select_nth_unstable_by(mid, f32::total_cmp);
+    if even {
+        (lower.iter().copied().fold(f32::NEG_INFINITY, f32::max) + upper) / 2.0
+    } else {
+        upper
+    }
 }
 
 #[cfg(test)]
@@ -474,6 +505,27 @@ mod tests {
         let mean = (39.0 * 1.0 + 5.0 * 0.5) / 44.0;
         assert!((last.rr_mean.unwrap() - mean).abs() < 1e-6, "all 44 intervals");
         assert_eq!(beats[0].rr_mean, None, "no interval before the first beat");
+    }
+
+    #[test]
+    fn irregularity_is_high_in_an_irregular_rhythm_and_zero_in_a_regular_one() {
+        // 20 beats 1 s apart, then 20 alternating 0.6 s and 1.0 s apart, at 100 Hz.
+        let mut peaks: Vec<u64> = (1..=20).map(|k| k * 100).collect();
+        for k in 0..20 {
+            let last = *peaks.last().unwrap();
+            peaks.push(last + if k % 2 == 0 { 60 } else { 100 });
+        }
+        let mut seg = Segmenter::new(10, 10).without_waiting_for_next();
+        let mut c = chunk(0, 5000, peaks);
+        c.fs = 100.0;
+        let beats = seg.process(&c);
+        assert_eq!(beats[3].rr_irregularity, None, "fewer than 4 intervals before it");
+        assert_eq!(beats[19].rr_irregularity, Some(0.0), "18 regular intervals before it");
+        let last = beats.last().unwrap().rr_irregularity.unwrap();
+        assert!((last - 0.4).abs() < 1e-6, "every step 0.4 s: {last}");
+        // Its own early interval does not count: the first early beat's rhythm was regular.
+        assert_eq!(beats[20].rr_prev, Some(0.6));
+        assert_eq!(beats[20].rr_irregularity, Some(0.0));
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl Chunk {
 }
 
 /// One heartbeat: a fixed window of samples around an R peak.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Beat {
     /// Stream key: record or patient identifier.
     pub stream: String,
@@ -104,6 +104,11 @@ pub struct Beat {
     /// seconds: the patient's own rhythm, against which an early beat stands out.
     #[serde(default)]
     pub rr_mean: Option<f32>,
+    /// How irregular the rhythm was just before this beat, in seconds: the median absolute
+    /// difference between successive RR intervals among the last 16 before `rr_prev`
+    /// (near 0 in sinus rhythm with a few ectopic beats, high in atrial fibrillation).
+    #[serde(default)]
+    pub rr_irregularity: Option<f32>,
     /// Reference annotation symbol matched to this beat, when the stream carries them.
     pub symbol: Option<String>,
     /// A classifier's verdict on this beat, once a `model` step has seen it.
@@ -121,7 +126,8 @@ pub struct Prediction {
     /// Model name and version (from its card).
     pub model: String,
     pub version: String,
-    /// The most probable class.
+    /// The model's verdict: the most probable class, unless the card's premature-beat rule
+    /// turned an N into an S (see `ecgflow_operators::models::premature`).
     pub class: String,
     /// Probability of each of the model's classes, in its class order.
     pub probabilities: Vec<f32>,

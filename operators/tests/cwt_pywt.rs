@@ -107,6 +107,7 @@ fn study_map_is_38_by_259_and_batch_and_beat_agree_with_single() {
         rr_next: None,
         rr_local: None,
         rr_mean: None,
+        rr_irregularity: None,
         symbol: None,
         prediction: None,
         arrival: None,

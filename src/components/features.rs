@@ -565,6 +565,7 @@ impl Step for SmoteStep {
                     rr_next: None,
                     rr_local: None,
                     rr_mean: None,
+                    rr_irregularity: None,
                     symbol,
                     prediction: None,
                     arrival: None,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use ecgflow_operators::models::resecanet::{beat_input, missing_template, BeatExtras};
 use ecgflow_operators::models::tract::OnnxClassifier;
-use ecgflow_operators::models::{model_paths, ModelCard, RecordInput, TrainedModel};
+use ecgflow_operators::models::{model_paths, BeatTiming, ModelCard, RecordInput, TrainedModel};
 use ecgflow_operators::train::argmax;
 use ecgflow_operators::{Beat, Prediction};
 
@@ -26,7 +26,8 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
     role: Role::Transform,
     summary: "Classifies beats with a trained model and attaches the prediction to each beat: the model's \
               name and version, the most probable class and every class's probability (the jsonl sink writes \
-              them). With `runtime = \"onnx\"` (the default) tract runs NAME.onnx (written by `ecgflow export`, \
+              them); when the card keeps a premature-beat rule (docs/reports.md), a beat the network calls N \
+              that came early in a regular rhythm is called S, the probabilities staying the network's. With `runtime = \"onnx\"` (the default) tract runs NAME.onnx (written by `ecgflow export`, \
               or any ONNX classifier with one input [N, 1, L] f32 and one output of logits [N, classes]); \
               NAME.json beside it, the model card, gives the class names, the beat window and whether RR \
               features follow the window, and validation checks that the ONNX input length and output width \
@@ -201,9 +202,10 @@ impl Classifier {
         }
     }
 
-    /// The prediction for one input's class probabilities: the most probable class, and for
-    /// multi-label models every class at or above its threshold.
-    pub(super) fn prediction(&self, probabilities: Vec<f32>) -> Prediction {
+    /// The prediction for one input's class probabilities: the most probable class (or the
+    /// card's premature-beat rule's, given the beat's `timing`), and for multi-label models
+    /// every class at or above its threshold.
+    pub(super) fn prediction(&self, probabilities: Vec<f32>, timing: Option<BeatTiming>) -> Prediction {
         let labels = match &self.thresholds {
             Some(thresholds) => self
                 .classes
@@ -214,10 +216,14 @@ impl Classifier {
                 .collect(),
             None => Vec::new(),
         };
+        let class = match &self.card {
+            Some(card) => card.class_of(&probabilities, timing),
+            None => argmax(&probabilities),
+        };
         Prediction {
             model: self.name.clone(),
             version: self.version.clone(),
-            class: self.classes[argmax(&probabilities)].clone(),
+            class: self.classes[class].clone(),
             probabilities,
             labels,
         }
@@ -332,7 +338,7 @@ impl ModelStep {
         batch.oldest = None;
         let probabilities = model.runtime.predict(&inputs, self.max_batch)?;
         for (mut beat, p) in beats.into_iter().zip(probabilities) {
-            beat.prediction = Some(model.prediction(p));
+            beat.prediction = Some(model.prediction(p, BeatTiming::of(&beat)));
             out.push(Body::Beat(beat));
         }
         Ok(())

@@ -180,7 +180,7 @@ impl Step for RecordModelStep {
             shape,
             data,
             symbol: None,
-            prediction: Some(self.classifier.prediction(probabilities)),
+            prediction: Some(self.classifier.prediction(probabilities, None)),
         }));
         Ok(())
     }

@@ -56,7 +56,7 @@ pub static SPECS: &[ComponentSpec] = &[
         summary: "Writes one JSON object per line: `{\"kind\":\"start\",\"stream\",\"meta\"}` when a stream \
                   begins, `{\"kind\":\"chunk\",...}` for signal chunks (stream, start, fs, leads, len, rpeaks, \
                   annotations), `{\"kind\":\"beat\",...}` for beats (stream, sample, fs, leads, before, after, \
-                  symbol, rr_prev, rr_next, rr_local, rr_mean), `{\"kind\":\"tensor\",...}` for tensors (stream, \
+                  symbol, rr_prev, rr_next, rr_local, rr_mean, rr_irregularity), `{\"kind\":\"tensor\",...}` for tensors (stream, \
                   sample, shape, symbol), `{\"kind\":\"explanation\",...}` for explained beats (the beat's \
                   keys, then method, explained_class, probability, base_value, fit_r2, attribution: one value \
                   per window sample, and segments for SHAP and LIME), `{\"kind\":\"event\",...}` for alarms and \
@@ -416,6 +416,7 @@ pub fn beat_json(b: &Beat, include_samples: bool) -> serde_json::Value {
         "rr_next": b.rr_next.map(short_f64),
         "rr_local": b.rr_local.map(short_f64),
         "rr_mean": b.rr_mean.map(short_f64),
+        "rr_irregularity": b.rr_irregularity.map(short_f64),
     });
     if let Some(p) = &b.prediction {
         v["prediction"] = prediction_json(p);

@@ -16,16 +16,17 @@ use ecgflow_datasets::ptbxl::SUPERCLASSES;
 use ecgflow_operators::augment::{Augmentation, Fill};
 use ecgflow_operators::metrics::{best_f1_thresholds, ClassificationReport, CrossValidationSummary};
 use ecgflow_operators::models::cwt_layer::CwtFrontEnd;
+use ecgflow_operators::models::premature::{self, RuleChoice};
 use ecgflow_operators::models::resecanet::{beat_input as beat_input_values, missing_template, RrReference};
 use ecgflow_operators::models::{
-    predict_with, save_model, Architecture, BeatInput, ModelCard, ModelInput, Output as Activation, RecordInput,
-    ResDscNetConfig, ResEcaNetConfig, TrainedModel, Vgg16Config,
+    predict_with, save_model, Architecture, BeatInput, BeatTiming, ModelCard, ModelInput, Network,
+    Output as Activation, RecordInput, ResDscNetConfig, ResEcaNetConfig, RuleClasses, TrainedModel, Vgg16Config,
 };
 use ecgflow_operators::render::{RenderConfig, STANDARD_LEADS};
 use ecgflow_operators::smote::{Smote, Target};
 use ecgflow_operators::split::{holdout, k_folds, SplitBy};
 use ecgflow_operators::train::{
-    balancing_weights, fit, Dataset, EpochRecord, Monitor, Schedule, TrainObserver, TrainOutcome, TrainSettings,
+    argmax, balancing_weights, fit, Dataset, EpochRecord, Monitor, Schedule, TrainObserver, TrainOutcome, TrainSettings,
 };
 use ecgflow_operators::Beat;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -108,6 +109,14 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
             false,
             "resecanet on beats: also feed the beat's template (the stream's typical beat just before it, the \
              `template` column of a beats table) as a second input channel",
+        ),
+        F::boolean(
+            "premature_rule",
+            false,
+            "beats with classes N and S (aami): after training, choose the premature-beat rule's two thresholds \
+             on the validation part (best macro F1; none when no rule helps) and keep the rule in the model card: \
+             a beat the network calls N becomes S when its previous RR is below the first share of the stream's \
+             long mean and its rhythm's irregularity (the `rr_irregularity` column) below the second",
         ),
         F::string(
             "dense",
@@ -258,10 +267,16 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
 
 fn check_train(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
     let mut problems = Vec::new();
-    if let Err(e) = super::sinks::label_map(p.str("label_map")) {
-        problems.push(("label_map".to_owned(), format!("{e:#}")));
-    }
     let mut parsed = true;
+    match super::sinks::label_map(p.str("label_map")) {
+        Err(e) => problems.push(("label_map".to_owned(), format!("{e:#}"))),
+        Ok(labels) => {
+            if let Some(problem) = premature_rule_problem(p, &labels) {
+                problems.push(("premature_rule".to_owned(), problem));
+                parsed = false;
+            }
+        }
+    }
     for field in ["widths", "dense"] {
         if let Some(Err(e)) = p.opt_str(field).map(|text| parse_widths(field, text)) {
             problems.push((field.to_owned(), format!("{e:#}")));
@@ -293,6 +308,17 @@ fn check_train(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
         ));
     }
     problems
+}
+
+/// Why `premature_rule` cannot apply to these labels, if it is asked for.
+fn premature_rule_problem(p: &Params, labels: &LabelMap) -> Option<String> {
+    (p.bool("premature_rule") && RuleClasses::of(labels.classes()).is_none()).then(|| {
+        format!(
+            "needs classes N and S (label_map = \"aami\"); label map {:?} has {:?}",
+            labels.name(),
+            labels.classes()
+        )
+    })
 }
 
 fn parse_widths(field: &str, text: &str) -> anyhow::Result<Vec<usize>> {
@@ -345,6 +371,8 @@ struct TrainSink {
     rr_features: Option<RrReference>,
     /// Feed a beat model the beat's template too.
     template: bool,
+    /// Choose a premature-beat rule on the validation part.
+    premature_rule: bool,
     dense: Vec<usize>,
     samples: usize,
     image_size: usize,
@@ -374,6 +402,9 @@ enum Balance {
 impl TrainSink {
     fn from_params(p: &Params) -> anyhow::Result<Self> {
         let labels = super::sinks::label_map(p.str("label_map"))?;
+        if let Some(problem) = premature_rule_problem(p, &labels) {
+            bail!("premature_rule: {problem}");
+        }
         let kind = match p.str("model") {
             "vgg16_cwt" => ModelKind::Vgg16Cwt,
             "resdscnet" => ModelKind::Resdscnet,
@@ -478,6 +509,7 @@ impl TrainSink {
                 _ => RrReference::Local,
             }),
             template: p.bool("template"),
+            premature_rule: p.bool("premature_rule"),
             dense: parse_widths("dense", p.str("dense"))?,
             samples: p.usize("samples"),
             image_size,
@@ -754,8 +786,8 @@ impl Run {
         if sink.kind == ModelKind::Vgg16Cwt {
             bail!("model = \"vgg16_cwt\" takes beats, not whole records (use resdscnet or resecanet)");
         }
-        if sink.balance != Balance::None || sink.k_folds >= 2 {
-            bail!("balance and k_folds are for beat classifiers; records train multi-label");
+        if sink.balance != Balance::None || sink.k_folds >= 2 || sink.premature_rule {
+            bail!("balance, k_folds and premature_rule are for beat classifiers; records train multi-label");
         }
         // Sorted, so that the run does not depend on which worker delivered a record first.
         let mut names: Vec<&String> = records.keys().collect();
@@ -942,6 +974,7 @@ impl Run {
                 Activation::Softmax
             },
             thresholds: None,
+            premature_rule: None,
             training,
         }
     }
@@ -1002,10 +1035,13 @@ impl Run {
         if self.data.is_multi_label() {
             return self.report_multi_label(&outcome, &mut card, &model_path, &rest, &test_idx);
         }
+        // The validation part (chosen before SMOTE, real class balance).
+        let (_, valid_idx) = self.validation_split(&rest);
+        let valid = self.labelled(&valid_idx);
+        let rule_choice = self.choose_premature_rule(&outcome.best, &valid, &mut card)?;
         save_model(&outcome.best, &card, &model_path)?;
         let model = TrainedModel::open(&model_path)?;
 
-        // The validation part (chosen before SMOTE, real class balance).
         let classes = self.classes();
         let context = |part: &str, beats: usize| {
             json!({
@@ -1013,8 +1049,6 @@ impl Run {
                 "data": {"part": part, "beats": beats, "records": self.records()},
             })
         };
-        let (_, valid_idx) = self.validation_split(&rest);
-        let valid = self.labelled(&valid_idx);
         let report = classify(&model, &valid, &classes)?;
         write_classification(
             &report,
@@ -1032,6 +1066,16 @@ impl Run {
             report.macro_avg.f1,
             model_path.with_extension("bpk").display()
         );
+        match rule_choice {
+            Some(RuleChoice { rule: Some(rule), macro_f1_without, .. }) => {
+                line += &format!(
+                    "; premature-beat rule chosen on validation: previous RR < {:.2} × the long mean, irregularity < {:.2} × (macro F1 {macro_f1_without:.3} without it)",
+                    rule.max_rr_prev, rule.max_irregularity
+                )
+            }
+            Some(_) => line += "; no premature-beat rule helps on validation",
+            None => {}
+        }
         if !test_idx.is_empty() {
             self.write_test_beats(&test_idx)?;
             let test = self.labelled(&test_idx);
@@ -1125,10 +1169,43 @@ impl Run {
         Ok(line)
     }
 
+    /// With `premature_rule`: the rule with the best macro F1 for `network` on the
+    /// validation part `valid`, kept in `card` with what it did there.
+    fn choose_premature_rule(
+        &self,
+        network: &Network,
+        valid: &LabelledBeats,
+        card: &mut ModelCard,
+    ) -> anyhow::Result<Option<RuleChoice>> {
+        if !self.sink.premature_rule {
+            return Ok(None);
+        }
+        let classes = self.classes();
+        let rule_classes = RuleClasses::of(&classes).context("premature_rule needs classes N and S")?;
+        let probabilities = predict_with(
+            network,
+            self.architecture.input_len(),
+            Activation::Softmax,
+            &valid.inputs,
+            256,
+        )?;
+        let predicted: Vec<usize> = probabilities.iter().map(|p| argmax(p)).collect();
+        let choice = premature::choose(&classes, rule_classes, &predicted, &valid.labels, &valid.timings)?;
+        card.premature_rule = choice.rule;
+        card.training["premature_rule_choice"] = json!({
+            "part": "validation",
+            "rule": choice.rule,
+            "macro_f1_network_alone": choice.macro_f1_without,
+            "macro_f1_with_rule": choice.macro_f1_with,
+        });
+        Ok(Some(choice))
+    }
+
     fn labelled(&self, indices: &[usize]) -> LabelledBeats {
         LabelledBeats {
             inputs: self.data.subset(indices).inputs,
             labels: indices.iter().map(|&i| self.data.labels[i]).collect(),
+            timings: indices.iter().map(|&i| BeatTiming::of(&self.beats[i])).collect(),
             skipped: 0,
         }
     }
@@ -1161,7 +1238,9 @@ impl Run {
             let dir = sink.dir.join(format!("fold-{}", k + 1));
             let title = format!("{} fold {}/{}", sink.name, k + 1, folds.len());
             let (outcome, _, _) = self.fit_on(&rest, &dir.join("checkpoint"), &title)?;
-            let card = self.card(self.settings_json());
+            let mut card = self.card(self.settings_json());
+            let (_, valid_idx) = self.validation_split(&rest);
+            self.choose_premature_rule(&outcome.best, &self.labelled(&valid_idx), &mut card)?;
             let model_path = dir.join(&sink.name);
             save_model(&outcome.best, &card, &model_path)?;
             write_history(&dir, &outcome.history, &title)?;

@@ -7,6 +7,7 @@
 pub mod cwt_layer;
 pub mod layers;
 pub mod onnx;
+pub mod premature;
 pub mod resdscnet;
 pub mod resecanet;
 pub mod tract;
@@ -19,6 +20,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+pub use premature::{BeatTiming, PrematureRule, RuleClasses};
 pub use resdscnet::{ResDscNet, ResDscNetConfig};
 pub use resecanet::{ResEcaNet, ResEcaNetConfig};
 pub use vgg16::{Vgg16, Vgg16Config};
@@ -205,12 +207,26 @@ pub struct ModelCard {
     /// part when the model was trained (best F1 there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thresholds: Option<Vec<f32>>,
+    /// Beat models with classes N and S: the premature-beat rule chosen on the validation
+    /// part when the model was trained, applied after the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub premature_rule: Option<PrematureRule>,
     /// How it was trained: settings, data, seed, time (free-form, written by the trainer).
     #[serde(default)]
     pub training: serde_json::Value,
 }
 
 impl ModelCard {
+    /// The class of a beat with these class probabilities and this timing: the most
+    /// probable, then the card's premature-beat rule, if it has one.
+    pub fn class_of(&self, probabilities: &[f32], timing: Option<BeatTiming>) -> usize {
+        let predicted = crate::train::argmax(probabilities);
+        match (&self.premature_rule, RuleClasses::of(&self.classes)) {
+            (Some(rule), Some(classes)) => rule.apply(predicted, timing, classes),
+            _ => predicted,
+        }
+    }
+
     /// The beat window a beat classifier takes; an error naming the model when it takes
     /// whole records instead.
     pub fn beat_input(&self) -> Result<&BeatInput, ModelError> {
@@ -488,6 +504,7 @@ pub(crate) fn test_card(architecture: Architecture) -> ModelCard {
         }),
         output: Output::Softmax,
         thresholds: None,
+        premature_rule: None,
         training: serde_json::Value::Null,
     }
 }
@@ -531,6 +548,29 @@ mod tests {
         let err = TrainedModel::open(&dir.join("w.json")).unwrap_err();
         assert!(err.to_string().contains("w.bpk"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_card_applies_its_premature_rule_and_keeps_it_through_json() {
+        let mut card = test_card(Architecture::Resecanet(ResEcaNetConfig::study(3)));
+        card.classes = vec!["N".into(), "S".into(), "V".into()];
+        let early = Some(BeatTiming {
+            rr_prev: 0.6,
+            irregularity: 0.01,
+        });
+        let normal = [0.9, 0.05, 0.05];
+        assert_eq!(card.class_of(&normal, early), 0, "no rule on the card");
+        card.premature_rule = Some(PrematureRule {
+            max_rr_prev: 0.8,
+            max_irregularity: 0.05,
+        });
+        assert_eq!(card.class_of(&normal, early), 1);
+        assert_eq!(card.class_of(&[0.1, 0.1, 0.8], early), 2);
+        let json = serde_json::to_string(&card).unwrap();
+        assert_eq!(serde_json::from_str::<ModelCard>(&json).unwrap(), card);
+        // Without N and S among its classes, the rule has nothing to turn into what.
+        card.classes = vec!["a".into(), "b".into(), "c".into()];
+        assert_eq!(card.class_of(&normal, early), 0);
     }
 
     #[test]

@@ -513,6 +513,7 @@ mod tests {
             rr_next: Some(1.2),
             rr_local: Some(0.6),
             rr_mean: Some(1.0),
+            rr_irregularity: None,
             symbol: None,
             prediction: None,
             arrival: None,
