@@ -252,6 +252,7 @@ pub fn model_context(model: &TrainedModel, path: &Path) -> Value {
         "version": model.card.version,
         "label_map": model.card.label_map,
         "classes": model.card.classes,
+        "min_probability": model.card.min_probability,
         "premature_rule": model.card.premature_rule,
     })
 }

@@ -69,6 +69,7 @@ fn fresh_model(dir: &Path, name: &str, rr_features: bool, examples: &Dataset) ->
             }),
             output: Activation::Softmax,
             thresholds: None,
+            min_probability: Default::default(),
             premature_rule: None,
             training: Value::Null,
         },

@@ -159,7 +159,8 @@ fn cross_validation_by_patient_reports_mean_and_std() {
     let mut args = vec!["train".to_owned(), "pipelines/train-resecanet.toml".to_owned()];
     args.extend(tiny(&beats, &out));
 
-    // The premature-beat rule needs the AAMI classes N and S.
+    // The premature-beat rule needs the AAMI classes N and S, and a minimum probability a
+    // class the label map has.
     let mut wrong = args.clone();
     wrong[0] = "validate".to_owned();
     wrong.extend(["--set".to_owned(), "sinks.model.label_map=study6".to_owned()]);
@@ -169,6 +170,10 @@ fn cross_validation_by_patient_reports_mean_and_std() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("sinks.model.premature_rule: needs classes N and S"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sinks.model.min_probability: no class \"S\" in label map \"study6\""),
         "{stderr}"
     );
 
@@ -191,18 +196,21 @@ fn cross_validation_by_patient_reports_mean_and_std() {
         .sum();
     let table = json(&out.join("fold-1/test-report.json"));
     assert!(table["accuracy"].is_number());
-    // Each fold's premature-beat rule was chosen on that fold's validation part, and only
+    // What follows each fold's network was chosen on that fold's validation part, and only
     // kept where it did better there than the network alone.
     let card = json(&out.join("fold-1/resecanet-ds1.json"));
-    let choice = &card["training"]["premature_rule_choice"];
+    let choice = &card["training"]["decisions"];
     assert_eq!(choice["part"], "validation");
     let (alone, with) = (
         choice["macro_f1_network_alone"].as_f64().unwrap(),
-        choice["macro_f1_with_rule"].as_f64().unwrap(),
+        choice["macro_f1_with_decisions"].as_f64().unwrap(),
     );
     assert!(with >= alone, "{choice}");
-    assert_eq!(card["premature_rule"], choice["rule"], "{card}");
-    assert_eq!(card["premature_rule"].is_null(), with == alone, "{card}");
+    assert_eq!(card["premature_rule"], choice["premature_rule"], "{card}");
+    let min_probability = card.get("min_probability").cloned().unwrap_or(serde_json::json!({}));
+    assert_eq!(min_probability, choice["min_probability"], "{card}");
+    let nothing_kept = card["premature_rule"].is_null() && min_probability == serde_json::json!({});
+    assert_eq!(nothing_kept, with == alone, "{card}");
     assert!(pooled > 0);
 }
 

@@ -126,8 +126,8 @@ pub struct Prediction {
     /// Model name and version (from its card).
     pub model: String,
     pub version: String,
-    /// The model's verdict: the most probable class, unless the card's premature-beat rule
-    /// turned an N into an S (see `ecgflow_operators::models::premature`).
+    /// The model's verdict: the most probable class, unless the card's decisions after the
+    /// network say otherwise (see `ecgflow_operators::models::decision`).
     pub class: String,
     /// Probability of each of the model's classes, in its class order.
     pub probabilities: Vec<f32>,

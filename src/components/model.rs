@@ -26,8 +26,10 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
     role: Role::Transform,
     summary: "Classifies beats with a trained model and attaches the prediction to each beat: the model's \
               name and version, the most probable class and every class's probability (the jsonl sink writes \
-              them); when the card keeps a premature-beat rule (docs/reports.md), a beat the network calls N \
-              that came early in a regular rhythm is called S, the probabilities staying the network's. With `runtime = \"onnx\"` (the default) tract runs NAME.onnx (written by `ecgflow export`, \
+              them); the class follows the card's decisions where it keeps any (docs/reports.md, \"Decisions \
+              after the network\": minimum probabilities per class, and the premature-beat rule that calls S a \
+              beat the network calls N when it came early in a regular rhythm), the probabilities staying the \
+              network's. With `runtime = \"onnx\"` (the default) tract runs NAME.onnx (written by `ecgflow export`, \
               or any ONNX classifier with one input [N, 1, L] f32 and one output of logits [N, classes]); \
               NAME.json beside it, the model card, gives the class names, the beat window and whether RR \
               features follow the window, and validation checks that the ONNX input length and output width \
@@ -203,7 +205,7 @@ impl Classifier {
     }
 
     /// The prediction for one input's class probabilities: the most probable class (or the
-    /// card's premature-beat rule's, given the beat's `timing`), and for multi-label models
+    /// card's decision, given the beat's `timing`), and for multi-label models
     /// every class at or above its threshold.
     pub(super) fn prediction(&self, probabilities: Vec<f32>, timing: Option<BeatTiming>) -> Prediction {
         let labels = match &self.thresholds {

@@ -16,7 +16,7 @@ use ecgflow_datasets::ptbxl::SUPERCLASSES;
 use ecgflow_operators::augment::{Augmentation, Fill};
 use ecgflow_operators::metrics::{best_f1_thresholds, ClassificationReport, CrossValidationSummary};
 use ecgflow_operators::models::cwt_layer::CwtFrontEnd;
-use ecgflow_operators::models::premature::{self, RuleChoice};
+use ecgflow_operators::models::decision::{self, DecisionChoice, Scored};
 use ecgflow_operators::models::resecanet::{beat_input as beat_input_values, missing_template, RrReference};
 use ecgflow_operators::models::{
     predict_with, save_model, Architecture, BeatInput, BeatTiming, ModelCard, ModelInput, Network,
@@ -26,7 +26,7 @@ use ecgflow_operators::render::{RenderConfig, STANDARD_LEADS};
 use ecgflow_operators::smote::{Smote, Target};
 use ecgflow_operators::split::{holdout, k_folds, SplitBy};
 use ecgflow_operators::train::{
-    argmax, balancing_weights, fit, Dataset, EpochRecord, Monitor, Schedule, TrainObserver, TrainOutcome, TrainSettings,
+    balancing_weights, fit, Dataset, EpochRecord, Monitor, Schedule, TrainObserver, TrainOutcome, TrainSettings,
 };
 use ecgflow_operators::Beat;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -117,6 +117,13 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
              on the validation part (best macro F1; none when no rule helps) and keep the rule in the model card: \
              a beat the network calls N becomes S when its previous RR is below the first share of the stream's \
              long mean and its rhythm's irregularity (the `rr_irregularity` column) below the second",
+        ),
+        F::string(
+            "min_probability",
+            D::Absent,
+            "beats: classes (comma-separated, e.g. \"V\") each given a minimum probability chosen on the validation \
+             part after training (best macro F1; none when it does not help), kept in the model card: such a class \
+             is called only at or above it, else the next most probable class is",
         ),
         F::string(
             "dense",
@@ -271,8 +278,8 @@ fn check_train(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
     match super::sinks::label_map(p.str("label_map")) {
         Err(e) => problems.push(("label_map".to_owned(), format!("{e:#}"))),
         Ok(labels) => {
-            if let Some(problem) = premature_rule_problem(p, &labels) {
-                problems.push(("premature_rule".to_owned(), problem));
+            for (field, problem) in decision_problems(p, &labels) {
+                problems.push((field.to_owned(), problem));
                 parsed = false;
             }
         }
@@ -310,15 +317,64 @@ fn check_train(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
     problems
 }
 
-/// Why `premature_rule` cannot apply to these labels, if it is asked for.
-fn premature_rule_problem(p: &Params, labels: &LabelMap) -> Option<String> {
-    (p.bool("premature_rule") && RuleClasses::of(labels.classes()).is_none()).then(|| {
-        format!(
-            "needs classes N and S (label_map = \"aami\"); label map {:?} has {:?}",
-            labels.name(),
-            labels.classes()
-        )
-    })
+/// One line on what [`decision::choose`] kept.
+fn describe_decisions(choice: &DecisionChoice) -> String {
+    let mut kept: Vec<String> = choice
+        .min_probability
+        .iter()
+        .map(|(class, min)| format!("{class} only at probability ≥ {min:.2}"))
+        .collect();
+    if let Some(rule) = choice.premature_rule {
+        kept.push(format!(
+            "the premature-beat rule (previous RR < {:.2} × the long mean, irregularity < {:.2} ×)",
+            rule.max_rr_prev, rule.max_irregularity
+        ));
+    }
+    if kept.is_empty() {
+        return "nothing after the network helps".to_owned();
+    }
+    format!(
+        "{} (macro F1 over the classes it has: {:.3}, and {:.3} without)",
+        kept.join(", "),
+        choice.macro_f1_with_decisions,
+        choice.macro_f1_network_alone
+    )
+}
+
+/// The classes of a comma-separated list.
+fn class_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+/// Why `premature_rule` or `min_probability` cannot apply to these labels: (field, why).
+fn decision_problems(p: &Params, labels: &LabelMap) -> Vec<(&'static str, String)> {
+    let classes = labels.classes();
+    let mut problems = Vec::new();
+    if p.bool("premature_rule") && RuleClasses::of(classes).is_none() {
+        problems.push((
+            "premature_rule",
+            format!(
+                "needs classes N and S (label_map = \"aami\"); label map {:?} has {:?}",
+                labels.name(),
+                classes
+            ),
+        ));
+    }
+    for class in p.opt_str("min_probability").map_or_else(Vec::new, class_list) {
+        if !classes.contains(&class) {
+            problems.push((
+                "min_probability",
+                format!(
+                    "no class {class:?} in label map {:?} (classes {classes:?})",
+                    labels.name()
+                ),
+            ));
+        }
+    }
+    problems
 }
 
 fn parse_widths(field: &str, text: &str) -> anyhow::Result<Vec<usize>> {
@@ -373,6 +429,8 @@ struct TrainSink {
     template: bool,
     /// Choose a premature-beat rule on the validation part.
     premature_rule: bool,
+    /// Classes whose minimum probability is chosen on the validation part.
+    min_probability: Vec<String>,
     dense: Vec<usize>,
     samples: usize,
     image_size: usize,
@@ -402,8 +460,8 @@ enum Balance {
 impl TrainSink {
     fn from_params(p: &Params) -> anyhow::Result<Self> {
         let labels = super::sinks::label_map(p.str("label_map"))?;
-        if let Some(problem) = premature_rule_problem(p, &labels) {
-            bail!("premature_rule: {problem}");
+        if let Some((field, problem)) = decision_problems(p, &labels).into_iter().next() {
+            bail!("{field}: {problem}");
         }
         let kind = match p.str("model") {
             "vgg16_cwt" => ModelKind::Vgg16Cwt,
@@ -510,6 +568,7 @@ impl TrainSink {
             }),
             template: p.bool("template"),
             premature_rule: p.bool("premature_rule"),
+            min_probability: p.opt_str("min_probability").map_or_else(Vec::new, class_list),
             dense: parse_widths("dense", p.str("dense"))?,
             samples: p.usize("samples"),
             image_size,
@@ -786,8 +845,11 @@ impl Run {
         if sink.kind == ModelKind::Vgg16Cwt {
             bail!("model = \"vgg16_cwt\" takes beats, not whole records (use resdscnet or resecanet)");
         }
-        if sink.balance != Balance::None || sink.k_folds >= 2 || sink.premature_rule {
-            bail!("balance, k_folds and premature_rule are for beat classifiers; records train multi-label");
+        if sink.balance != Balance::None || sink.k_folds >= 2 || sink.premature_rule || !sink.min_probability.is_empty()
+        {
+            bail!(
+                "balance, k_folds, premature_rule and min_probability are for beat classifiers; records train multi-label"
+            );
         }
         // Sorted, so that the run does not depend on which worker delivered a record first.
         let mut names: Vec<&String> = records.keys().collect();
@@ -974,6 +1036,7 @@ impl Run {
                 Activation::Softmax
             },
             thresholds: None,
+            min_probability: Default::default(),
             premature_rule: None,
             training,
         }
@@ -1038,7 +1101,7 @@ impl Run {
         // The validation part (chosen before SMOTE, real class balance).
         let (_, valid_idx) = self.validation_split(&rest);
         let valid = self.labelled(&valid_idx);
-        let rule_choice = self.choose_premature_rule(&outcome.best, &valid, &mut card)?;
+        let decisions = self.choose_decisions(&outcome.best, &valid, &mut card)?;
         save_model(&outcome.best, &card, &model_path)?;
         let model = TrainedModel::open(&model_path)?;
 
@@ -1066,15 +1129,8 @@ impl Run {
             report.macro_avg.f1,
             model_path.with_extension("bpk").display()
         );
-        match rule_choice {
-            Some(RuleChoice { rule: Some(rule), macro_f1_without, .. }) => {
-                line += &format!(
-                    "; premature-beat rule chosen on validation: previous RR < {:.2} × the long mean, irregularity < {:.2} × (macro F1 {macro_f1_without:.3} without it)",
-                    rule.max_rr_prev, rule.max_irregularity
-                )
-            }
-            Some(_) => line += "; no premature-beat rule helps on validation",
-            None => {}
+        if let Some(choice) = decisions {
+            line += &format!("; chosen on validation: {}", describe_decisions(&choice));
         }
         if !test_idx.is_empty() {
             self.write_test_beats(&test_idx)?;
@@ -1169,19 +1225,18 @@ impl Run {
         Ok(line)
     }
 
-    /// With `premature_rule`: the rule with the best macro F1 for `network` on the
-    /// validation part `valid`, kept in `card` with what it did there.
-    fn choose_premature_rule(
+    /// With `min_probability` or `premature_rule`: what follows `network` in `card`, chosen
+    /// for the best macro F1 on the validation part `valid` ([`decision::choose`]), and what
+    /// it did there (also kept in the card).
+    fn choose_decisions(
         &self,
         network: &Network,
         valid: &LabelledBeats,
         card: &mut ModelCard,
-    ) -> anyhow::Result<Option<RuleChoice>> {
-        if !self.sink.premature_rule {
+    ) -> anyhow::Result<Option<DecisionChoice>> {
+        if !self.sink.premature_rule && self.sink.min_probability.is_empty() {
             return Ok(None);
         }
-        let classes = self.classes();
-        let rule_classes = RuleClasses::of(&classes).context("premature_rule needs classes N and S")?;
         let probabilities = predict_with(
             network,
             self.architecture.input_len(),
@@ -1189,15 +1244,13 @@ impl Run {
             &valid.inputs,
             256,
         )?;
-        let predicted: Vec<usize> = probabilities.iter().map(|p| argmax(p)).collect();
-        let choice = premature::choose(&classes, rule_classes, &predicted, &valid.labels, &valid.timings)?;
-        card.premature_rule = choice.rule;
-        card.training["premature_rule_choice"] = json!({
-            "part": "validation",
-            "rule": choice.rule,
-            "macro_f1_network_alone": choice.macro_f1_without,
-            "macro_f1_with_rule": choice.macro_f1_with,
-        });
+        let scored = Scored {
+            probabilities: &probabilities,
+            truth: &valid.labels,
+            timings: &valid.timings,
+        };
+        let choice = decision::choose(card, &self.sink.min_probability, self.sink.premature_rule, &scored)?;
+        card.training["decisions"] = json!(choice);
         Ok(Some(choice))
     }
 
@@ -1240,7 +1293,7 @@ impl Run {
             let (outcome, _, _) = self.fit_on(&rest, &dir.join("checkpoint"), &title)?;
             let mut card = self.card(self.settings_json());
             let (_, valid_idx) = self.validation_split(&rest);
-            self.choose_premature_rule(&outcome.best, &self.labelled(&valid_idx), &mut card)?;
+            self.choose_decisions(&outcome.best, &self.labelled(&valid_idx), &mut card)?;
             let model_path = dir.join(&sink.name);
             save_model(&outcome.best, &card, &model_path)?;
             write_history(&dir, &outcome.history, &title)?;

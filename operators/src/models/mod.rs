@@ -5,6 +5,7 @@
 //! it expects and how it was trained. Either path names the model.
 
 pub mod cwt_layer;
+pub mod decision;
 pub mod layers;
 pub mod onnx;
 pub mod premature;
@@ -13,6 +14,7 @@ pub mod resecanet;
 pub mod tract;
 pub mod vgg16;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
@@ -207,6 +209,10 @@ pub struct ModelCard {
     /// part when the model was trained (best F1 there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thresholds: Option<Vec<f32>>,
+    /// Softmax beat models: classes called only when their probability reaches this (else
+    /// the next most probable class is), chosen on the validation part ([`decision`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub min_probability: BTreeMap<String, f64>,
     /// Beat models with classes N and S: the premature-beat rule chosen on the validation
     /// part when the model was trained, applied after the network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,9 +224,20 @@ pub struct ModelCard {
 
 impl ModelCard {
     /// The class of a beat with these class probabilities and this timing: the most
-    /// probable, then the card's premature-beat rule, if it has one.
+    /// probable that reaches its minimum probability, if the card sets one, then the card's
+    /// premature-beat rule, if it has one.
     pub fn class_of(&self, probabilities: &[f32], timing: Option<BeatTiming>) -> usize {
-        let predicted = crate::train::argmax(probabilities);
+        let allowed = |class: usize| {
+            let min = self.classes.get(class).and_then(|name| self.min_probability.get(name));
+            min.is_none_or(|&min| f64::from(probabilities[class]) >= min)
+        };
+        let mut predicted: Option<usize> = None;
+        for class in (0..probabilities.len()).filter(|&c| allowed(c)) {
+            if predicted.is_none_or(|best| probabilities[class] > probabilities[best]) {
+                predicted = Some(class);
+            }
+        }
+        let predicted = predicted.unwrap_or_else(|| crate::train::argmax(probabilities));
         match (&self.premature_rule, RuleClasses::of(&self.classes)) {
             (Some(rule), Some(classes)) => rule.apply(predicted, timing, classes),
             _ => predicted,
@@ -504,6 +521,7 @@ pub(crate) fn test_card(architecture: Architecture) -> ModelCard {
         }),
         output: Output::Softmax,
         thresholds: None,
+        min_probability: Default::default(),
         premature_rule: None,
         training: serde_json::Value::Null,
     }

@@ -6,16 +6,15 @@
 //! and across patients it learns their rhythms rather than prematurity (an early beat in
 //! atrial fibrillation is N). The rule reads the timing directly, and the rhythm's
 //! irregularity keeps it quiet in atrial fibrillation. Its two thresholds are chosen on the
-//! validation part when the model is trained ([`choose`]) and kept in the model card.
+//! validation part when the model is trained ([`super::decision`]) and kept in the model card.
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{ClassificationReport, ConfusionMatrix, MetricsError};
 use crate::types::Beat;
 
-/// Thresholds tried by [`choose`] for [`PrematureRule::max_rr_prev`].
+/// Thresholds tried on the validation part for [`PrematureRule::max_rr_prev`].
 pub const RR_PREV_GRID: [f64; 5] = [0.70, 0.75, 0.80, 0.85, 0.90];
-/// Thresholds tried by [`choose`] for [`PrematureRule::max_irregularity`].
+/// Thresholds tried on the validation part for [`PrematureRule::max_irregularity`].
 pub const IRREGULARITY_GRID: [f64; 6] = [0.02, 0.03, 0.05, 0.08, 0.12, 0.20];
 
 /// A beat's timing as the rule reads it, both against the stream's long mean RR
@@ -84,57 +83,6 @@ impl RuleClasses {
     }
 }
 
-/// What [`choose`] found on the labelled beats it was given.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RuleChoice {
-    /// The rule with the best macro F1, or `None` when no rule beats the network alone.
-    pub rule: Option<PrematureRule>,
-    /// Macro F1 of the network alone, and with the chosen rule (the same without one).
-    pub macro_f1_without: f64,
-    pub macro_f1_with: f64,
-}
-
-/// Chooses the rule's thresholds (from [`RR_PREV_GRID`] × [`IRREGULARITY_GRID`]) with the
-/// best macro F1 on labelled beats: `predicted` the network's classes, `truth` the
-/// reference classes, `timings` each beat's timing. Meant for a validation part, never for
-/// the test data. The first best in grid order wins a tie.
-pub fn choose(
-    class_names: &[String],
-    rule_classes: RuleClasses,
-    predicted: &[usize],
-    truth: &[usize],
-    timings: &[Option<BeatTiming>],
-) -> Result<RuleChoice, MetricsError> {
-    let macro_f1 = |rule: Option<&PrematureRule>| -> Result<f64, MetricsError> {
-        let mut confusion = ConfusionMatrix::new(class_names.iter().cloned());
-        for ((&p, &t), &timing) in predicted.iter().zip(truth).zip(timings) {
-            let p = rule.map_or(p, |r| r.apply(p, timing, rule_classes));
-            confusion.add(t, p)?;
-        }
-        Ok(ClassificationReport::from_confusion(&confusion).macro_avg.f1)
-    };
-    let without = macro_f1(None)?;
-    let mut best = RuleChoice {
-        rule: None,
-        macro_f1_without: without,
-        macro_f1_with: without,
-    };
-    for max_rr_prev in RR_PREV_GRID {
-        for max_irregularity in IRREGULARITY_GRID {
-            let rule = PrematureRule {
-                max_rr_prev,
-                max_irregularity,
-            };
-            let f1 = macro_f1(Some(&rule))?;
-            if f1 > best.macro_f1_with {
-                best.rule = Some(rule);
-                best.macro_f1_with = f1;
-            }
-        }
-    }
-    Ok(best)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,41 +139,5 @@ mod tests {
         let aami = ["N", "S", "V", "F", "Q"];
         assert_eq!(RuleClasses::of(&aami), Some(N_S_V));
         assert_eq!(RuleClasses::of(&["N", "V"]), None);
-    }
-
-    #[test]
-    fn choose_finds_thresholds_that_separate_early_s_beats_from_atrial_fibrillation() {
-        let classes: Vec<String> = ["N", "S", "V"].iter().map(|c| c.to_string()).collect();
-        // The network calls everything N except the V beats. S beats come at 0.72 of the
-        // mean in a regular rhythm; early N beats at 0.6 in an irregular one (AF); normal
-        // N beats on time.
-        let mut predicted = Vec::new();
-        let mut truth = Vec::new();
-        let mut timings = Vec::new();
-        let mut add = |p: usize, t: usize, timing: Option<BeatTiming>, n: usize| {
-            for _ in 0..n {
-                predicted.push(p);
-                truth.push(t);
-                timings.push(timing);
-            }
-        };
-        add(0, 0, timing(1.0, 0.01), 500);
-        add(0, 1, timing(0.72, 0.01), 40);
-        add(0, 0, timing(0.6, 0.25), 60);
-        add(2, 2, timing(0.6, 0.01), 30);
-        let choice = choose(&classes, N_S_V, &predicted, &truth, &timings).unwrap();
-        let rule = choice.rule.expect("a rule helps");
-        assert!(rule.max_rr_prev > 0.72 && rule.max_irregularity < 0.25, "{rule:?}");
-        assert!(
-            (choice.macro_f1_with - 1.0).abs() < 1e-9,
-            "every beat right: {choice:?}"
-        );
-        assert!(choice.macro_f1_without < choice.macro_f1_with);
-
-        // S beats on time cannot be found by their timing: no rule.
-        let timings: Vec<_> = truth.iter().map(|_| timing(1.0, 0.01)).collect();
-        let choice = choose(&classes, N_S_V, &predicted, &truth, &timings).unwrap();
-        assert_eq!(choice.rule, None);
-        assert_eq!(choice.macro_f1_with, choice.macro_f1_without);
     }
 }

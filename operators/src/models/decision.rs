@@ -1,0 +1,250 @@
+//! What a beat model decides after its network: per-class minimum probabilities and the
+//! premature-beat rule ([`super::premature`]), both chosen on the validation part when the
+//! model is trained and kept in its card ([`ModelCard::class_of`] applies them).
+//!
+//! The network's most probable class is not always the best call: class weights in the
+//! loss make rare classes cheap to call, so a class such as V may be called on beats the
+//! network is unsure of. A minimum probability trades a little of that class's sensitivity
+//! for its positive predictivity, and the validation part says whether the trade pays.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::premature::{PrematureRule, RuleClasses, IRREGULARITY_GRID, RR_PREV_GRID};
+use super::{BeatTiming, ModelCard};
+use crate::metrics::{ClassificationReport, ConfusionMatrix, MetricsError};
+
+/// Minimum probabilities tried for each class asked for.
+pub const MIN_PROBABILITY_GRID: [f64; 8] = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98];
+
+/// Labelled beats with the network's class probabilities: what the choice is made on.
+pub struct Scored<'a> {
+    pub probabilities: &'a [Vec<f32>],
+    pub truth: &'a [usize],
+    pub timings: &'a [Option<BeatTiming>],
+}
+
+impl Scored<'_> {
+    /// Macro F1 of the decisions of `card` on these beats, over the classes these beats
+    /// have (a class with no beats here has no F1 to speak of; the reports' macro average
+    /// would count it as 0 as soon as one beat is called that class, and punish a
+    /// threshold for where the beats it turns away happen to land).
+    pub fn macro_f1(&self, card: &ModelCard) -> Result<f64, MetricsError> {
+        let mut confusion = ConfusionMatrix::new(card.classes.iter().cloned());
+        for ((p, &truth), &timing) in self.probabilities.iter().zip(self.truth).zip(self.timings) {
+            confusion.add(truth, card.class_of(p, timing))?;
+        }
+        let report = ClassificationReport::from_confusion(&confusion);
+        let present: Vec<f64> = report
+            .per_class
+            .iter()
+            .filter(|c| c.support > 0)
+            .map(|c| c.f1)
+            .collect();
+        Ok(present.iter().sum::<f64>() / present.len().max(1) as f64)
+    }
+}
+
+/// What [`choose`] kept, and the macro F1 before and after.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DecisionChoice {
+    /// The part of the data it was chosen on (`"validation"`).
+    pub part: &'static str,
+    pub min_probability: BTreeMap<String, f64>,
+    pub premature_rule: Option<PrematureRule>,
+    /// Macro F1 over the classes the part has ([`Scored::macro_f1`]).
+    pub macro_f1_network_alone: f64,
+    pub macro_f1_with_decisions: f64,
+}
+
+/// Rounds of [`choose`]'s search at most.
+const MAX_ROUNDS: usize = 5;
+
+/// Chooses, on `scored` beats, a minimum probability for each class in `threshold_classes`
+/// (from none and [`MIN_PROBABILITY_GRID`]) and, when `premature_rule` and the classes have N
+/// and S, the premature-beat rule (none, or thresholds from its grids), for the best
+/// [`Scored::macro_f1`]. The search goes one setting at a time, the others held, and repeats
+/// until a round changes nothing (at most [`MAX_ROUNDS`]); a setting changes only where the
+/// macro F1 rises, so on a tie the earlier (starting with none) stays. `card` ends with what
+/// was chosen. Meant for a validation part, never for test data.
+pub fn choose(
+    card: &mut ModelCard,
+    threshold_classes: &[String],
+    premature_rule: bool,
+    scored: &Scored,
+) -> Result<DecisionChoice, MetricsError> {
+    card.min_probability.clear();
+    card.premature_rule = None;
+    let alone = scored.macro_f1(card)?;
+    let mut best = alone;
+    let rules: Vec<PrematureRule> = if premature_rule && RuleClasses::of(&card.classes).is_some() {
+        RR_PREV_GRID
+            .iter()
+            .flat_map(|&max_rr_prev| {
+                IRREGULARITY_GRID.iter().map(move |&max_irregularity| PrematureRule {
+                    max_rr_prev,
+                    max_irregularity,
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for _ in 0..MAX_ROUNDS {
+        let mut changed = false;
+        for class in threshold_classes {
+            for min in MIN_PROBABILITY_GRID {
+                let before = card.min_probability.insert(class.clone(), min);
+                let f1 = scored.macro_f1(card)?;
+                if f1 > best {
+                    best = f1;
+                    changed = true;
+                } else {
+                    restore(&mut card.min_probability, class, before);
+                }
+            }
+            // No minimum at all, against the one kept.
+            if let Some(kept) = card.min_probability.remove(class) {
+                let f1 = scored.macro_f1(card)?;
+                if f1 > best {
+                    best = f1;
+                    changed = true;
+                } else {
+                    card.min_probability.insert(class.clone(), kept);
+                }
+            }
+        }
+        for rule in rules.iter().copied().map(Some).chain([None]) {
+            let before = std::mem::replace(&mut card.premature_rule, rule);
+            let f1 = scored.macro_f1(card)?;
+            if f1 > best {
+                best = f1;
+                changed = true;
+            } else {
+                card.premature_rule = before;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    Ok(DecisionChoice {
+        part: "validation",
+        min_probability: card.min_probability.clone(),
+        premature_rule: card.premature_rule,
+        macro_f1_network_alone: alone,
+        macro_f1_with_decisions: best,
+    })
+}
+
+/// Puts back a class's minimum probability as it was before an insert.
+fn restore(map: &mut BTreeMap<String, f64>, class: &str, before: Option<f64>) {
+    match before {
+        Some(min) => map.insert(class.to_owned(), min),
+        None => map.remove(class),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{test_card, Architecture, ResEcaNetConfig};
+
+    fn card() -> ModelCard {
+        let mut card = test_card(Architecture::Resecanet(ResEcaNetConfig::study(3)));
+        card.classes = vec!["N".into(), "S".into(), "V".into()];
+        card
+    }
+
+    fn timing(rr_prev: f64, irregularity: f64) -> Option<BeatTiming> {
+        Some(BeatTiming { rr_prev, irregularity })
+    }
+
+    /// `n` beats of class `truth` with these probabilities and this timing.
+    struct Beats {
+        probabilities: Vec<Vec<f32>>,
+        truth: Vec<usize>,
+        timings: Vec<Option<BeatTiming>>,
+    }
+
+    impl Beats {
+        fn new() -> Self {
+            Beats {
+                probabilities: Vec::new(),
+                truth: Vec::new(),
+                timings: Vec::new(),
+            }
+        }
+        fn add(&mut self, n: usize, truth: usize, p: [f32; 3], timing: Option<BeatTiming>) {
+            for _ in 0..n {
+                self.probabilities.push(p.to_vec());
+                self.truth.push(truth);
+                self.timings.push(timing);
+            }
+        }
+        fn scored(&self) -> Scored<'_> {
+            Scored {
+                probabilities: &self.probabilities,
+                truth: &self.truth,
+                timings: &self.timings,
+            }
+        }
+    }
+
+    #[test]
+    fn a_minimum_probability_stops_unsure_calls_of_a_class() {
+        let mut beats = Beats::new();
+        beats.add(500, 0, [0.9, 0.05, 0.05], timing(1.0, 0.01));
+        beats.add(50, 2, [0.02, 0.02, 0.96], timing(0.7, 0.01));
+        // Normal beats the network calls V, unsure.
+        beats.add(40, 0, [0.35, 0.0, 0.65], timing(1.0, 0.01));
+        let mut card = card();
+        let choice = choose(&mut card, &["V".to_owned()], false, &beats.scored()).unwrap();
+        let min = card.min_probability["V"];
+        assert!(min > 0.65 && min <= 0.96, "{choice:?}");
+        assert!((choice.macro_f1_with_decisions - 1.0).abs() < 1e-9, "{choice:?}");
+        assert!(choice.macro_f1_network_alone < 1.0);
+        assert_eq!(
+            card.class_of(&[0.35, 0.0, 0.65], None),
+            0,
+            "the next most probable class"
+        );
+        assert_eq!(card.class_of(&[0.02, 0.02, 0.96], None), 2);
+    }
+
+    #[test]
+    fn the_premature_rule_separates_early_s_beats_from_atrial_fibrillation() {
+        let mut beats = Beats::new();
+        // The network calls every non-V beat N. S beats come at 0.72 of the mean in a
+        // regular rhythm; early N beats at 0.6 in an irregular one (AF).
+        beats.add(500, 0, [0.9, 0.05, 0.05], timing(1.0, 0.01));
+        beats.add(40, 1, [0.9, 0.05, 0.05], timing(0.72, 0.01));
+        beats.add(60, 0, [0.9, 0.05, 0.05], timing(0.6, 0.25));
+        beats.add(30, 2, [0.05, 0.05, 0.9], timing(0.6, 0.01));
+        let mut card = card();
+        let choice = choose(&mut card, &[], true, &beats.scored()).unwrap();
+        let rule = card.premature_rule.expect("a rule helps");
+        assert!(rule.max_rr_prev > 0.72 && rule.max_irregularity < 0.25, "{rule:?}");
+        assert!((choice.macro_f1_with_decisions - 1.0).abs() < 1e-9, "{choice:?}");
+        assert_eq!(choice.premature_rule, Some(rule));
+    }
+
+    #[test]
+    fn nothing_is_kept_where_nothing_helps() {
+        let mut beats = Beats::new();
+        beats.add(500, 0, [0.9, 0.05, 0.05], timing(1.0, 0.01));
+        // S beats on time cannot be found by their timing; every V call is sure.
+        beats.add(40, 1, [0.9, 0.05, 0.05], timing(1.0, 0.01));
+        beats.add(30, 2, [0.01, 0.0, 0.99], timing(0.6, 0.01));
+        let mut card = card();
+        card.premature_rule = Some(PrematureRule {
+            max_rr_prev: 0.8,
+            max_irregularity: 0.1,
+        });
+        let choice = choose(&mut card, &["V".to_owned()], true, &beats.scored()).unwrap();
+        assert_eq!(card.premature_rule, None, "an earlier rule does not survive");
+        assert!(card.min_probability.is_empty());
+        assert_eq!(choice.macro_f1_with_decisions, choice.macro_f1_network_alone);
+    }
+}
