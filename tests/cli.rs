@@ -381,7 +381,7 @@ fn parquet_opens_in_pyarrow() {
     let script = r#"
 import sys, pyarrow.parquet as pq
 t = pq.read_table(sys.argv[1])
-assert t.column_names == ["record", "patient", "lead", "sample", "symbol", "aami", "label", "rr_prev", "rr_next", "rr_local", "rr_mean", "window", "template"], t.column_names
+assert t.column_names == ["record", "patient", "lead", "sample", "symbol", "aami", "label", "rr_prev", "rr_next", "rr_local", "rr_mean", "rr_irregularity", "window", "template"], t.column_names
 assert t.schema.field("window").type.list_size == 259
 assert t.schema.metadata[b"ecgflow.fs"] == b"360", t.schema.metadata
 assert set(t.column("record").to_pylist()) == {"syn000", "syn001", "syn002", "syn003"}
