@@ -76,6 +76,9 @@ pub fn beats(args: &BeatsArgs) -> anyhow::Result<ClassificationReport> {
     });
     write_classification(&report, context, &args.json, args.plots.as_deref(), &title(&args.model))?;
     print_report(&report, data.labels.len(), data.skipped);
+    if let Some(decisions) = ecgflow_operators::models::decision::describe(&model.card) {
+        println!("after the network (from the model card): {decisions}");
+    }
     Ok(report)
 }
 

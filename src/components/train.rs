@@ -317,28 +317,15 @@ fn check_train(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
     problems
 }
 
-/// One line on what [`decision::choose`] kept.
-fn describe_decisions(choice: &DecisionChoice) -> String {
-    let mut kept: Vec<String> = choice
-        .min_probability
-        .iter()
-        .map(|(class, min)| format!("{class} only at probability ≥ {min:.2}"))
-        .collect();
-    if let Some(rule) = choice.premature_rule {
-        kept.push(format!(
-            "the premature-beat rule (previous RR < {:.2} × the long mean, irregularity < {:.2} ×)",
-            rule.max_rr_prev, rule.max_irregularity
-        ));
+/// One line on what [`decision::choose`] kept in `card`.
+fn describe_decisions(card: &ModelCard, choice: &DecisionChoice) -> String {
+    match decision::describe(card) {
+        None => "nothing after the network helps".to_owned(),
+        Some(kept) => format!(
+            "{kept} (macro F1 over the classes it has: {:.3}, and {:.3} without)",
+            choice.macro_f1_with_decisions, choice.macro_f1_network_alone
+        ),
     }
-    if kept.is_empty() {
-        return "nothing after the network helps".to_owned();
-    }
-    format!(
-        "{} (macro F1 over the classes it has: {:.3}, and {:.3} without)",
-        kept.join(", "),
-        choice.macro_f1_with_decisions,
-        choice.macro_f1_network_alone
-    )
 }
 
 /// The classes of a comma-separated list.
@@ -1130,7 +1117,7 @@ impl Run {
             model_path.with_extension("bpk").display()
         );
         if let Some(choice) = decisions {
-            line += &format!("; chosen on validation: {}", describe_decisions(&choice));
+            line += &format!("; chosen on validation: {}", describe_decisions(&card, &choice));
         }
         if !test_idx.is_empty() {
             self.write_test_beats(&test_idx)?;

@@ -138,6 +138,22 @@ pub fn choose(
     })
 }
 
+/// What `card` decides after its network, in words (`None` when it decides nothing).
+pub fn describe(card: &ModelCard) -> Option<String> {
+    let mut kept: Vec<String> = card
+        .min_probability
+        .iter()
+        .map(|(class, min)| format!("{class} only at probability ≥ {min:.2}"))
+        .collect();
+    if let Some(rule) = card.premature_rule {
+        kept.push(format!(
+            "the premature-beat rule (previous RR < {:.2} × the long mean, irregularity < {:.2} ×)",
+            rule.max_rr_prev, rule.max_irregularity
+        ));
+    }
+    (!kept.is_empty()).then(|| kept.join(", "))
+}
+
 /// Puts back a class's minimum probability as it was before an insert.
 fn restore(map: &mut BTreeMap<String, f64>, class: &str, before: Option<f64>) {
     match before {
@@ -211,6 +227,7 @@ mod tests {
             "the next most probable class"
         );
         assert_eq!(card.class_of(&[0.02, 0.02, 0.96], None), 2);
+        assert_eq!(describe(&card), Some(format!("V only at probability ≥ {min:.2}")));
     }
 
     #[test]
@@ -245,6 +262,7 @@ mod tests {
         let choice = choose(&mut card, &["V".to_owned()], true, &beats.scored()).unwrap();
         assert_eq!(card.premature_rule, None, "an earlier rule does not survive");
         assert!(card.min_probability.is_empty());
+        assert_eq!(describe(&card), None);
         assert_eq!(choice.macro_f1_with_decisions, choice.macro_f1_network_alone);
     }
 }
