@@ -65,8 +65,8 @@ pub fn labelled_beats<'a>(
     Ok(out)
 }
 
-/// The classification report of `model` on `data`, with its card's premature-beat rule if
-/// it has one.
+/// The classification report of `model` on `data`, with its card's decisions after the
+/// network (minimum probabilities, premature-beat rule) where it keeps any.
 pub fn classify(
     model: &TrainedModel,
     data: &LabelledBeats,
