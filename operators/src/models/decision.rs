@@ -94,36 +94,17 @@ pub fn choose(
     for _ in 0..MAX_ROUNDS {
         let mut changed = false;
         for class in threshold_classes {
-            for min in MIN_PROBABILITY_GRID {
-                let before = card.min_probability.insert(class.clone(), min);
-                let f1 = scored.macro_f1(card)?;
-                if f1 > best {
-                    best = f1;
-                    changed = true;
-                } else {
-                    restore(&mut card.min_probability, class, before);
-                }
-            }
-            // No minimum at all, against the one kept.
-            if let Some(kept) = card.min_probability.remove(class) {
-                let f1 = scored.macro_f1(card)?;
-                if f1 > best {
-                    best = f1;
-                    changed = true;
-                } else {
-                    card.min_probability.insert(class.clone(), kept);
-                }
+            for min in MIN_PROBABILITY_GRID.map(Some).into_iter().chain([None]) {
+                changed |= keep_if_better(card, scored, &mut best, min, |card, min| match min {
+                    Some(min) => card.min_probability.insert(class.clone(), min),
+                    None => card.min_probability.remove(class),
+                })?;
             }
         }
         for rule in rules.iter().copied().map(Some).chain([None]) {
-            let before = std::mem::replace(&mut card.premature_rule, rule);
-            let f1 = scored.macro_f1(card)?;
-            if f1 > best {
-                best = f1;
-                changed = true;
-            } else {
-                card.premature_rule = before;
-            }
+            changed |= keep_if_better(card, scored, &mut best, rule, |card, rule| {
+                std::mem::replace(&mut card.premature_rule, rule)
+            })?;
         }
         if !changed {
             break;
@@ -154,12 +135,24 @@ pub fn describe(card: &ModelCard) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join(", "))
 }
 
-/// Puts back a class's minimum probability as it was before an insert.
-fn restore(map: &mut BTreeMap<String, f64>, class: &str, before: Option<f64>) {
-    match before {
-        Some(min) => map.insert(class.to_owned(), min),
-        None => map.remove(class),
-    };
+/// Sets `value` in `card` with `set` (which returns the value it replaced) and keeps it when
+/// the macro F1 rises above `best`, which it then becomes; else puts the old value back.
+fn keep_if_better<T>(
+    card: &mut ModelCard,
+    scored: &Scored,
+    best: &mut f64,
+    value: T,
+    mut set: impl FnMut(&mut ModelCard, T) -> T,
+) -> Result<bool, MetricsError> {
+    let before = set(card, value);
+    let f1 = scored.macro_f1(card)?;
+    if f1 > *best {
+        *best = f1;
+        Ok(true)
+    } else {
+        set(card, before);
+        Ok(false)
+    }
 }
 
 #[cfg(test)]
