@@ -62,7 +62,7 @@ pub fn beats(args: &BeatsArgs) -> anyhow::Result<ClassificationReport> {
             args.data.display()
         );
     }
-    let report = classify(&model, &data, &model.card.classes)?;
+    let report = classify(&model, &data)?;
     let record_names: Vec<&str> = table.records.iter().map(|(r, _)| r.as_str()).collect();
     let context = json!({
         "model": model_context(&model, &args.model),

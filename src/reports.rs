@@ -7,8 +7,9 @@ use std::path::Path;
 use anyhow::Context;
 use ecgflow_datasets::mitdb::LabelMap;
 use ecgflow_operators::metrics::{
-    bootstrap_ci, roc_auc, roc_curve, ClassificationReport, ConfusionMatrix, MultiLabelReport, DEFAULT_THRESHOLD,
+    bootstrap_ci, roc_auc, roc_curve, ClassificationReport, MultiLabelReport, DEFAULT_THRESHOLD,
 };
+use ecgflow_operators::models::decision::Scored;
 use ecgflow_operators::models::resecanet::{beat_input, missing_template};
 use ecgflow_operators::models::{Architecture, BeatTiming, TrainedModel};
 use ecgflow_operators::plot::{confusion_chart, line_chart, roc_chart, Series};
@@ -28,6 +29,17 @@ pub struct LabelledBeats {
     pub timings: Vec<Option<BeatTiming>>,
     /// Beats whose symbol the label map does not know (or that have none): left out.
     pub skipped: usize,
+}
+
+impl LabelledBeats {
+    /// These beats with a network's `probabilities` for them (one row per beat).
+    pub fn scored<'a>(&'a self, probabilities: &'a [Vec<f32>]) -> Scored<'a> {
+        Scored {
+            probabilities,
+            truth: &self.labels,
+            timings: &self.timings,
+        }
+    }
 }
 
 /// The inputs and classes of `beats` for a model with `architecture`, classes from `map`.
@@ -67,17 +79,9 @@ pub fn labelled_beats<'a>(
 
 /// The classification report of `model` on `data`, with its card's decisions after the
 /// network (minimum probabilities, premature-beat rule) where it keeps any.
-pub fn classify(
-    model: &TrainedModel,
-    data: &LabelledBeats,
-    classes: &[String],
-) -> anyhow::Result<ClassificationReport> {
+pub fn classify(model: &TrainedModel, data: &LabelledBeats) -> anyhow::Result<ClassificationReport> {
     let probabilities = model.predict(&data.inputs, 256)?;
-    let mut confusion = ConfusionMatrix::new(classes.iter().cloned());
-    for ((p, &truth), &timing) in probabilities.iter().zip(&data.labels).zip(&data.timings) {
-        confusion.add(truth, model.card.class_of(p, timing))?;
-    }
-    Ok(ClassificationReport::from_confusion(&confusion))
+    Ok(data.scored(&probabilities).report(&model.card)?)
 }
 
 /// Writes `report` as JSON to `path` with `context` keys first (model, data, ...), and

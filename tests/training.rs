@@ -177,7 +177,20 @@ fn cross_validation_by_patient_reports_mean_and_std() {
         "{stderr}"
     );
 
+    // The pipeline chooses its decisions out of fold, which a K-fold run does not do.
     args.extend(["--set".to_owned(), "sinks.model.k_folds=3".to_owned()]);
+    let mut nested = args.clone();
+    nested[0] = "validate".to_owned();
+    let nested: Vec<&str> = nested.iter().map(String::as_str).collect();
+    let refused = ecgflow(&nested, &data);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("sinks.model.decision_folds: is for a single training run"),
+        "{stderr}"
+    );
+
+    args.extend(["--set".to_owned(), "sinks.model.decision_folds=0".to_owned()]);
     args.extend(["--set".to_owned(), "sinks.model.epochs=1".to_owned()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     assert!(ecgflow(&args, &data).status.success());
@@ -212,6 +225,54 @@ fn cross_validation_by_patient_reports_mean_and_std() {
     let nothing_kept = card["premature_rule"].is_null() && min_probability == serde_json::json!({});
     assert_eq!(nothing_kept, with == alone, "{card}");
     assert!(pooled > 0);
+}
+
+#[test]
+fn decisions_chosen_out_of_fold_score_every_training_beat_once() {
+    let Some(data) = data_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let beats = beats(&data, tmp.path());
+    let out = tmp.path().join("oof");
+    let mut args = vec!["train".to_owned(), "pipelines/train-resecanet.toml".to_owned()];
+    args.extend(tiny(&beats, &out));
+    for set in ["sinks.model.decision_folds=2", "sinks.model.epochs=1"] {
+        args.extend(["--set".to_owned(), set.to_owned()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = ecgflow(&args, &data);
+    assert!(run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("decision fold 2/2"));
+
+    // Two more trainings, each scoring the three patients it left out: every beat of the
+    // run (no test part here) is scored once, and the decisions are chosen on those scores.
+    let card = json(&out.join("resecanet-ds1.json"));
+    let counts = &card["training"]["class_counts"];
+    let total = |part: &str| -> u64 {
+        counts[part]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .sum()
+    };
+    let report = json(&out.join("out-of-fold-report.json"));
+    assert_eq!(report["data"]["part"], "out-of-fold");
+    assert_eq!(
+        report["data"]["beats"].as_u64().unwrap(),
+        total("train") + total("validation")
+    );
+    let support: u64 = report["per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["support"].as_u64().unwrap())
+        .sum();
+    assert_eq!(support, report["data"]["beats"].as_u64().unwrap());
+    assert!(out.join("out-of-fold-plots/confusion.png").is_file());
+    let choice = &card["training"]["decisions"];
+    assert_eq!(choice["part"], "out-of-fold");
+    assert_eq!(&report["decisions"], choice);
+    assert!(choice["macro_f1_with_decisions"].as_f64().unwrap() >= choice["macro_f1_network_alone"].as_f64().unwrap());
 }
 
 #[test]

@@ -16,7 +16,7 @@ use ecgflow_datasets::ptbxl::SUPERCLASSES;
 use ecgflow_operators::augment::{Augmentation, Fill};
 use ecgflow_operators::metrics::{best_f1_thresholds, ClassificationReport, CrossValidationSummary};
 use ecgflow_operators::models::cwt_layer::CwtFrontEnd;
-use ecgflow_operators::models::decision::{self, DecisionChoice, Scored};
+use ecgflow_operators::models::decision::{self, DecisionChoice};
 use ecgflow_operators::models::resecanet::{beat_input as beat_input_values, missing_template, RrReference};
 use ecgflow_operators::models::{
     predict_with, save_model, Architecture, BeatInput, BeatTiming, ModelCard, ModelInput, Network,
@@ -124,6 +124,16 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
             "beats: classes (comma-separated, e.g. \"V\") each given a minimum probability chosen on the validation \
              part after training (best macro F1; none when it does not help), kept in the model card: such a class \
              is called only at or above it, else the next most probable class is",
+        ),
+        F::int(
+            "decision_folds",
+            0,
+            100,
+            D::Int(0),
+            "beats, with premature_rule or min_probability: choose them on out-of-fold predictions of K folds of \
+             the training data (split as group_by says) instead of the validation part: K more trainings, each \
+             scoring the fold it left out, so the choice sees every training patient as a new one (0: on the \
+             validation part); the pooled scores are written as PATH/out-of-fold-report.json",
         ),
         F::string(
             "dense",
@@ -308,6 +318,20 @@ fn check_train(p: &Params, _: &Upstream) -> Vec<FieldProblem> {
             }
         }
     }
+    if p.usize("decision_folds") >= 2 {
+        if !p.bool("premature_rule") && p.opt_str("min_probability").is_none() {
+            problems.push((
+                "decision_folds".to_owned(),
+                "chooses premature_rule and min_probability, and neither is asked for".to_owned(),
+            ));
+        }
+        if p.usize("k_folds") >= 2 {
+            problems.push((
+                "decision_folds".to_owned(),
+                "is for a single training run; with k_folds each fold chooses on its own validation part".to_owned(),
+            ));
+        }
+    }
     if p.opt_str("validation_folds").is_none() && p.usize("k_folds") < 2 && p.f64("validation_fraction") <= 0.0 {
         problems.push((
             "validation_fraction".to_owned(),
@@ -416,8 +440,10 @@ struct TrainSink {
     template: bool,
     /// Choose a premature-beat rule on the validation part.
     premature_rule: bool,
-    /// Classes whose minimum probability is chosen on the validation part.
+    /// Classes whose minimum probability is chosen after training.
     min_probability: Vec<String>,
+    /// Folds whose out-of-fold predictions the decisions are chosen on (< 2: the validation part).
+    decision_folds: usize,
     dense: Vec<usize>,
     samples: usize,
     image_size: usize,
@@ -556,6 +582,7 @@ impl TrainSink {
             template: p.bool("template"),
             premature_rule: p.bool("premature_rule"),
             min_probability: p.opt_str("min_probability").map_or_else(Vec::new, class_list),
+            decision_folds: p.usize("decision_folds"),
             dense: parse_widths("dense", p.str("dense"))?,
             samples: p.usize("samples"),
             image_size,
@@ -832,10 +859,15 @@ impl Run {
         if sink.kind == ModelKind::Vgg16Cwt {
             bail!("model = \"vgg16_cwt\" takes beats, not whole records (use resdscnet or resecanet)");
         }
-        if sink.balance != Balance::None || sink.k_folds >= 2 || sink.premature_rule || !sink.min_probability.is_empty()
+        if sink.balance != Balance::None
+            || sink.k_folds >= 2
+            || sink.premature_rule
+            || !sink.min_probability.is_empty()
+            || sink.decision_folds >= 2
         {
             bail!(
-                "balance, k_folds, premature_rule and min_probability are for beat classifiers; records train multi-label"
+                "balance, k_folds, premature_rule, min_probability and decision_folds are for beat classifiers; \
+                 records train multi-label"
             );
         }
         // Sorted, so that the run does not depend on which worker delivered a record first.
@@ -1085,21 +1117,19 @@ impl Run {
         if self.data.is_multi_label() {
             return self.report_multi_label(&outcome, &mut card, &model_path, &rest, &test_idx);
         }
+        let decisions = self.choose_decisions(&outcome.best, &rest, &mut card)?;
         // The validation part (chosen before SMOTE, real class balance).
         let (_, valid_idx) = self.validation_split(&rest);
         let valid = self.labelled(&valid_idx);
-        let decisions = self.choose_decisions(&outcome.best, &valid, &mut card)?;
         save_model(&outcome.best, &card, &model_path)?;
         let model = TrainedModel::open(&model_path)?;
-
-        let classes = self.classes();
         let context = |part: &str, beats: usize| {
             json!({
                 "model": crate::reports::model_context(&model, &model_path),
                 "data": {"part": part, "beats": beats, "records": self.records()},
             })
         };
-        let report = classify(&model, &valid, &classes)?;
+        let report = classify(&model, &valid)?;
         write_classification(
             &report,
             context("validation", valid_idx.len()),
@@ -1117,12 +1147,16 @@ impl Run {
             model_path.with_extension("bpk").display()
         );
         if let Some(choice) = decisions {
-            line += &format!("; chosen on validation: {}", describe_decisions(&card, &choice));
+            line += &format!(
+                "; chosen on the {} part: {}",
+                choice.part,
+                describe_decisions(&card, &choice)
+            );
         }
         if !test_idx.is_empty() {
             self.write_test_beats(&test_idx)?;
             let test = self.labelled(&test_idx);
-            let report = classify(&model, &test, &classes)?;
+            let report = classify(&model, &test)?;
             let plots = sink.dir.join("test-plots");
             write_classification(
                 &report,
@@ -1213,32 +1247,93 @@ impl Run {
     }
 
     /// With `min_probability` or `premature_rule`: what follows `network` in `card`, chosen
-    /// for the best macro F1 on the validation part `valid` ([`decision::choose`]), and what
-    /// it did there (also kept in the card).
+    /// for the best macro F1 ([`decision::choose`]) on the validation part of `rest`, or with
+    /// `decision_folds` on out-of-fold predictions of all of `rest` ([`Self::out_of_fold`],
+    /// whose scores with the decisions go to PATH/out-of-fold-report.json); kept in the card.
     fn choose_decisions(
         &self,
         network: &Network,
-        valid: &LabelledBeats,
+        rest: &[usize],
         card: &mut ModelCard,
     ) -> anyhow::Result<Option<DecisionChoice>> {
-        if !self.sink.premature_rule && self.sink.min_probability.is_empty() {
+        let sink = &self.sink;
+        if !sink.premature_rule && sink.min_probability.is_empty() {
             return Ok(None);
         }
-        let probabilities = predict_with(
+        let (part, scored, probabilities) = if sink.decision_folds >= 2 {
+            let (scored, probabilities) = self.out_of_fold(rest)?;
+            ("out-of-fold", scored, probabilities)
+        } else {
+            let (_, valid_idx) = self.validation_split(rest);
+            let probabilities = self.probabilities(network, &valid_idx)?;
+            ("validation", valid_idx, probabilities)
+        };
+        let beats = self.labelled(&scored);
+        let choice = decision::choose(
+            part,
+            card,
+            &sink.min_probability,
+            sink.premature_rule,
+            &beats.scored(&probabilities),
+        )?;
+        card.training["decisions"] = json!(choice);
+        if sink.decision_folds >= 2 {
+            let report = beats.scored(&probabilities).report(card)?;
+            write_classification(
+                &report,
+                json!({"data": {"part": part, "folds": sink.decision_folds, "beats": scored.len(), "records": self.records()},
+                       "decisions": choice}),
+                &sink.dir.join("out-of-fold-report.json"),
+                Some(&sink.dir.join("out-of-fold-plots")),
+                &format!("{}: out-of-fold", sink.name),
+            )?;
+            eprintln!(
+                "{}: out-of-fold ({} beats, {} folds), with the decisions chosen there: accuracy {:.2} %, macro F1 {:.3}",
+                sink.name,
+                scored.len(),
+                sink.decision_folds,
+                report.accuracy * 100.0,
+                report.macro_avg.f1
+            );
+        }
+        Ok(Some(choice))
+    }
+
+    /// Out-of-fold probabilities of `indices`: `decision_folds` trainings, each on all folds
+    /// (split as `group_by` says) but one, scoring the one it left out, so that every beat is
+    /// scored by a network that never saw it (by patient: nor its patient). Returns the beats
+    /// in the order scored and their probabilities.
+    fn out_of_fold(&self, indices: &[usize]) -> anyhow::Result<(Vec<usize>, Vec<Vec<f32>>)> {
+        let sink = &self.sink;
+        let folds = k_folds(
+            indices,
+            &self.data.groups,
+            sink.decision_folds,
+            sink.by,
+            sink.settings.seed ^ 0xF01D,
+        );
+        let (mut scored, mut probabilities) = (Vec::new(), Vec::new());
+        for (k, left_out) in folds.iter().enumerate().filter(|(_, fold)| !fold.is_empty()) {
+            let held: HashSet<usize> = left_out.iter().copied().collect();
+            let rest: Vec<usize> = indices.iter().copied().filter(|i| !held.contains(i)).collect();
+            let title = format!("{} decision fold {}/{}", sink.name, k + 1, folds.len());
+            let checkpoint = sink.dir.join(format!("decision-fold-{}", k + 1)).join("checkpoint");
+            let (outcome, _, _) = self.fit_on(&rest, &checkpoint, &title)?;
+            probabilities.extend(self.probabilities(&outcome.best, left_out)?);
+            scored.extend_from_slice(left_out);
+        }
+        Ok((scored, probabilities))
+    }
+
+    /// The class probabilities `network` gives the examples `indices`.
+    fn probabilities(&self, network: &Network, indices: &[usize]) -> anyhow::Result<Vec<Vec<f32>>> {
+        Ok(predict_with(
             network,
             self.architecture.input_len(),
             Activation::Softmax,
-            &valid.inputs,
+            &self.data.subset(indices).inputs,
             256,
-        )?;
-        let scored = Scored {
-            probabilities: &probabilities,
-            truth: &valid.labels,
-            timings: &valid.timings,
-        };
-        let choice = decision::choose(card, &self.sink.min_probability, self.sink.premature_rule, &scored)?;
-        card.training["decisions"] = json!(choice);
-        Ok(Some(choice))
+        )?)
     }
 
     fn labelled(&self, indices: &[usize]) -> LabelledBeats {
@@ -1269,7 +1364,6 @@ impl Run {
         let sink = &self.sink;
         let all: Vec<usize> = (0..self.data.len()).collect();
         let folds = k_folds(&all, &self.data.groups, sink.k_folds, sink.by, sink.settings.seed);
-        let classes = self.classes();
         let mut reports: Vec<ClassificationReport> = Vec::new();
         let mut histories: Vec<Vec<EpochRecord>> = Vec::new();
         for (k, test_idx) in folds.iter().enumerate() {
@@ -1279,13 +1373,12 @@ impl Run {
             let title = format!("{} fold {}/{}", sink.name, k + 1, folds.len());
             let (outcome, _, _) = self.fit_on(&rest, &dir.join("checkpoint"), &title)?;
             let mut card = self.card(self.settings_json());
-            let (_, valid_idx) = self.validation_split(&rest);
-            self.choose_decisions(&outcome.best, &self.labelled(&valid_idx), &mut card)?;
+            self.choose_decisions(&outcome.best, &rest, &mut card)?;
             let model_path = dir.join(&sink.name);
             save_model(&outcome.best, &card, &model_path)?;
             write_history(&dir, &outcome.history, &title)?;
             let model = TrainedModel::open(&model_path)?;
-            let report = classify(&model, &self.labelled(test_idx), &classes)?;
+            let report = classify(&model, &self.labelled(test_idx))?;
             write_classification(
                 &report,
                 json!({"fold": k + 1, "test_beats": test_idx.len()}),

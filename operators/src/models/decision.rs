@@ -26,16 +26,21 @@ pub struct Scored<'a> {
 }
 
 impl Scored<'_> {
+    /// The classification report of the decisions of `card` on these beats.
+    pub fn report(&self, card: &ModelCard) -> Result<ClassificationReport, MetricsError> {
+        let mut confusion = ConfusionMatrix::new(card.classes.iter().cloned());
+        for ((p, &truth), &timing) in self.probabilities.iter().zip(self.truth).zip(self.timings) {
+            confusion.add(truth, card.class_of(p, timing))?;
+        }
+        Ok(ClassificationReport::from_confusion(&confusion))
+    }
+
     /// Macro F1 of the decisions of `card` on these beats, over the classes these beats
     /// have (a class with no beats here has no F1 to speak of; the reports' macro average
     /// would count it as 0 as soon as one beat is called that class, and punish a
     /// threshold for where the beats it turns away happen to land).
     pub fn macro_f1(&self, card: &ModelCard) -> Result<f64, MetricsError> {
-        let mut confusion = ConfusionMatrix::new(card.classes.iter().cloned());
-        for ((p, &truth), &timing) in self.probabilities.iter().zip(self.truth).zip(self.timings) {
-            confusion.add(truth, card.class_of(p, timing))?;
-        }
-        let report = ClassificationReport::from_confusion(&confusion);
+        let report = self.report(card)?;
         let present: Vec<f64> = report
             .per_class
             .iter()
@@ -49,7 +54,8 @@ impl Scored<'_> {
 /// What [`choose`] kept, and the macro F1 before and after.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DecisionChoice {
-    /// The part of the data it was chosen on (`"validation"`).
+    /// The part of the data it was chosen on (`"validation"`, or `"out-of-fold"`: each
+    /// beat scored by a network that did not train on its patient).
     pub part: &'static str,
     pub min_probability: BTreeMap<String, f64>,
     pub premature_rule: Option<PrematureRule>,
@@ -67,8 +73,9 @@ const MAX_ROUNDS: usize = 5;
 /// [`Scored::macro_f1`]. The search goes one setting at a time, the others held, and repeats
 /// until a round changes nothing (at most [`MAX_ROUNDS`]); a setting changes only where the
 /// macro F1 rises, so on a tie the earlier (starting with none) stays. `card` ends with what
-/// was chosen. Meant for a validation part, never for test data.
+/// was chosen. Meant for a validation part (`part` names it), never for test data.
 pub fn choose(
+    part: &'static str,
     card: &mut ModelCard,
     threshold_classes: &[String],
     premature_rule: bool,
@@ -111,7 +118,7 @@ pub fn choose(
         }
     }
     Ok(DecisionChoice {
-        part: "validation",
+        part,
         min_probability: card.min_probability.clone(),
         premature_rule: card.premature_rule,
         macro_f1_network_alone: alone,
@@ -209,7 +216,7 @@ mod tests {
         // Normal beats the network calls V, unsure.
         beats.add(40, 0, [0.35, 0.0, 0.65], timing(1.0, 0.01));
         let mut card = card();
-        let choice = choose(&mut card, &["V".to_owned()], false, &beats.scored()).unwrap();
+        let choice = choose("validation", &mut card, &["V".to_owned()], false, &beats.scored()).unwrap();
         let min = card.min_probability["V"];
         assert!(min > 0.65 && min <= 0.96, "{choice:?}");
         assert!((choice.macro_f1_with_decisions - 1.0).abs() < 1e-9, "{choice:?}");
@@ -233,7 +240,7 @@ mod tests {
         beats.add(60, 0, [0.9, 0.05, 0.05], timing(0.6, 0.25));
         beats.add(30, 2, [0.05, 0.05, 0.9], timing(0.6, 0.01));
         let mut card = card();
-        let choice = choose(&mut card, &[], true, &beats.scored()).unwrap();
+        let choice = choose("validation", &mut card, &[], true, &beats.scored()).unwrap();
         let rule = card.premature_rule.expect("a rule helps");
         assert!(rule.max_rr_prev > 0.72 && rule.max_irregularity < 0.25, "{rule:?}");
         assert!((choice.macro_f1_with_decisions - 1.0).abs() < 1e-9, "{choice:?}");
@@ -252,7 +259,7 @@ mod tests {
             max_rr_prev: 0.8,
             max_irregularity: 0.1,
         });
-        let choice = choose(&mut card, &["V".to_owned()], true, &beats.scored()).unwrap();
+        let choice = choose("validation", &mut card, &["V".to_owned()], true, &beats.scored()).unwrap();
         assert_eq!(card.premature_rule, None, "an earlier rule does not survive");
         assert!(card.min_probability.is_empty());
         assert_eq!(describe(&card), None);

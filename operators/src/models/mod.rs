@@ -244,6 +244,29 @@ impl ModelCard {
         }
     }
 
+    /// What is wrong with the card's decisions after the network, if anything: a minimum
+    /// probability for a class the card lacks or outside (0, 1], or a premature-beat rule
+    /// without the classes N and S (it would be ignored). Hand-edited cards can be like that.
+    pub fn decision_problem(&self) -> Option<String> {
+        if let Some((class, min)) = self
+            .min_probability
+            .iter()
+            .find(|(class, &min)| !(self.classes.contains(class) && min > 0.0 && min <= 1.0))
+        {
+            return Some(format!(
+                "min_probability {min} for class {class:?}: needs one of the classes {:?} and a value in (0, 1]",
+                self.classes
+            ));
+        }
+        if self.premature_rule.is_some() && RuleClasses::of(&self.classes).is_none() {
+            return Some(format!(
+                "premature_rule needs classes N and S; the card has {:?}",
+                self.classes
+            ));
+        }
+        None
+    }
+
     /// The beat window a beat classifier takes; an error naming the model when it takes
     /// whole records instead.
     pub fn beat_input(&self) -> Result<&BeatInput, ModelError> {
@@ -336,6 +359,12 @@ impl TrainedModel {
             path: card_path.clone(),
             message,
         })?;
+        if let Some(message) = card.decision_problem() {
+            return Err(ModelError::Invalid {
+                path: card_path,
+                message,
+            });
+        }
         if card.classes.len() != card.architecture.classes() {
             return Err(ModelError::Invalid {
                 path: card_path,
@@ -586,9 +615,27 @@ mod tests {
         assert_eq!(card.class_of(&[0.1, 0.1, 0.8], early), 2);
         let json = serde_json::to_string(&card).unwrap();
         assert_eq!(serde_json::from_str::<ModelCard>(&json).unwrap(), card);
-        // Without N and S among its classes, the rule has nothing to turn into what.
+        assert_eq!(card.decision_problem(), None);
+        // Without N and S among its classes, the rule has nothing to turn into what, and a
+        // card like that is refused when a model is loaded.
         card.classes = vec!["a".into(), "b".into(), "c".into()];
         assert_eq!(card.class_of(&normal, early), 0);
+        let problem = card.decision_problem().unwrap();
+        assert!(problem.contains("premature_rule needs classes N and S"), "{problem}");
+    }
+
+    #[test]
+    fn a_minimum_probability_needs_a_class_of_the_card_and_a_probability() {
+        let mut card = test_card(Architecture::Resecanet(ResEcaNetConfig::study(3)));
+        card.min_probability.insert("c1".into(), 0.9);
+        assert_eq!(card.decision_problem(), None);
+        card.min_probability.insert("V".into(), 0.9);
+        let problem = card.decision_problem().unwrap();
+        assert!(problem.contains("class \"V\""), "{problem}");
+        card.min_probability.remove("V");
+        card.min_probability.insert("c2".into(), 1.5);
+        let problem = card.decision_problem().unwrap();
+        assert!(problem.contains("1.5") && problem.contains("(0, 1]"), "{problem}");
     }
 
     #[test]

@@ -221,7 +221,10 @@ impl OnnxClassifier {
                 card.architecture.classes()
             )));
         }
-        Ok(())
+        match card.decision_problem() {
+            Some(message) => Err(mismatch(message)),
+            None => Ok(()),
+        }
     }
 
     /// Class probabilities (softmax of the logits, or sigmoid: see [`Self::with_output`]) for `inputs` (`n × input_len` values: each
