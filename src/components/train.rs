@@ -114,15 +114,15 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
             "premature_rule",
             false,
             "beats with classes N and S (aami): after training, choose the premature-beat rule's two thresholds \
-             on the validation part (best macro F1; none when no rule helps) and keep the rule in the model card: \
+             on the validation part, or out of fold with decision_folds (best macro F1; none when no rule helps) and keep the rule in the model card: \
              a beat the network calls N becomes S when its previous RR is below the first share of the stream's \
              long mean and its rhythm's irregularity (the `rr_irregularity` column) below the second",
         ),
         F::string(
             "min_probability",
             D::Absent,
-            "beats: classes (comma-separated, e.g. \"V\") each given a minimum probability chosen on the validation \
-             part after training (best macro F1; none when it does not help), kept in the model card: such a class \
+            "beats: classes (comma-separated, e.g. \"V\") each given a minimum probability chosen after training on \
+             the validation part, or out of fold with decision_folds (best macro F1; none when it does not help), kept in the model card: such a class \
              is called only at or above it, else the next most probable class is",
         ),
         F::int(
@@ -438,7 +438,7 @@ struct TrainSink {
     rr_features: Option<RrReference>,
     /// Feed a beat model the beat's template too.
     template: bool,
-    /// Choose a premature-beat rule on the validation part.
+    /// Choose a premature-beat rule after training.
     premature_rule: bool,
     /// Classes whose minimum probability is chosen after training.
     min_probability: Vec<String>,
