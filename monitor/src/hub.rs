@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use ecgflow_operators::explain::Explanation;
-use ecgflow_operators::{Beat, Chunk, Event, EventPhase};
+use ecgflow_operators::{Beat, Chunk, DecidedBy, Event, EventPhase};
 use serde::Serialize;
 
 /// Seconds of waveform kept per stream unless a sink asks for another window.
@@ -77,8 +77,12 @@ pub struct BeatMark {
     pub sample: u64,
     /// The predicted class, when a model classified the beat.
     pub class: Option<String>,
-    /// Probability of the predicted class.
+    /// Probability of the predicted class, when the network's most probable class is the
+    /// verdict (a decision after the network may call a less probable class).
     pub probability: Option<f32>,
+    /// What made `class` the verdict: how a person would say it ("by the network", "by the
+    /// premature-beat rule (...)", ...).
+    pub decided_by: Option<&'static str>,
     /// The reference annotation (e.g. MIT-BIH's symbol), when the stream carries one.
     pub symbol: Option<String>,
 }
@@ -109,7 +113,10 @@ pub struct ExplanationInfo {
     pub sample: u64,
     pub method: String,
     pub class: String,
+    /// The network's probability of `class`.
     pub probability: f32,
+    /// What made `class` the verdict (see [`BeatMark::decided_by`]), when known.
+    pub decided_by: Option<&'static str>,
     pub symbol: Option<String>,
 }
 
@@ -284,12 +291,17 @@ impl StreamState {
         }
         self.add_peak(beat.sample);
         let class = beat.prediction.as_ref().map(|p| truncate(&p.class));
-        let probability = beat.prediction.as_ref().and_then(|p| {
-            p.probabilities
-                .iter()
-                .copied()
-                .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
-        });
+        let decided_by = beat.prediction.as_ref().map(|p| p.decided_by.describe());
+        let probability = beat
+            .prediction
+            .as_ref()
+            .filter(|p| p.decided_by == DecidedBy::Network)
+            .and_then(|p| {
+                p.probabilities
+                    .iter()
+                    .copied()
+                    .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
+            });
         // Marks are kept in R-peak order. The same beat may arrive more than once (segmented,
         // classified, explained: by different edges, in any order): the first mark is
         // completed instead, with a new `seq` so that pages get it again.
@@ -300,6 +312,7 @@ impl StreamState {
                 mark.seq = self.beat_seq;
                 mark.class = class.clone();
                 mark.probability = probability;
+                mark.decided_by = decided_by;
                 self.count_class(class);
             }
             return;
@@ -315,6 +328,7 @@ impl StreamState {
             sample: beat.sample,
             class,
             probability,
+            decided_by,
             symbol: beat.symbol.as_deref().map(truncate),
         };
         self.beats.insert(at, mark);
@@ -702,6 +716,7 @@ impl Hub {
                 method: truncate(&explanation.attribution.method),
                 class: truncate(&explanation.class_name),
                 probability: explanation.attribution.probability,
+                decided_by: e.prediction.as_ref().map(|p| p.decided_by.describe()),
                 symbol: e.symbol.as_deref().map(truncate),
             };
             s.explanation = Some((info, Arc::new(explanation.clone())));
@@ -1091,7 +1106,21 @@ pub(crate) mod tests {
         assert_eq!(s.beats, 1);
         assert_eq!(s.last_beats[0].class.as_deref(), Some("V"));
         assert_eq!(s.last_beats[0].probability, Some(0.9));
+        assert_eq!(s.last_beats[0].decided_by, Some("by the network"));
         assert_eq!(s.classes["V"], 1);
+    }
+
+    #[test]
+    fn a_class_a_decision_called_shows_no_network_probability() {
+        // The network's 0.9 is for N; the premature-beat rule called S.
+        let hub = Hub::new();
+        let mut early = beat("a", 1000, Some("S"));
+        early.prediction.as_mut().unwrap().decided_by = DecidedBy::PrematureRule;
+        hub.beat(&early);
+        let s = hub.detail("a").unwrap().summary;
+        assert_eq!(s.last_beats[0].class.as_deref(), Some("S"));
+        assert_eq!(s.last_beats[0].probability, None);
+        assert!(s.last_beats[0].decided_by.unwrap().contains("premature-beat rule"));
     }
 
     #[test]

@@ -446,6 +446,7 @@ mod tests {
                 class: class.into(),
                 probabilities: vec![p, (1.0 - p) / 2.0, (1.0 - p) / 2.0],
                 labels: Vec::new(),
+                decided_by: Default::default(),
             }),
             arrival: None,
         }

@@ -23,4 +23,4 @@ pub mod synthetic;
 pub mod train;
 pub mod types;
 
-pub use types::{Annotation, Beat, Chunk, Event, EventPhase, Prediction, Tensor};
+pub use types::{Annotation, Beat, Chunk, DecidedBy, Event, EventPhase, Prediction, Tensor};

@@ -136,6 +136,35 @@ pub struct Prediction {
     // Always written (bincode between processes needs every field).
     #[serde(default)]
     pub labels: Vec<String>,
+    /// What made `class` the verdict: the network (its most probable class) or one of the
+    /// card's decisions after it. When a decision did, `class` may have a low probability.
+    #[serde(default)]
+    pub decided_by: DecidedBy,
+}
+
+/// What made a prediction's class the verdict.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    /// The network's most probable class.
+    #[default]
+    Network,
+    /// The most probable class fell short of its minimum probability, so the next most
+    /// probable class that reaches its own was called.
+    MinProbability,
+    /// The premature-beat rule turned an N verdict into S.
+    PrematureRule,
+}
+
+impl DecidedBy {
+    /// How a person would say it, e.g. after "classified S".
+    pub fn describe(self) -> &'static str {
+        match self {
+            DecidedBy::Network => "by the network",
+            DecidedBy::MinProbability => "as the more probable class fell short of its minimum probability",
+            DecidedBy::PrematureRule => "by the premature-beat rule: an early beat in a regular rhythm",
+        }
+    }
 }
 
 /// A tensor or image made from a beat or a record (a CWT scalogram, a rendered 12-lead

@@ -14,6 +14,7 @@ use ecgflow_operators::models::resecanet::{beat_input, missing_template, BeatExt
 use ecgflow_operators::models::tract::OnnxClassifier;
 use ecgflow_operators::models::{model_paths, BeatTiming, ModelCard, RecordInput, TrainedModel};
 use ecgflow_operators::train::argmax;
+use ecgflow_operators::DecidedBy;
 use ecgflow_operators::{Beat, Prediction};
 
 use super::fields::{Default as D, FieldSpec as F};
@@ -29,7 +30,8 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
               them); the class follows the card's decisions where it keeps any (docs/reports.md, \"Decisions \
               after the network\": minimum probabilities per class, and the premature-beat rule that calls S a \
               beat the network calls N when it came early in a regular rhythm), the probabilities staying the \
-              network's. With `runtime = \"onnx\"` (the default) tract runs NAME.onnx (written by `ecgflow export`, \
+              network's; `decided_by` says what made the class the verdict (`network`, `min_probability` or \
+              `premature_rule`). With `runtime = \"onnx\"` (the default) tract runs NAME.onnx (written by `ecgflow export`, \
               or any ONNX classifier with one input [N, 1, L] f32 and one output of logits [N, classes]); \
               NAME.json beside it, the model card, gives the class names, the beat window and whether RR \
               features follow the window, and validation checks that the ONNX input length and output width \
@@ -218,9 +220,9 @@ impl Classifier {
                 .collect(),
             None => Vec::new(),
         };
-        let class = match &self.card {
-            Some(card) => card.class_of(&probabilities, timing),
-            None => argmax(&probabilities),
+        let (class, decided_by) = match &self.card {
+            Some(card) => card.decide(&probabilities, timing),
+            None => (argmax(&probabilities), DecidedBy::Network),
         };
         Prediction {
             model: self.name.clone(),
@@ -228,6 +230,7 @@ impl Classifier {
             class: self.classes[class].clone(),
             probabilities,
             labels,
+            decided_by,
         }
     }
 

@@ -56,7 +56,8 @@ pub static SPECS: &[ComponentSpec] = &[
         summary: "Writes one JSON object per line: `{\"kind\":\"start\",\"stream\",\"meta\"}` when a stream \
                   begins, `{\"kind\":\"chunk\",...}` for signal chunks (stream, start, fs, leads, len, rpeaks, \
                   annotations), `{\"kind\":\"beat\",...}` for beats (stream, sample, fs, leads, before, after, \
-                  symbol, rr_prev, rr_next, rr_local, rr_mean, rr_irregularity), `{\"kind\":\"tensor\",...}` for tensors (stream, \
+                  symbol, rr_prev, rr_next, rr_local, rr_mean, rr_irregularity, and once classified prediction: \
+                  model, version, class, probabilities, decided_by, and labels from multi-label models), `{\"kind\":\"tensor\",...}` for tensors (stream, \
                   sample, shape, symbol), `{\"kind\":\"explanation\",...}` for explained beats (the beat's \
                   keys, then method, explained_class, probability, base_value, fit_r2, attribution: one value \
                   per window sample, and segments for SHAP and LIME), `{\"kind\":\"event\",...}` for alarms and \
@@ -446,6 +447,7 @@ fn prediction_json(p: &Prediction) -> serde_json::Value {
         "version": p.version,
         "class": p.class,
         "probabilities": p.probabilities.iter().map(|&x| short_f64(x)).collect::<Vec<_>>(),
+        "decided_by": p.decided_by,
     });
     if !p.labels.is_empty() {
         v["labels"] = json!(p.labels);

@@ -200,7 +200,9 @@
     img.hidden = false;
     const fs = state.wave ? state.wave.fs : (state.snapshot && (state.snapshot.streams.find((s) => s.stream === state.current) || {}).fs);
     const at = fs ? ' at ' + (info.sample / fs).toFixed(1) + ' s' : '';
-    $('explanation-caption').textContent = info.method + ': the beat' + at + ' classified ' + info.class + ' (' +
+    // A decision after the network may call a class the network gives a low probability.
+    const decided = info.decided_by && info.decided_by !== 'by the network' ? info.decided_by + '; network probability ' : '';
+    $('explanation-caption').textContent = info.method + ': the beat' + at + ' classified ' + info.class + ' (' + decided +
       Math.round(info.probability * 100) + ' %)' + (info.symbol ? ', reference ' + info.symbol : '') +
       '; red pushed towards the class, blue away.';
   }
@@ -285,7 +287,8 @@
         const label = el('span', { class: 'beat-label' + (cls ? (CLASSES.includes(cls) ? ' cls-' + cls : '') : ' ref'), 'data-sample': beat.sample }, text);
         label.style.left = bx + 'px';
         const p = beat.probability != null ? ' ' + Math.round(beat.probability * 100) + ' %' : '';
-        label.title = (cls ? 'predicted ' + cls + p : 'not classified') + (beat.symbol ? ', reference ' + beat.symbol : '');
+        const by = beat.decided_by && beat.probability == null ? ' ' + beat.decided_by : '';
+        label.title = (cls ? 'predicted ' + cls + p + by : 'not classified') + (beat.symbol ? ', reference ' + beat.symbol : '');
         labels.push(label);
         beatsDrawn++;
       }

@@ -17,6 +17,7 @@ pub mod vgg16;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::types::DecidedBy;
 use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -227,6 +228,11 @@ impl ModelCard {
     /// probable that reaches its minimum probability, if the card sets one, then the card's
     /// premature-beat rule, if it has one.
     pub fn class_of(&self, probabilities: &[f32], timing: Option<BeatTiming>) -> usize {
+        self.decide(probabilities, timing).0
+    }
+
+    /// [`Self::class_of`], and what made that class the verdict.
+    pub fn decide(&self, probabilities: &[f32], timing: Option<BeatTiming>) -> (usize, DecidedBy) {
         let allowed = |class: usize| {
             let min = self.classes.get(class).and_then(|name| self.min_probability.get(name));
             min.is_none_or(|&min| f64::from(probabilities[class]) >= min)
@@ -237,11 +243,20 @@ impl ModelCard {
                 predicted = Some(class);
             }
         }
-        let predicted = predicted.unwrap_or_else(|| crate::train::argmax(probabilities));
-        match (&self.premature_rule, RuleClasses::of(&self.classes)) {
+        let most_probable = crate::train::argmax(probabilities);
+        let predicted = predicted.unwrap_or(most_probable);
+        let by_rule = match (&self.premature_rule, RuleClasses::of(&self.classes)) {
             (Some(rule), Some(classes)) => rule.apply(predicted, timing, classes),
             _ => predicted,
-        }
+        };
+        let decided_by = if by_rule != predicted {
+            DecidedBy::PrematureRule
+        } else if predicted != most_probable {
+            DecidedBy::MinProbability
+        } else {
+            DecidedBy::Network
+        };
+        (by_rule, decided_by)
     }
 
     /// What is wrong with the card's decisions after the network, if anything: a minimum
@@ -611,8 +626,12 @@ mod tests {
             max_rr_prev: 0.8,
             max_irregularity: 0.05,
         });
-        assert_eq!(card.class_of(&normal, early), 1);
-        assert_eq!(card.class_of(&[0.1, 0.1, 0.8], early), 2);
+        assert_eq!(card.decide(&normal, early), (1, DecidedBy::PrematureRule));
+        assert_eq!(card.decide(&[0.1, 0.1, 0.8], early), (2, DecidedBy::Network));
+        card.min_probability.insert("V".into(), 0.9);
+        assert_eq!(card.decide(&[0.1, 0.3, 0.6], early), (1, DecidedBy::MinProbability));
+        assert_eq!(card.decide(&[0.3, 0.1, 0.6], early), (1, DecidedBy::PrematureRule));
+        card.min_probability.clear();
         let json = serde_json::to_string(&card).unwrap();
         assert_eq!(serde_json::from_str::<ModelCard>(&json).unwrap(), card);
         assert_eq!(card.decision_problem(), None);
