@@ -60,6 +60,23 @@ fn tiny(beats: &Path, out: &Path) -> Vec<String> {
     .collect()
 }
 
+/// `ecgflow train PIPELINE` arguments with [`tiny`]'s settings.
+fn train_args(pipeline: &str, beats: &Path, out: &Path) -> Vec<String> {
+    let mut args = vec!["train".to_owned(), pipeline.to_owned()];
+    args.extend(tiny(beats, out));
+    args
+}
+
+/// The beats a classification report counts: its classes' support added up.
+fn support(report: &Value) -> u64 {
+    report["per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["support"].as_u64().unwrap())
+        .sum()
+}
+
 const REPORT_KEYS: [&str; 8] = [
     "model",
     "data",
@@ -77,8 +94,7 @@ fn the_study_pipeline_trains_reports_evaluates_resumes_and_exports() {
     let tmp = tempfile::tempdir().unwrap();
     let beats = beats(&data, tmp.path());
     let out = tmp.path().join("model");
-    let mut args = vec!["train".to_owned(), "pipelines/train-resecanet-study.toml".to_owned()];
-    args.extend(tiny(&beats, &out));
+    let args = train_args("pipelines/train-resecanet-study.toml", &beats, &out);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = ecgflow(&args, &data);
     assert!(run.status.success());
@@ -105,13 +121,7 @@ fn the_study_pipeline_trains_reports_evaluates_resumes_and_exports() {
     for key in REPORT_KEYS {
         assert!(report.get(key).is_some(), "test-report.json lacks {key}");
     }
-    let support: u64 = report["per_class"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["support"].as_u64().unwrap())
-        .sum();
-    assert_eq!(support, report["data"]["beats"].as_u64().unwrap());
+    assert_eq!(support(&report), report["data"]["beats"].as_u64().unwrap());
     assert!(out.join("test-confusion.png").is_file());
 
     // `eval beats` on the written test part agrees with the training run's own report.
@@ -156,8 +166,7 @@ fn cross_validation_by_patient_reports_mean_and_std() {
     let tmp = tempfile::tempdir().unwrap();
     let beats = beats(&data, tmp.path());
     let out = tmp.path().join("cv");
-    let mut args = vec!["train".to_owned(), "pipelines/train-resecanet.toml".to_owned()];
-    args.extend(tiny(&beats, &out));
+    let mut args = train_args("pipelines/train-resecanet.toml", &beats, &out);
 
     // The premature-beat rule needs the AAMI classes N and S, and a minimum probability a
     // class the label map has.
@@ -233,8 +242,7 @@ fn decisions_chosen_out_of_fold_score_every_training_beat_once() {
     let tmp = tempfile::tempdir().unwrap();
     let beats = beats(&data, tmp.path());
     let out = tmp.path().join("oof");
-    let mut args = vec!["train".to_owned(), "pipelines/train-resecanet.toml".to_owned()];
-    args.extend(tiny(&beats, &out));
+    let mut args = train_args("pipelines/train-resecanet.toml", &beats, &out);
     for set in ["sinks.model.decision_folds=2", "sinks.model.epochs=1"] {
         args.extend(["--set".to_owned(), set.to_owned()]);
     }
@@ -261,13 +269,7 @@ fn decisions_chosen_out_of_fold_score_every_training_beat_once() {
         report["data"]["beats"].as_u64().unwrap(),
         total("train") + total("validation")
     );
-    let support: u64 = report["per_class"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["support"].as_u64().unwrap())
-        .sum();
-    assert_eq!(support, report["data"]["beats"].as_u64().unwrap());
+    assert_eq!(support(&report), report["data"]["beats"].as_u64().unwrap());
     assert!(out.join("out-of-fold-plots/confusion.png").is_file());
     let choice = &card["training"]["decisions"];
     assert_eq!(choice["part"], "out-of-fold");
@@ -303,8 +305,7 @@ fn vgg16_on_scalograms_trains_from_raw_beats_evaluates_and_exports() {
     let tmp = tempfile::tempdir().unwrap();
     let beats = beats(&data, tmp.path());
     let out = tmp.path().join("vgg");
-    let mut args = vec!["train".to_owned(), "pipelines/train-vgg16-cwt.toml".to_owned()];
-    args.extend(tiny(&beats, &out));
+    let mut args = train_args("pipelines/train-vgg16-cwt.toml", &beats, &out);
     // Two records and the narrowest network: VGG16 is the slowest of the beat models.
     for set in [
         "sources.beats.records=119,209",
