@@ -67,6 +67,19 @@ fn train_args(pipeline: &str, beats: &Path, out: &Path) -> Vec<String> {
     args
 }
 
+/// `ecgflow validate` on the pipeline of `train_args` (with more `--set`s): it must refuse
+/// it (exit status 1); returns what it said.
+fn refused_by_validate(train_args: &[String], sets: &[&str], data: &Path) -> String {
+    let mut args: Vec<&str> = train_args.iter().map(String::as_str).collect();
+    args[0] = "validate";
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = ecgflow(&args, data);
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// The beats a classification report counts: its classes' support added up.
 fn support(report: &Value) -> u64 {
     report["per_class"]
@@ -170,13 +183,7 @@ fn cross_validation_by_patient_reports_mean_and_std() {
 
     // The premature-beat rule needs the AAMI classes N and S, and a minimum probability a
     // class the label map has.
-    let mut wrong = args.clone();
-    wrong[0] = "validate".to_owned();
-    wrong.extend(["--set".to_owned(), "sinks.model.label_map=study6".to_owned()]);
-    let wrong: Vec<&str> = wrong.iter().map(String::as_str).collect();
-    let refused = ecgflow(&wrong, &data);
-    assert_eq!(refused.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = refused_by_validate(&args, &["sinks.model.label_map=study6"], &data);
     assert!(
         stderr.contains("sinks.model.premature_rule: needs classes N and S"),
         "{stderr}"
@@ -188,12 +195,7 @@ fn cross_validation_by_patient_reports_mean_and_std() {
 
     // The pipeline chooses its decisions out of fold, which a K-fold run does not do.
     args.extend(["--set".to_owned(), "sinks.model.k_folds=3".to_owned()]);
-    let mut nested = args.clone();
-    nested[0] = "validate".to_owned();
-    let nested: Vec<&str> = nested.iter().map(String::as_str).collect();
-    let refused = ecgflow(&nested, &data);
-    assert_eq!(refused.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = refused_by_validate(&args, &[], &data);
     assert!(
         stderr.contains("sinks.model.decision_folds: is for a single training run"),
         "{stderr}"

@@ -14,8 +14,7 @@ use ecgflow_operators::models::resecanet::{beat_input, missing_template, BeatExt
 use ecgflow_operators::models::tract::OnnxClassifier;
 use ecgflow_operators::models::{model_paths, BeatTiming, ModelCard, RecordInput, TrainedModel};
 use ecgflow_operators::train::argmax;
-use ecgflow_operators::DecidedBy;
-use ecgflow_operators::{Beat, Prediction};
+use ecgflow_operators::{Beat, DecidedBy, Prediction};
 
 use super::fields::{Default as D, FieldSpec as F};
 use super::{same_fs, Built, ComponentSpec, FieldProblem, Output, Params, PortKind, Step, Transform, Upstream};
