@@ -106,8 +106,11 @@ fn print_report(report: &ClassificationReport, beats: usize, skipped: usize) {
         "{:<6} {:>9.4} {:>9.4} {:>9.4} {:>9.4}",
         "macro", m.precision, m.recall, m.specificity, m.f1
     );
-    println!("accuracy {:.4}", report.accuracy);
+    println!("accuracy {:.4}, kappa {:.4}", report.accuracy, report.kappa);
     for (class, e) in &report.ec57 {
         println!("EC57 {class}: Se {:.4}, +P {:.4}", e.se, e.ppv);
+    }
+    if let Some(jk) = report.jk {
+        println!("jκ index {jk:.4}");
     }
 }

@@ -669,7 +669,7 @@ impl Rows for TensorRows {
 
 /// Schema `explanations`, one row per explained beat or record: `record` (utf8), `sample`
 /// (uint64, the R peak; null for a whole record), `symbol` (utf8, nullable), `model`,
-/// `version` (utf8, nullable: the prediction's), `predicted` (utf8, nullable), `method`
+/// `version` (utf8, nullable: the prediction's), `predicted`, `decided_by` (utf8, nullable), `method`
 /// (utf8), `explained_class` (utf8), `probability` (float32), `base_value`, `fit_r2`
 /// (float32, nullable), `window` (list of float32: the beat's first lead in mV, or the
 /// record's network input, its image row after row or its leads one after the other) and
@@ -682,6 +682,7 @@ pub struct ExplanationRows {
     model: StringBuilder,
     version: StringBuilder,
     predicted: StringBuilder,
+    decided_by: StringBuilder,
     method: StringBuilder,
     class: StringBuilder,
     probability: Float32Builder,
@@ -705,6 +706,7 @@ impl ExplanationRows {
                 text("model", true),
                 text("version", true),
                 text("predicted", true),
+                text("decided_by", true),
                 text("method", false),
                 text("explained_class", false),
                 float("probability", false),
@@ -730,6 +732,7 @@ impl ExplanationRows {
             model: StringBuilder::new(),
             version: StringBuilder::new(),
             predicted: StringBuilder::new(),
+            decided_by: StringBuilder::new(),
             method: StringBuilder::new(),
             class: StringBuilder::new(),
             probability: Float32Builder::new(),
@@ -758,6 +761,7 @@ impl Rows for ExplanationRows {
         self.model.append_option(prediction.map(|p| &p.model));
         self.version.append_option(prediction.map(|p| &p.version));
         self.predicted.append_option(prediction.map(|p| &p.class));
+        self.decided_by.append_option(prediction.map(|p| p.decided_by.name()));
         self.method.append_value(&a.method);
         self.class.append_value(&e.class_name);
         self.probability.append_value(a.probability);
@@ -788,6 +792,7 @@ impl Rows for ExplanationRows {
             Arc::new(self.model.finish()),
             Arc::new(self.version.finish()),
             Arc::new(self.predicted.finish()),
+            Arc::new(self.decided_by.finish()),
             Arc::new(self.method.finish()),
             Arc::new(self.class.finish()),
             Arc::new(self.probability.finish()),

@@ -132,10 +132,20 @@ fn the_explain_transform_writes_attributions_as_jsonl_parquet_and_pictures() {
                       t = pq.read_table(sys.argv[1])\n\
                       print(t.num_rows, t.schema.metadata[b'ecgflow.schema'].decode(), \
                       sorted(set(t.column('method').to_pylist())), \
-                      set(len(a) for a in t.column('attribution').to_pylist()))";
+                      set(len(a) for a in t.column('attribution').to_pylist()), \
+                      ','.join(sorted(set(t.column('decided_by').to_pylist()))))";
         let table = tmp.path().join("explanations.parquet");
         let out = common::python(&python, script, &[table.to_str().unwrap()]);
-        assert_eq!(out.trim(), "12 explanations ['gradcam', 'lime'] {259}");
+        // The Parquet table says what decided each verdict, as the JSONL does.
+        let decided_by: std::collections::BTreeSet<&str> = rows
+            .iter()
+            .map(|r| r["prediction"]["decided_by"].as_str().unwrap())
+            .collect();
+        let decided_by = decided_by.into_iter().collect::<Vec<_>>().join(",");
+        assert_eq!(
+            out.trim(),
+            format!("12 explanations ['gradcam', 'lime'] {{259}} {decided_by}")
+        );
     }
 }
 

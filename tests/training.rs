@@ -90,7 +90,7 @@ fn support(report: &Value) -> u64 {
         .sum()
 }
 
-const REPORT_KEYS: [&str; 8] = [
+const REPORT_KEYS: [&str; 9] = [
     "model",
     "data",
     "accuracy",
@@ -98,6 +98,7 @@ const REPORT_KEYS: [&str; 8] = [
     "macro_avg",
     "weighted_avg",
     "ec57",
+    "kappa",
     "confusion",
 ];
 
@@ -181,11 +182,15 @@ fn cross_validation_by_patient_reports_mean_and_std() {
     let out = tmp.path().join("cv");
     let mut args = train_args("pipelines/train-resecanet.toml", &beats, &out);
 
-    // The premature-beat rule needs the AAMI classes N and S, and a minimum probability a
-    // class the label map has.
+    // The premature-beat rule needs the AAMI classes N and S, the jκ index S and V, and a
+    // minimum probability a class the label map has.
     let stderr = refused_by_validate(&args, &["sinks.model.label_map=study6"], &data);
     assert!(
         stderr.contains("sinks.model.premature_rule: needs classes N and S"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sinks.model.decision_metric: the jκ index needs classes S and V"),
         "{stderr}"
     );
     assert!(
@@ -207,6 +212,7 @@ fn cross_validation_by_patient_reports_mean_and_std() {
     assert!(ecgflow(&args, &data).status.success());
     let cv = json(&out.join("cv.json"));
     assert_eq!(cv["folds"], 3);
+    assert!(cv["summary"]["kappa"]["mean"].is_number() && cv["summary"]["jk"]["mean"].is_number());
     assert_eq!(cv["group_by"], "patient");
     let accuracy = &cv["summary"]["accuracy"];
     assert!(accuracy["mean"].as_f64().unwrap() > 0.0 && accuracy["std"].as_f64().unwrap() >= 0.0);
@@ -226,8 +232,8 @@ fn cross_validation_by_patient_reports_mean_and_std() {
     let choice = &card["training"]["decisions"];
     assert_eq!(choice["part"], "validation");
     let (alone, with) = (
-        choice["macro_f1_network_alone"].as_f64().unwrap(),
-        choice["macro_f1_with_decisions"].as_f64().unwrap(),
+        choice["network_alone"].as_f64().unwrap(),
+        choice["with_decisions"].as_f64().unwrap(),
     );
     assert!(with >= alone, "{choice}");
     assert_eq!(card["premature_rule"], choice["premature_rule"], "{card}");
@@ -276,7 +282,11 @@ fn decisions_chosen_out_of_fold_score_every_training_beat_once() {
     let choice = &card["training"]["decisions"];
     assert_eq!(choice["part"], "out-of-fold");
     assert_eq!(&report["decisions"], choice);
-    assert!(choice["macro_f1_with_decisions"].as_f64().unwrap() >= choice["macro_f1_network_alone"].as_f64().unwrap());
+    // The pipeline chooses for the jκ index, which the report computes from the same scores.
+    assert_eq!(choice["metric"], "jk");
+    let with = choice["with_decisions"].as_f64().unwrap();
+    assert!(with >= choice["network_alone"].as_f64().unwrap());
+    assert!((report["jk"].as_f64().unwrap() - with).abs() < 1e-12, "{report}");
 }
 
 #[test]

@@ -169,6 +169,28 @@ impl ConfusionMatrix {
         ratio(correct, self.total())
     }
 
+    /// Cohen's kappa: the agreement of truth and prediction beyond what their class
+    /// frequencies give by chance, (p_o - p_e) / (1 - p_e) with p_o the accuracy and p_e the
+    /// sum over classes of the product of the truth's and the prediction's shares. 0 for an
+    /// empty matrix, and when chance alone agrees fully (p_e = 1).
+    pub fn kappa(&self) -> f64 {
+        let total = self.total() as f64;
+        if total == 0.0 {
+            return 0.0;
+        }
+        let expected: f64 = (0..self.classes.len())
+            .map(|k| {
+                let b = self.binary(k);
+                (b.support() as f64 / total) * (b.predicted() as f64 / total)
+            })
+            .sum();
+        if expected >= 1.0 {
+            0.0
+        } else {
+            (self.accuracy() - expected) / (1.0 - expected)
+        }
+    }
+
     /// One-vs-rest counts of class `k`.
     pub fn binary(&self, k: usize) -> BinaryCounts {
         let tp = self.cell(k, k);
@@ -244,6 +266,12 @@ pub struct ClassificationReport {
     pub weighted_avg: Averages,
     /// Se and +P of the classes named "S" and "V" where the class list has them.
     pub ec57: BTreeMap<String, Ec57>,
+    /// Cohen's kappa over all classes ([`ConfusionMatrix::kappa`]).
+    #[serde(default)]
+    pub kappa: f64,
+    /// The jκ index ([`ClassificationReport::jk_index`]) where the classes have S and V.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jk: Option<f64>,
     pub confusion: ConfusionMatrix,
 }
 
@@ -277,15 +305,27 @@ impl ClassificationReport {
                 (c.class.clone(), stats)
             })
             .collect();
+        let jk = jk_index(confusion.kappa(), &ec57);
         ClassificationReport {
             accuracy: confusion.accuracy(),
             per_class,
             macro_avg,
             weighted_avg,
             ec57,
+            kappa: confusion.kappa(),
+            jk,
             confusion: confusion.clone(),
         }
     }
+}
+
+/// The jκ index of Mondéjar-Guerra et al. (2019), made for the inter-patient MIT-BIH
+/// protocol: κ / 2 + (Se_S + +P_S + Se_V + +P_V) / 8, between -0.5 and 1. It weighs the
+/// agreement over all classes (Cohen's kappa) as much as the EC57 statistics of S and V
+/// beats together. `None` without both S and V.
+fn jk_index(kappa: f64, ec57: &BTreeMap<String, Ec57>) -> Option<f64> {
+    let (s, v) = (ec57.get("S")?, ec57.get("V")?);
+    Some(kappa / 2.0 + (s.se + s.ppv + v.se + v.ppv) / 8.0)
 }
 
 /// Weighted means of the per-class metrics (all 0 when the weights sum to 0).
@@ -654,6 +694,10 @@ pub struct CrossValidationSummary {
     pub weighted_avg: AveragesSummary,
     pub per_class: Vec<ClassSummary>,
     pub ec57: BTreeMap<String, Ec57Summary>,
+    pub kappa: MeanStd,
+    /// Where the classes have S and V.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jk: Option<MeanStd>,
     pub pooled: ConfusionMatrix,
 }
 
@@ -713,6 +757,8 @@ impl CrossValidationSummary {
             weighted_avg: AveragesSummary::over(&weighted_avgs),
             per_class,
             ec57,
+            kappa: MeanStd::over(reports, |r| r.kappa),
+            jk: first.jk.map(|_| MeanStd::over(reports, |r| r.jk.unwrap_or(0.0))),
             pooled,
         })
     }
@@ -808,6 +854,32 @@ mod tests {
         assert_eq!(r.ec57.keys().collect::<Vec<_>>(), ["V"]);
         close(r.ec57["V"].se, 7.0 / 9.0);
         close(r.ec57["V"].ppv, 0.875);
+        // p_o = 0.85; p_e = 0.55 · 0.60 + 0.45 · 0.40 = 0.51.
+        close(r.kappa, (0.85 - 0.51) / (1.0 - 0.51));
+        assert_eq!(r.jk, None, "no S class");
+    }
+
+    #[test]
+    fn kappa_and_jk_index_by_hand() {
+        // Truth N: 8 right, 1 as S, 1 as V; truth S: 2 right, 2 as N; truth V: 3 right, 1 as S.
+        let mut cm = ConfusionMatrix::new(["N", "S", "V"]);
+        cm.counts = vec![vec![8, 1, 1], vec![2, 2, 0], vec![0, 1, 3]];
+        let r = ClassificationReport::from_confusion(&cm);
+        // 18 beats, 13 right; truth shares 10, 4, 4; prediction shares 10, 4, 4.
+        let expected = (100.0 + 16.0 + 16.0) / 324.0;
+        let kappa = (13.0 / 18.0 - expected) / (1.0 - expected);
+        close(r.kappa, kappa);
+        // S: Se 2/4, +P 2/4; V: Se 3/4, +P 3/4.
+        close(r.jk.unwrap(), kappa / 2.0 + (0.5 + 0.5 + 0.75 + 0.75) / 8.0);
+        // Chance-level and perfect agreement, and one class that chance alone agrees on.
+        let kappa_of = |pairs: &[(usize, usize)]| {
+            ConfusionMatrix::from_pairs(["N", "V"], pairs.iter().copied())
+                .unwrap()
+                .kappa()
+        };
+        close(kappa_of(&[(0, 0), (0, 1), (1, 0), (1, 1)]), 0.0);
+        close(kappa_of(&[(0, 0), (1, 1)]), 1.0);
+        close(kappa_of(&[(0, 0), (0, 0)]), 0.0);
     }
 
     #[test]

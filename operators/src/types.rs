@@ -157,6 +157,15 @@ pub enum DecidedBy {
 }
 
 impl DecidedBy {
+    /// Its name as JSON and Parquet write it: `network`, `min_probability`, `premature_rule`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DecidedBy::Network => "network",
+            DecidedBy::MinProbability => "min_probability",
+            DecidedBy::PrematureRule => "premature_rule",
+        }
+    }
+
     /// How a person would say it, e.g. after "classified S".
     pub fn describe(self) -> &'static str {
         match self {

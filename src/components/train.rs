@@ -16,7 +16,7 @@ use ecgflow_datasets::ptbxl::SUPERCLASSES;
 use ecgflow_operators::augment::{Augmentation, Fill};
 use ecgflow_operators::metrics::{best_f1_thresholds, ClassificationReport, CrossValidationSummary};
 use ecgflow_operators::models::cwt_layer::CwtFrontEnd;
-use ecgflow_operators::models::decision::{self, DecisionChoice};
+use ecgflow_operators::models::decision::{self, DecisionChoice, DecisionMetric};
 use ecgflow_operators::models::resecanet::{beat_input as beat_input_values, missing_template, RrReference};
 use ecgflow_operators::models::{
     predict_with, save_model, Architecture, BeatInput, BeatTiming, ModelCard, ModelInput, Network,
@@ -114,7 +114,7 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
             "premature_rule",
             false,
             "beats with classes N and S (aami): after training, choose the premature-beat rule's two thresholds \
-             on the validation part, or out of fold with decision_folds (best macro F1; none when no rule helps) and keep the rule in the model card: \
+             on the validation part, or out of fold with decision_folds (best decision_metric; none when no rule helps) and keep the rule in the model card: \
              a beat the network calls N becomes S when its previous RR is below the first share of the stream's \
              long mean and its rhythm's irregularity (the `rr_irregularity` column) below the second",
         ),
@@ -122,7 +122,7 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
             "min_probability",
             D::Absent,
             "beats: classes (comma-separated, e.g. \"V\") each given a minimum probability chosen after training on \
-             the validation part, or out of fold with decision_folds (best macro F1; none when it does not help), kept in the model card: such a class \
+             the validation part, or out of fold with decision_folds (best decision_metric; none when it does not help), kept in the model card: such a class \
              is called only at or above it, else the next most probable class is",
         ),
         F::int(
@@ -134,6 +134,14 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
              the training data (split as group_by says) instead of the validation part: K more trainings, each \
              scoring the fold it left out, so the choice sees every training patient as a new one (0: on the \
              validation part); the pooled scores are written as PATH/out-of-fold-report.json",
+        ),
+        F::choice(
+            "decision_metric",
+            &DecisionMetric::NAMES,
+            "macro_f1",
+            "what premature_rule and min_probability are chosen to maximise: macro_f1 (over the classes the \
+             beats have, every class alike) or jk (the jκ index of Mondéjar-Guerra et al. 2019: Cohen's kappa \
+             over all classes and the EC57 Se and +P of S and V beats, half each; needs classes S and V)",
         ),
         F::string(
             "dense",
@@ -346,8 +354,11 @@ fn describe_decisions(card: &ModelCard, choice: &DecisionChoice) -> String {
     match decision::describe(card) {
         None => "nothing after the network helps".to_owned(),
         Some(kept) => format!(
-            "{kept} (macro F1 over the classes it has: {:.3}, and {:.3} without)",
-            choice.macro_f1_with_decisions, choice.macro_f1_network_alone
+            "{kept} ({} on the {} part: {:.3}, and {:.3} without)",
+            choice.metric.name(),
+            choice.part,
+            choice.with_decisions,
+            choice.network_alone
         ),
     }
 }
@@ -373,6 +384,9 @@ fn decision_problems(p: &Params, labels: &LabelMap) -> Vec<(&'static str, String
                 classes
             ),
         ));
+    }
+    if let Some(problem) = DecisionMetric::parse(p.str("decision_metric")).and_then(|m| m.problem(classes)) {
+        problems.push(("decision_metric", format!("{problem} (label map {:?})", labels.name())));
     }
     for class in p.opt_str("min_probability").map_or_else(Vec::new, class_list) {
         if !classes.contains(&class) {
@@ -444,6 +458,8 @@ struct TrainSink {
     min_probability: Vec<String>,
     /// Folds whose out-of-fold predictions the decisions are chosen on (< 2: the validation part).
     decision_folds: usize,
+    /// What the decisions are chosen to maximise.
+    decision_metric: DecisionMetric,
     dense: Vec<usize>,
     samples: usize,
     image_size: usize,
@@ -583,6 +599,7 @@ impl TrainSink {
             premature_rule: p.bool("premature_rule"),
             min_probability: p.opt_str("min_probability").map_or_else(Vec::new, class_list),
             decision_folds: p.usize("decision_folds"),
+            decision_metric: DecisionMetric::parse(p.str("decision_metric")).unwrap_or_default(),
             dense: parse_widths("dense", p.str("dense"))?,
             samples: p.usize("samples"),
             image_size,
@@ -1247,7 +1264,7 @@ impl Run {
     }
 
     /// With `min_probability` or `premature_rule`: what follows `network` in `card`, chosen
-    /// for the best macro F1 ([`decision::choose`]) on the validation part of `rest`, or with
+    /// for the best `decision_metric` ([`decision::choose`]) on the validation part of `rest`, or with
     /// `decision_folds` on out-of-fold predictions of all of `rest` ([`Self::out_of_fold`],
     /// whose scores with the decisions go to PATH/out-of-fold-report.json); kept in the card.
     fn choose_decisions(
@@ -1274,6 +1291,7 @@ impl Run {
             card,
             &sink.min_probability,
             sink.premature_rule,
+            sink.decision_metric,
             &beats.scored(&probabilities),
         )?;
         card.training["decisions"] = json!(choice);
