@@ -269,7 +269,8 @@ pub struct ClassificationReport {
     /// Cohen's kappa over all classes ([`ConfusionMatrix::kappa`]).
     #[serde(default)]
     pub kappa: f64,
-    /// The jκ index ([`ClassificationReport::jk_index`]) where the classes have S and V.
+    /// The jκ index of Mondéjar-Guerra et al. (2019), κ / 2 + (Se_S + +P_S + Se_V + +P_V) / 8,
+    /// where the classes have S and V.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jk: Option<f64>,
     pub confusion: ConfusionMatrix,
@@ -305,14 +306,15 @@ impl ClassificationReport {
                 (c.class.clone(), stats)
             })
             .collect();
-        let jk = jk_index(confusion.kappa(), &ec57);
+        let kappa = confusion.kappa();
+        let jk = jk_index(kappa, &ec57);
         ClassificationReport {
             accuracy: confusion.accuracy(),
             per_class,
             macro_avg,
             weighted_avg,
             ec57,
-            kappa: confusion.kappa(),
+            kappa,
             jk,
             confusion: confusion.clone(),
         }

@@ -244,3 +244,15 @@ impl EventPhase {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DecidedBy;
+
+    #[test]
+    fn decided_by_names_are_its_serde_names() {
+        for d in [DecidedBy::Network, DecidedBy::MinProbability, DecidedBy::PrematureRule] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.name());
+        }
+    }
+}
