@@ -277,15 +277,8 @@ mod tests {
         // Normal beats the network calls V, unsure.
         beats.add(40, 0, [0.35, 0.0, 0.65], timing(1.0, 0.01));
         let mut card = card();
-        let choice = choose(
-            "validation",
-            &mut card,
-            &["V".to_owned()],
-            false,
-            MacroF1,
-            &beats.scored(),
-        )
-        .unwrap();
+        let v = ["V".to_owned()];
+        let choice = choose("validation", &mut card, &v, false, MacroF1, &beats.scored()).unwrap();
         let min = card.min_probability["V"];
         assert!(min > 0.65 && min <= 0.96, "{choice:?}");
         assert!((choice.with_decisions - 1.0).abs() < 1e-9, "{choice:?}");
@@ -372,15 +365,8 @@ mod tests {
             max_rr_prev: 0.8,
             max_irregularity: 0.1,
         });
-        let choice = choose(
-            "validation",
-            &mut card,
-            &["V".to_owned()],
-            true,
-            MacroF1,
-            &beats.scored(),
-        )
-        .unwrap();
+        let v = ["V".to_owned()];
+        let choice = choose("validation", &mut card, &v, true, MacroF1, &beats.scored()).unwrap();
         assert_eq!(card.premature_rule, None, "an earlier rule does not survive");
         assert!(card.min_probability.is_empty());
         assert_eq!(describe(&card), None);
