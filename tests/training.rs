@@ -287,6 +287,26 @@ fn decisions_chosen_out_of_fold_score_every_training_beat_once() {
     let with = choice["with_decisions"].as_f64().unwrap();
     assert!(with >= choice["network_alone"].as_f64().unwrap());
     assert!((report["jk"].as_f64().unwrap() - with).abs() < 1e-12, "{report}");
+
+    // The three trainings ran at once (one per core); one at a time they give the same.
+    let alone = tmp.path().join("oof-alone");
+    let mut args = train_args("pipelines/train-resecanet.toml", &beats, &alone);
+    for set in [
+        "sinks.model.decision_folds=2",
+        "sinks.model.epochs=1",
+        "sinks.model.concurrent_trainings=1",
+    ] {
+        args.extend(["--set".to_owned(), set.to_owned()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(ecgflow(&args, &data).status.success());
+    let alone_report = json(&alone.join("out-of-fold-report.json"));
+    assert_eq!(alone_report["confusion"], report["confusion"]);
+    assert_eq!(alone_report["decisions"], report["decisions"]);
+    assert_eq!(
+        json(&alone.join("history.json"))[0]["train_loss"],
+        json(&out.join("history.json"))[0]["train_loss"]
+    );
 }
 
 #[test]

@@ -324,6 +324,11 @@ const STATE: &str = "state.json";
 /// Trains a freshly initialised `architecture` on `train`, validating on `valid` after each
 /// epoch. With `checkpoint`, the state after every epoch is kept there and a later call
 /// with the same architecture, settings and data continues from it.
+///
+/// The backend's work runs on the current rayon pool, so a caller may run several fits at
+/// once, each in a pool of its own (`ThreadPool::install`); each gives the weights it gives
+/// alone, unless its architecture [draws random numbers while
+/// training](Architecture::draws_while_training).
 pub fn fit(
     architecture: &Architecture,
     train: &Dataset,
@@ -336,10 +341,10 @@ pub fn fit(
     check_data(architecture, train, valid, settings)?;
     let classes: Vec<String> = (0..architecture.classes()).map(|c| c.to_string()).collect();
     let device = Device::flex().autodiff();
-    device.seed(settings.seed);
-
     let fingerprint = fingerprint(architecture, settings, train, valid);
-    let mut network = Network::init(architecture, &device);
+    // The weights are drawn in the first forward pass; until then no other training starts.
+    let (mut network, drawing) = Network::init_seeded(architecture, &device, settings.seed);
+    let mut drawing = Some(drawing);
     let mut optimizer = AdamConfig::new().init();
     let mut state = CheckpointState {
         fingerprint,
@@ -390,6 +395,7 @@ pub fn fit(
             let n = indices.len();
             let x = Tensor::<3>::from_data(TensorData::new(inputs, [n, 1, train.input_len]), &device);
             let logits = network.forward(x);
+            drop(drawing.take());
             let loss = if multi_label {
                 let sets: Vec<&Vec<bool>> = indices.iter().map(|&i| &train.label_sets[i]).collect();
                 let flat: Vec<f32> = sets
@@ -460,6 +466,7 @@ pub fn fit(
         }
         stopped_early = patience_spent(&state, settings);
     }
+    drop(drawing);
     let best = match checkpoint {
         Some(dir) if state.best_epoch > 0 => {
             load_weights(Network::init(architecture, &Device::flex()), &dir.join(BEST_WEIGHTS))?.valid()
@@ -837,6 +844,32 @@ mod tests {
         let (a, b) = (&resumed.history[3], &full.history[3]);
         assert!((a.train_loss - b.train_loss).abs() < 1e-5, "{a:?} vs {b:?}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn trainings_at_once_give_the_weights_each_gives_alone() {
+        let _one_at_a_time = crate::models::seeded_device_lock();
+        let (train, valid) = (toy(128, 1), toy(64, 2));
+        let settings = |seed| TrainSettings {
+            epochs: 2,
+            batch_size: 16,
+            seed,
+            ..TrainSettings::default()
+        };
+        let losses = |outcome: TrainOutcome| -> Vec<(f64, f64)> {
+            outcome.history.iter().map(|r| (r.train_loss, r.val_loss)).collect()
+        };
+        let run = |seed| losses(fit(&tiny(), &train, &valid, &settings(seed), None, &mut Quiet).unwrap());
+        let alone = [run(3), run(4)];
+        // Each seeds the backend's one generator and draws its weights in its first step: the
+        // other must not draw in between.
+        let together = std::thread::scope(|scope| {
+            [3, 4]
+                .map(|seed| scope.spawn(move || run(seed)))
+                .map(|t| t.join().unwrap())
+        });
+        assert_eq!(together, alone);
+        assert_ne!(alone[0], alone[1], "the seeds give different networks");
     }
 
     #[test]

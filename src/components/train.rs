@@ -6,8 +6,10 @@
 //! the model, the training curves and the reports under `path`.
 
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -29,7 +31,7 @@ use ecgflow_operators::train::{
     balancing_weights, fit, Dataset, EpochRecord, Monitor, Schedule, TrainObserver, TrainOutcome, TrainSettings,
 };
 use ecgflow_operators::Beat;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::fields::{Default as D, FieldSpec as F};
@@ -142,6 +144,16 @@ pub static SPECS: &[ComponentSpec] = &[ComponentSpec {
             "what premature_rule and min_probability are chosen to maximise: macro_f1 (over the classes the \
              beats have, every class alike) or jk (the jκ index of Mondéjar-Guerra et al. 2019: Cohen's kappa \
              over all classes and the EC57 Se and +P of S and V beats, half each; needs classes S and V)",
+        ),
+        F::int(
+            "concurrent_trainings",
+            0,
+            64,
+            D::Int(0),
+            "how many of a run's independent trainings (the network and its decision_folds, or the k_folds) run \
+             at once, each on its share of the cores (0: one per core). Each gives the weights it gives alone; \
+             a network with dropout (vgg16_cwt) trains one at a time, since its random numbers come from one \
+             generator per process",
         ),
         F::string(
             "dense",
@@ -460,6 +472,8 @@ struct TrainSink {
     decision_folds: usize,
     /// What the decisions are chosen to maximise.
     decision_metric: DecisionMetric,
+    /// Trainings run at once (0: one per core).
+    concurrent_trainings: usize,
     dense: Vec<usize>,
     samples: usize,
     image_size: usize,
@@ -600,6 +614,7 @@ impl TrainSink {
             min_probability: p.opt_str("min_probability").map_or_else(Vec::new, class_list),
             decision_folds: p.usize("decision_folds"),
             decision_metric: DecisionMetric::parse(p.str("decision_metric")).unwrap_or_default(),
+            concurrent_trainings: p.usize("concurrent_trainings"),
             dense: parse_widths("dense", p.str("dense"))?,
             samples: p.usize("samples"),
             image_size,
@@ -981,15 +996,66 @@ impl Run {
         }
     }
 
-    /// Splits `indices` into training and validation parts, balances the training part, and
-    /// trains; returns the outcome and the training part's class counts (after SMOTE).
-    fn fit_on(
-        &self,
-        indices: &[usize],
-        checkpoint: &Path,
-        title: &str,
-    ) -> anyhow::Result<(ecgflow_operators::train::TrainOutcome, Vec<usize>, Vec<usize>)> {
+    /// Runs `jobs`, independent trainings, `concurrent_trainings` at a time, each in a
+    /// rayon pool of its share of the cores; returns what each gave, in the jobs' order.
+    /// Each training's weights do not depend on what runs beside it ([`fit`]), except with
+    /// dropout, so such networks train one at a time. After a failure no further job starts,
+    /// and the first failure (in the jobs' order) is returned.
+    fn fit_all(&self, jobs: &[FitJob]) -> anyhow::Result<Vec<Fitted>> {
+        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        let at_once = match self.sink.concurrent_trainings {
+            _ if self.architecture.draws_while_training() => 1,
+            0 => cores,
+            n => n,
+        }
+        .min(jobs.len())
+        .max(1);
+        let progress = MultiProgress::new();
+        if at_once == 1 {
+            return jobs.iter().map(|job| self.fit_on(job, &progress)).collect();
+        }
+        let pools = (0..at_once)
+            .map(|_| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads((cores / at_once).max(1))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .context("cannot start the threads of the concurrent trainings")?;
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let results: Mutex<Vec<Option<anyhow::Result<Fitted>>>> = Mutex::new(jobs.iter().map(|_| None).collect());
+        std::thread::scope(|scope| {
+            for pool in &pools {
+                scope.spawn(|| {
+                    while !failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(job) = jobs.get(i) else { break };
+                        let result = pool.install(|| self.fit_on(job, &progress));
+                        failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                        results.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(result);
+                    }
+                });
+            }
+        });
+        results
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Splits the job's examples into training and validation parts, balances the training
+    /// part, and trains, its progress bar among those of `progress`.
+    fn fit_on(&self, job: &FitJob, progress: &MultiProgress) -> anyhow::Result<Fitted> {
         let sink = &self.sink;
+        let FitJob {
+            indices,
+            checkpoint,
+            title,
+        } = job;
+        let say = |line: String| print_above(progress, line);
         let (train_idx, valid_idx) = self.validation_split(indices);
         if valid_idx.is_empty() {
             bail!("the validation part is empty: check validation_folds or validation_fraction");
@@ -1026,18 +1092,19 @@ impl Run {
         if sink.balance == Balance::Weights {
             settings.class_weights = Some(balancing_weights(&counts));
         }
-        eprintln!(
+        say(format!(
             "{title}: training on {} examples {:?}, validating on {} {:?}",
             train.len(),
             counts,
             valid.len(),
             valid_counts
-        );
-        let checkpoint_dir = sink.resume.then_some(checkpoint);
+        ));
+        let checkpoint_dir = sink.resume.then_some(checkpoint.as_path());
         if !sink.resume {
             let _ = std::fs::remove_dir_all(checkpoint);
         }
-        let mut observer = BarObserver::new(title);
+        let mut observer = BarObserver::new(title, progress);
+        let started = Instant::now();
         let outcome = fit(
             &self.architecture,
             &train,
@@ -1048,9 +1115,17 @@ impl Run {
         )?;
         observer.done();
         if let Some(epoch) = outcome.resumed_after {
-            eprintln!("{title}: resumed after epoch {epoch} from {}", checkpoint.display());
+            say(format!(
+                "{title}: resumed after epoch {epoch} from {}",
+                checkpoint.display()
+            ));
         }
-        Ok((outcome, counts, valid_counts))
+        Ok(Fitted {
+            outcome,
+            train_counts: counts,
+            valid_counts,
+            seconds: started.elapsed().as_secs_f64(),
+        })
     }
 
     fn card(&self, training: serde_json::Value) -> ModelCard {
@@ -1107,9 +1182,28 @@ impl Run {
         let sink = &self.sink;
         let all: Vec<usize> = (0..self.data.len()).collect();
         let (rest, test_idx) = holdout(&all, &self.data.groups, sink.test_fraction, sink.by, sink.settings.seed);
-        let started = Instant::now();
-        let (outcome, train_counts, valid_counts) = self.fit_on(&rest, &sink.dir.join("checkpoint"), &sink.name)?;
-        let seconds = started.elapsed().as_secs_f64();
+        // The network, and beside it the trainings its decisions are chosen with.
+        let decision_folds = self.decision_folds(&rest);
+        let network = FitJob {
+            indices: rest.clone(),
+            checkpoint: sink.dir.join("checkpoint"),
+            title: sink.name.clone(),
+        };
+        let jobs: Vec<FitJob> = std::iter::once(network)
+            .chain(decision_folds.iter().map(|(_, job)| job.clone()))
+            .collect();
+        let mut fitted = self.fit_all(&jobs)?.into_iter();
+        let Fitted {
+            outcome,
+            train_counts,
+            valid_counts,
+            seconds,
+        } = fitted.next().context("the network's training gave nothing")?;
+        let out_of_fold: Vec<(Vec<usize>, Network)> = decision_folds
+            .into_iter()
+            .zip(fitted)
+            .map(|((left_out, _), fold)| (left_out, fold.outcome.best))
+            .collect();
         let best = outcome.history.iter().find(|r| r.epoch == outcome.best_epoch);
         let mut training = self.settings_json();
         training["class_counts"] = json!({"train": train_counts, "validation": valid_counts, "test": self.data.subset(&test_idx).class_counts(self.classes().len())});
@@ -1134,7 +1228,7 @@ impl Run {
         if self.data.is_multi_label() {
             return self.report_multi_label(&outcome, &mut card, &model_path, &rest, &test_idx);
         }
-        let decisions = self.choose_decisions(&outcome.best, &rest, &mut card)?;
+        let decisions = self.choose_decisions(&outcome.best, &rest, &out_of_fold, &mut card)?;
         // The validation part (chosen before SMOTE, real class balance).
         let (_, valid_idx) = self.validation_split(&rest);
         let valid = self.labelled(&valid_idx);
@@ -1264,21 +1358,27 @@ impl Run {
     }
 
     /// With `min_probability` or `premature_rule`: what follows `network` in `card`, chosen
-    /// for the best `decision_metric` ([`decision::choose`]) on the validation part of `rest`, or with
-    /// `decision_folds` on out-of-fold predictions of all of `rest` ([`Self::out_of_fold`],
-    /// whose scores with the decisions go to PATH/out-of-fold-report.json); kept in the card.
+    /// for the best `decision_metric` ([`decision::choose`]) on the validation part of `rest`, or
+    /// on out-of-fold predictions of all of `rest` when `out_of_fold` has the networks of
+    /// [`Self::decision_folds`], each with the fold it left out (the scores with the
+    /// decisions go to PATH/out-of-fold-report.json); kept in the card.
     fn choose_decisions(
         &self,
         network: &Network,
         rest: &[usize],
+        out_of_fold: &[(Vec<usize>, Network)],
         card: &mut ModelCard,
     ) -> anyhow::Result<Option<DecisionChoice>> {
         let sink = &self.sink;
-        if !sink.premature_rule && sink.min_probability.is_empty() {
+        if !self.wants_decisions() {
             return Ok(None);
         }
-        let (part, scored, probabilities) = if sink.decision_folds >= 2 {
-            let (scored, probabilities) = self.out_of_fold(rest)?;
+        let (part, scored, probabilities) = if !out_of_fold.is_empty() {
+            let (mut scored, mut probabilities) = (Vec::new(), Vec::new());
+            for (left_out, network) in out_of_fold {
+                probabilities.extend(self.probabilities(network, left_out)?);
+                scored.extend_from_slice(left_out);
+            }
             ("out-of-fold", scored, probabilities)
         } else {
             let (_, valid_idx) = self.validation_split(rest);
@@ -1295,7 +1395,7 @@ impl Run {
             &beats.scored(&probabilities),
         )?;
         card.training["decisions"] = json!(choice);
-        if sink.decision_folds >= 2 {
+        if !out_of_fold.is_empty() {
             let report = beats.scored(&probabilities).report(card)?;
             write_classification(
                 &report,
@@ -1309,7 +1409,7 @@ impl Run {
                 "{}: out-of-fold ({} beats, {} folds), with the decisions chosen there: accuracy {:.2} %, macro F1 {:.3}",
                 sink.name,
                 scored.len(),
-                sink.decision_folds,
+                out_of_fold.len(),
                 report.accuracy * 100.0,
                 report.macro_avg.f1
             );
@@ -1317,12 +1417,20 @@ impl Run {
         Ok(Some(choice))
     }
 
-    /// Out-of-fold probabilities of `indices`: `decision_folds` trainings, each on all folds
-    /// (split as `group_by` says) but one, scoring the one it left out, so that every beat is
-    /// scored by a network that never saw it (by patient: nor its patient). Returns the beats
-    /// in the order scored and their probabilities.
-    fn out_of_fold(&self, indices: &[usize]) -> anyhow::Result<(Vec<usize>, Vec<Vec<f32>>)> {
+    /// Whether `premature_rule` or `min_probability` asks for decisions after the network.
+    fn wants_decisions(&self) -> bool {
+        self.sink.premature_rule || !self.sink.min_probability.is_empty()
+    }
+
+    /// The trainings out-of-fold decisions are chosen with (none unless `decision_folds`
+    /// asks for them): `indices` split in `decision_folds` folds (as `group_by` says), and for
+    /// each the fold and a training on all the others, so that every beat is scored by a
+    /// network that never saw it (by patient: nor its patient).
+    fn decision_folds(&self, indices: &[usize]) -> Vec<(Vec<usize>, FitJob)> {
         let sink = &self.sink;
+        if !self.wants_decisions() || sink.decision_folds < 2 || self.data.is_multi_label() {
+            return Vec::new();
+        }
         let folds = k_folds(
             indices,
             &self.data.groups,
@@ -1330,17 +1438,21 @@ impl Run {
             sink.by,
             sink.settings.seed ^ 0xF01D,
         );
-        let (mut scored, mut probabilities) = (Vec::new(), Vec::new());
-        for (k, left_out) in folds.iter().enumerate().filter(|(_, fold)| !fold.is_empty()) {
-            let held: HashSet<usize> = left_out.iter().copied().collect();
-            let rest: Vec<usize> = indices.iter().copied().filter(|i| !held.contains(i)).collect();
-            let title = format!("{} decision fold {}/{}", sink.name, k + 1, folds.len());
-            let checkpoint = sink.dir.join(format!("decision-fold-{}", k + 1)).join("checkpoint");
-            let (outcome, _, _) = self.fit_on(&rest, &checkpoint, &title)?;
-            probabilities.extend(self.probabilities(&outcome.best, left_out)?);
-            scored.extend_from_slice(left_out);
-        }
-        Ok((scored, probabilities))
+        let count = folds.len();
+        folds
+            .into_iter()
+            .enumerate()
+            .filter(|(_, fold)| !fold.is_empty())
+            .map(|(k, left_out)| {
+                let held: HashSet<usize> = left_out.iter().copied().collect();
+                let job = FitJob {
+                    indices: indices.iter().copied().filter(|i| !held.contains(i)).collect(),
+                    checkpoint: sink.dir.join(format!("decision-fold-{}", k + 1)).join("checkpoint"),
+                    title: format!("{} decision fold {}/{count}", sink.name, k + 1),
+                };
+                (left_out, job)
+            })
+            .collect()
     }
 
     /// The class probabilities `network` gives the examples `indices`.
@@ -1382,16 +1494,28 @@ impl Run {
         let sink = &self.sink;
         let all: Vec<usize> = (0..self.data.len()).collect();
         let folds = k_folds(&all, &self.data.groups, sink.k_folds, sink.by, sink.settings.seed);
+        // The folds' trainings first, as many at once as concurrent_trainings says. (Their
+        // decisions are chosen on their validation parts: validation refuses decision_folds.)
+        let jobs: Vec<FitJob> = folds
+            .iter()
+            .enumerate()
+            .map(|(k, test_idx)| {
+                let held: HashSet<usize> = test_idx.iter().copied().collect();
+                FitJob {
+                    indices: all.iter().copied().filter(|i| !held.contains(i)).collect(),
+                    checkpoint: sink.dir.join(format!("fold-{}", k + 1)).join("checkpoint"),
+                    title: format!("{} fold {}/{}", sink.name, k + 1, folds.len()),
+                }
+            })
+            .collect();
+        let fitted = self.fit_all(&jobs)?;
         let mut reports: Vec<ClassificationReport> = Vec::new();
         let mut histories: Vec<Vec<EpochRecord>> = Vec::new();
-        for (k, test_idx) in folds.iter().enumerate() {
-            let held: HashSet<usize> = test_idx.iter().copied().collect();
-            let rest: Vec<usize> = all.iter().copied().filter(|i| !held.contains(i)).collect();
+        for (k, ((test_idx, job), Fitted { outcome, .. })) in folds.iter().zip(jobs).zip(fitted).enumerate() {
+            let (rest, title) = (job.indices, job.title);
             let dir = sink.dir.join(format!("fold-{}", k + 1));
-            let title = format!("{} fold {}/{}", sink.name, k + 1, folds.len());
-            let (outcome, _, _) = self.fit_on(&rest, &dir.join("checkpoint"), &title)?;
             let mut card = self.card(self.settings_json());
-            self.choose_decisions(&outcome.best, &rest, &mut card)?;
+            self.choose_decisions(&outcome.best, &rest, &[], &mut card)?;
             let model_path = dir.join(&sink.name);
             save_model(&outcome.best, &card, &model_path)?;
             write_history(&dir, &outcome.history, &title)?;
@@ -1463,16 +1587,37 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
     sum / n.max(1) as f64
 }
 
+/// One training of [`Run::fit_all`]: the examples it trains and validates on (split as
+/// the sink says), where its checkpoint is kept, and its name on the progress bars.
+#[derive(Clone, Debug)]
+struct FitJob {
+    indices: Vec<usize>,
+    checkpoint: PathBuf,
+    title: String,
+}
+
+/// What a [`FitJob`] gave: the outcome, the class counts it trained and validated on, and
+/// its own time in seconds.
+struct Fitted {
+    outcome: TrainOutcome,
+    train_counts: Vec<usize>,
+    valid_counts: Vec<usize>,
+    seconds: f64,
+}
+
 /// A progress bar per epoch with the running loss, and one log line per epoch.
 struct BarObserver {
     title: String,
+    progress: MultiProgress,
     bar: Option<ProgressBar>,
 }
 
 impl BarObserver {
-    fn new(title: &str) -> Self {
+    /// A bar among the bars of `progress` (the trainings that run at once).
+    fn new(title: &str, progress: &MultiProgress) -> Self {
         BarObserver {
             title: title.to_owned(),
+            progress: progress.clone(),
             bar: None,
         }
     }
@@ -1487,7 +1632,7 @@ impl BarObserver {
 impl TrainObserver for BarObserver {
     fn step(&mut self, epoch: usize, step: usize, steps: usize, loss: f64) {
         let bar = self.bar.get_or_insert_with(|| {
-            let bar = ProgressBar::new(steps as u64);
+            let bar = self.progress.add(ProgressBar::new(steps as u64));
             bar.set_style(
                 ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps, {msg} ({eta} left)")
                     .expect("valid template")
@@ -1521,9 +1666,15 @@ impl TrainObserver for BarObserver {
             r.train_seconds,
             r.examples_per_second
         );
-        match &self.bar {
-            Some(bar) if !bar.is_hidden() => bar.println(line),
-            _ => eprintln!("{line}"),
-        }
+        print_above(&self.progress, line);
+    }
+}
+
+/// Prints `line` above the progress bars, or to standard error when they are not drawn.
+fn print_above(progress: &MultiProgress, line: String) {
+    if progress.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        let _ = progress.println(line);
     }
 }

@@ -67,7 +67,6 @@ pub fn ptbxl_data() -> Option<PathBuf> {
     }
 }
 
-/// Runs the `ecgflow` binary in the workspace root with `ECGFLOW_DATA` set to `data`.
 /// `ecgflow export --model MODEL --onnx ONNX`; asserts that it succeeds.
 pub fn export_onnx(model: &Path, onnx: &Path, data: &Path) {
     let out = ecgflow_with_data(
@@ -84,6 +83,7 @@ pub fn export_onnx(model: &Path, onnx: &Path, data: &Path) {
     assert!(out.status.success());
 }
 
+/// Runs the `ecgflow` binary in the workspace root with `ECGFLOW_DATA` set to `data`.
 pub fn ecgflow_with_data(args: &[&str], data: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ecgflow"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))

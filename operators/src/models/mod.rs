@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::types::DecidedBy;
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -100,6 +100,16 @@ impl Architecture {
             Architecture::Resecanet(c) => c.validate(),
             Architecture::Vgg16(c) => c.validate(),
             Architecture::Resdscnet(c) => c.validate(),
+        }
+    }
+
+    /// Whether training draws random numbers from the backend after the initial weights
+    /// (dropout): such a training gives the same weights for the same seed only when no
+    /// other training runs beside it, since the backend has one generator for the process.
+    pub fn draws_while_training(&self) -> bool {
+        match self {
+            Architecture::Vgg16(c) => c.dropout.iter().any(|&p| p > 0.0),
+            Architecture::Resecanet(_) | Architecture::Resdscnet(_) => false,
         }
     }
 }
@@ -322,9 +332,52 @@ pub enum Network {
     Resdscnet(ResDscNet),
 }
 
+/// Burn's flex backend draws every random number of the process from one generator, which
+/// `Device::seed` resets, and burn draws a parameter's initial weights lazily, on its first
+/// use. Networks are initialised holding this lock until their weights are drawn, so that a
+/// seeded initialisation ([`Network::init_seeded`]) gets its seed's weights even while other
+/// threads initialise networks of their own.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lock_init() -> std::sync::MutexGuard<'static, ()> {
+    INIT.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Held while a seeded network's weights are drawn ([`Network::init_seeded`]): no other
+/// network is initialised until it is dropped.
+#[must_use = "drop it once the network's weights are drawn"]
+pub struct DrawingWeights(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+/// Draws every lazily initialised weight of a module now.
+struct DrawWeights;
+
+impl ModuleVisitor for DrawWeights {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
 impl Network {
-    /// A freshly initialised network of `architecture` on `device`.
+    /// A freshly initialised network of `architecture` on `device`, its weights drawn now
+    /// from wherever the backend's generator stands (for weights about to be loaded).
     pub fn init(architecture: &Architecture, device: &Device) -> Self {
+        let _drawing = lock_init();
+        let network = Self::init_lazily(architecture, device);
+        network.visit(&mut DrawWeights);
+        network
+    }
+
+    /// A freshly initialised network whose weights depend on `seed` alone. The backend's
+    /// generator is seeded, and burn draws the weights in the network's first use (the first
+    /// forward pass, or `valid()`), in the order it uses them: drop the [`DrawingWeights`]
+    /// after that use; until then no other network is initialised.
+    pub fn init_seeded(architecture: &Architecture, device: &Device, seed: u64) -> (Self, DrawingWeights) {
+        let drawing = DrawingWeights(lock_init());
+        device.seed(seed);
+        (Self::init_lazily(architecture, device), drawing)
+    }
+
+    fn init_lazily(architecture: &Architecture, device: &Device) -> Self {
         match architecture {
             Architecture::Resecanet(c) => Network::Resecanet(c.init(device)),
             Architecture::Vgg16(c) => Network::Vgg16(c.init(device)),
@@ -414,11 +467,12 @@ impl TrainedModel {
     /// The same card and architecture with freshly initialised weights drawn from `seed`:
     /// the reference of the model-randomisation check of explanations.
     pub fn randomised(&self, seed: u64) -> TrainedModel {
-        let device = Device::flex();
-        device.seed(seed);
+        let (network, drawing) = Network::init_seeded(&self.card.architecture, &Device::flex(), seed);
+        let network = network.valid();
+        drop(drawing);
         TrainedModel {
             card: self.card.clone(),
-            network: Network::init(&self.card.architecture, &device).valid(),
+            network,
         }
     }
 
