@@ -1010,6 +1010,10 @@ impl Run {
         }
         .min(jobs.len())
         .max(1);
+        // A job that cannot train says so before any other starts.
+        for job in jobs {
+            self.training_split(job)?;
+        }
         let progress = MultiProgress::new();
         if at_once == 1 {
             return jobs.iter().map(|job| self.fit_on(job, &progress)).collect();
@@ -1046,32 +1050,39 @@ impl Run {
             .collect()
     }
 
-    /// Splits the job's examples into training and validation parts, balances the training
-    /// part, and trains, its progress bar among those of `progress`.
-    fn fit_on(&self, job: &FitJob, progress: &MultiProgress) -> anyhow::Result<Fitted> {
-        let sink = &self.sink;
-        let FitJob {
-            indices,
-            checkpoint,
-            title,
-        } = job;
-        let say = |line: String| print_above(progress, line);
-        let (train_idx, valid_idx) = self.validation_split(indices);
+    /// The training and validation parts of a job's examples; an error names the job when
+    /// either is empty.
+    fn training_split(&self, job: &FitJob) -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
+        let (train_idx, valid_idx) = self.validation_split(&job.indices);
         if valid_idx.is_empty() {
-            bail!("the validation part is empty: check validation_folds or validation_fraction");
+            bail!(
+                "{}: the validation part is empty: check validation_folds or validation_fraction",
+                job.title
+            );
         }
         if train_idx.is_empty() {
             bail!(
-                "nothing is left to train on after the test and validation parts ({} examples of {} patients): \
+                "{}: nothing is left to train on after the test and validation parts ({} examples of {} patients): \
                  lower test_fraction or validation_fraction, or split by beat",
-                indices.len(),
-                indices
+                job.title,
+                job.indices.len(),
+                job.indices
                     .iter()
                     .map(|&i| &self.data.groups[i])
                     .collect::<HashSet<_>>()
                     .len()
             );
         }
+        Ok((train_idx, valid_idx))
+    }
+
+    /// Splits the job's examples into training and validation parts, balances the training
+    /// part, and trains, its progress bar among those of `progress`.
+    fn fit_on(&self, job: &FitJob, progress: &MultiProgress) -> anyhow::Result<Fitted> {
+        let sink = &self.sink;
+        let FitJob { checkpoint, title, .. } = job;
+        let say = |line: String| print_above(progress, line);
+        let (train_idx, valid_idx) = self.training_split(job)?;
         let mut train = self.data.subset(&train_idx);
         let valid = self.data.subset(&valid_idx);
         let classes = self.classes().len();
