@@ -249,13 +249,20 @@ fn decisions_chosen_out_of_fold_score_every_training_beat_once() {
     let Some(data) = data_dir() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let beats = beats(&data, tmp.path());
+    // One epoch, two decision folds, and `extra` settings.
+    let train = |out: &Path, extra: &[&str]| {
+        let mut args = train_args("pipelines/train-resecanet.toml", &beats, out);
+        for set in ["sinks.model.decision_folds=2", "sinks.model.epochs=1"]
+            .iter()
+            .chain(extra)
+        {
+            args.extend(["--set".to_owned(), set.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ecgflow(&args, &data)
+    };
     let out = tmp.path().join("oof");
-    let mut args = train_args("pipelines/train-resecanet.toml", &beats, &out);
-    for set in ["sinks.model.decision_folds=2", "sinks.model.epochs=1"] {
-        args.extend(["--set".to_owned(), set.to_owned()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let run = ecgflow(&args, &data);
+    let run = train(&out, &[]);
     assert!(run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("decision fold 2/2"));
 
@@ -288,18 +295,10 @@ fn decisions_chosen_out_of_fold_score_every_training_beat_once() {
     assert!(with >= choice["network_alone"].as_f64().unwrap());
     assert!((report["jk"].as_f64().unwrap() - with).abs() < 1e-12, "{report}");
 
-    // The three trainings ran at once (one per core); one at a time they give the same.
+    // The three trainings ran at once, one per core (where there are several); one at a time
+    // they give the same.
     let alone = tmp.path().join("oof-alone");
-    let mut args = train_args("pipelines/train-resecanet.toml", &beats, &alone);
-    for set in [
-        "sinks.model.decision_folds=2",
-        "sinks.model.epochs=1",
-        "sinks.model.concurrent_trainings=1",
-    ] {
-        args.extend(["--set".to_owned(), set.to_owned()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    assert!(ecgflow(&args, &data).status.success());
+    assert!(train(&alone, &["sinks.model.concurrent_trainings=1"]).status.success());
     let alone_report = json(&alone.join("out-of-fold-report.json"));
     assert_eq!(alone_report["confusion"], report["confusion"]);
     assert_eq!(alone_report["decisions"], report["decisions"]);
