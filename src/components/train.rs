@@ -1011,12 +1011,17 @@ impl Run {
         .min(jobs.len())
         .max(1);
         // A job that cannot train says so before any other starts.
-        for job in jobs {
-            self.training_split(job)?;
-        }
+        let splits = jobs
+            .iter()
+            .map(|job| self.training_split(job))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let progress = MultiProgress::new();
         if at_once == 1 {
-            return jobs.iter().map(|job| self.fit_on(job, &progress)).collect();
+            return jobs
+                .iter()
+                .zip(&splits)
+                .map(|(job, split)| self.fit_on(job, split, &progress))
+                .collect();
         }
         let pools = (0..at_once)
             .map(|_| {
@@ -1035,7 +1040,7 @@ impl Run {
                     while !failed.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(job) = jobs.get(i) else { break };
-                        let result = pool.install(|| self.fit_on(job, &progress));
+                        let result = pool.install(|| self.fit_on(job, &splits[i], &progress));
                         failed.fetch_or(result.is_err(), Ordering::Relaxed);
                         results.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(result);
                     }
@@ -1076,15 +1081,20 @@ impl Run {
         Ok((train_idx, valid_idx))
     }
 
-    /// Splits the job's examples into training and validation parts, balances the training
-    /// part, and trains, its progress bar among those of `progress`.
-    fn fit_on(&self, job: &FitJob, progress: &MultiProgress) -> anyhow::Result<Fitted> {
+    /// Trains on the job's `split` ([`Self::training_split`]) after balancing its training
+    /// part, its progress bar among those of `progress`.
+    fn fit_on(
+        &self,
+        job: &FitJob,
+        split: &(Vec<usize>, Vec<usize>),
+        progress: &MultiProgress,
+    ) -> anyhow::Result<Fitted> {
         let sink = &self.sink;
         let FitJob { checkpoint, title, .. } = job;
         let say = |line: String| print_above(progress, line);
-        let (train_idx, valid_idx) = self.training_split(job)?;
-        let mut train = self.data.subset(&train_idx);
-        let valid = self.data.subset(&valid_idx);
+        let (train_idx, valid_idx) = split;
+        let mut train = self.data.subset(train_idx);
+        let valid = self.data.subset(valid_idx);
         let classes = self.classes().len();
         if let Balance::Smote(smote) = &sink.balance {
             // Only the signal part is interpolated when RR features follow it: SMOTE runs on
@@ -1194,15 +1204,13 @@ impl Run {
         let all: Vec<usize> = (0..self.data.len()).collect();
         let (rest, test_idx) = holdout(&all, &self.data.groups, sink.test_fraction, sink.by, sink.settings.seed);
         // The network, and beside it the trainings its decisions are chosen with.
-        let decision_folds = self.decision_folds(&rest);
+        let (left_out, fold_jobs) = self.decision_folds(&rest);
         let network = FitJob {
             indices: rest.clone(),
             checkpoint: sink.dir.join("checkpoint"),
             title: sink.name.clone(),
         };
-        let jobs: Vec<FitJob> = std::iter::once(network)
-            .chain(decision_folds.iter().map(|(_, job)| job.clone()))
-            .collect();
+        let jobs: Vec<FitJob> = std::iter::once(network).chain(fold_jobs).collect();
         let mut fitted = self.fit_all(&jobs)?.into_iter();
         let Fitted {
             outcome,
@@ -1210,10 +1218,10 @@ impl Run {
             valid_counts,
             seconds,
         } = fitted.next().context("the network's training gave nothing")?;
-        let out_of_fold: Vec<(Vec<usize>, Network)> = decision_folds
+        let out_of_fold: Vec<(Vec<usize>, Network)> = left_out
             .into_iter()
             .zip(fitted)
-            .map(|((left_out, _), fold)| (left_out, fold.outcome.best))
+            .map(|(left_out, fold)| (left_out, fold.outcome.best))
             .collect();
         let best = outcome.history.iter().find(|r| r.epoch == outcome.best_epoch);
         let mut training = self.settings_json();
@@ -1436,11 +1444,12 @@ impl Run {
     /// The trainings out-of-fold decisions are chosen with (none unless `decision_folds`
     /// asks for them): `indices` split in `decision_folds` folds (as `group_by` says), and for
     /// each the fold and a training on all the others, so that every beat is scored by a
-    /// network that never saw it (by patient: nor its patient).
-    fn decision_folds(&self, indices: &[usize]) -> Vec<(Vec<usize>, FitJob)> {
+    /// network that never saw it (by patient: nor its patient). Returns the folds and their
+    /// trainings, in the same order.
+    fn decision_folds(&self, indices: &[usize]) -> (Vec<Vec<usize>>, Vec<FitJob>) {
         let sink = &self.sink;
         if !self.wants_decisions() || sink.decision_folds < 2 || self.data.is_multi_label() {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         let folds = k_folds(
             indices,
@@ -1455,15 +1464,14 @@ impl Run {
             .enumerate()
             .filter(|(_, fold)| !fold.is_empty())
             .map(|(k, left_out)| {
-                let held: HashSet<usize> = left_out.iter().copied().collect();
                 let job = FitJob {
-                    indices: indices.iter().copied().filter(|i| !held.contains(i)).collect(),
+                    indices: all_but(indices, &left_out),
                     checkpoint: sink.dir.join(format!("decision-fold-{}", k + 1)).join("checkpoint"),
                     title: format!("{} decision fold {}/{count}", sink.name, k + 1),
                 };
                 (left_out, job)
             })
-            .collect()
+            .unzip()
     }
 
     /// The class probabilities `network` gives the examples `indices`.
@@ -1510,13 +1518,10 @@ impl Run {
         let jobs: Vec<FitJob> = folds
             .iter()
             .enumerate()
-            .map(|(k, test_idx)| {
-                let held: HashSet<usize> = test_idx.iter().copied().collect();
-                FitJob {
-                    indices: all.iter().copied().filter(|i| !held.contains(i)).collect(),
-                    checkpoint: sink.dir.join(format!("fold-{}", k + 1)).join("checkpoint"),
-                    title: format!("{} fold {}/{}", sink.name, k + 1, folds.len()),
-                }
+            .map(|(k, test_idx)| FitJob {
+                indices: all_but(&all, test_idx),
+                checkpoint: sink.dir.join(format!("fold-{}", k + 1)).join("checkpoint"),
+                title: format!("{} fold {}/{}", sink.name, k + 1, folds.len()),
             })
             .collect();
         let fitted = self.fit_all(&jobs)?;
@@ -1571,6 +1576,12 @@ impl Run {
     }
 }
 
+/// `indices` without those in `left_out`, in order.
+fn all_but(indices: &[usize], left_out: &[usize]) -> Vec<usize> {
+    let held: HashSet<usize> = left_out.iter().copied().collect();
+    indices.iter().copied().filter(|i| !held.contains(i)).collect()
+}
+
 /// The patient of a stream (its metadata's `patient`, else the stream itself).
 fn patient_of(meta: &HashMap<String, Vec<(String, String)>>, stream: &str) -> String {
     meta_value(meta.get(stream).map_or(&[][..], Vec::as_slice), "patient")
@@ -1600,7 +1611,7 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 
 /// One training of [`Run::fit_all`]: the examples it trains and validates on (split as
 /// the sink says), where its checkpoint is kept, and its name on the progress bars.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct FitJob {
     indices: Vec<usize>,
     checkpoint: PathBuf,

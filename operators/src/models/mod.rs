@@ -346,7 +346,9 @@ fn lock_init() -> std::sync::MutexGuard<'static, ()> {
 /// Held while a seeded network's weights are drawn ([`Network::init_seeded`]): no other
 /// network is initialised until it is dropped.
 #[must_use = "drop it once the network's weights are drawn"]
-pub struct DrawingWeights(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+pub struct DrawingWeights {
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
 
 /// Draws every lazily initialised weight of a module now.
 struct DrawWeights;
@@ -372,7 +374,7 @@ impl Network {
     /// forward pass, or `valid()`), in the order it uses them: drop the [`DrawingWeights`]
     /// after that use; until then no other network is initialised.
     pub fn init_seeded(architecture: &Architecture, device: &Device, seed: u64) -> (Self, DrawingWeights) {
-        let drawing = DrawingWeights(lock_init());
+        let drawing = DrawingWeights { _lock: lock_init() };
         device.seed(seed);
         (Self::init_lazily(architecture, device), drawing)
     }
