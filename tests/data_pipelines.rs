@@ -3,20 +3,13 @@
 //! Each test prints a note and passes when the data is absent (CI has it).
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 mod common;
 
+use common::{ecgflow, mitdb_data};
+
 use ecgflow_datasets::annotations::{is_beat, read_annotations};
 use ecgflow_datasets::wfdb::Header;
-
-fn data_dir() -> Option<PathBuf> {
-    common::mitdb_data()
-}
-
-fn ecgflow(args: &[&str], data: &Path) -> Output {
-    common::ecgflow_with_data(args, data)
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -48,7 +41,7 @@ for r in sorted(set(t.column("record").to_pylist())):
 
 #[test]
 fn mitdb_conversion_holds_exactly_the_annotated_beats_with_full_windows() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = mitdb_data() else { return };
     let out_dir = tempfile::tempdir().unwrap();
     let table = out_dir.path().join("beats");
     let records = ["100", "102", "114", "208"];
@@ -114,7 +107,7 @@ print(t.schema.metadata[b"ecgflow.label_map"].decode(), t.schema.metadata[b"ecgf
 
 #[test]
 fn an_interrupted_conversion_resumes_without_duplicates() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = mitdb_data() else { return };
     let out_dir = tempfile::tempdir().unwrap();
     let table = out_dir.path().join("beats");
     let args = |records: &str| {
@@ -174,7 +167,7 @@ fn damaged_copy(data: &Path, dir: &Path) -> PathBuf {
 
 #[test]
 fn a_damaged_record_is_reported_by_name_and_the_others_are_converted() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = mitdb_data() else { return };
     let dir = tempfile::tempdir().unwrap();
     let db = damaged_copy(&data, dir.path());
     let jsonl = dir.path().join("beats.jsonl");
@@ -236,7 +229,7 @@ fn a_damaged_record_is_reported_by_name_and_the_others_are_converted() {
 
 #[test]
 fn ptbxl_conversion_writes_one_row_per_ecg_with_its_labels() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = mitdb_data() else { return };
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("ecgs.parquet");
     let out = ecgflow(
@@ -278,7 +271,7 @@ for r in t.select(["ecg_id", "patient", "fold", "NORM", "MI", "STTC", "CD", "HYP
 
 #[test]
 fn eval_rpeaks_scores_records_and_writes_json_and_qrs() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = mitdb_data() else { return };
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     let qrs = dir.path().join("qrs");
@@ -330,7 +323,7 @@ fn eval_rpeaks_scores_records_and_writes_json_and_qrs() {
 
 #[test]
 fn eval_rpeaks_rejects_bad_arguments_clearly() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = mitdb_data() else { return };
     let db = data.join("mitdb");
     let out = ecgflow(
         &["eval", "rpeaks", "--db", db.to_str().unwrap(), "--method", "magic"],

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 fn ecgflow(args: &[&str]) -> std::process::Output {
-    common::ecgflow_with_data(args, &common::data_root())
+    common::ecgflow(args, &common::data_root())
 }
 
 fn check(out: &std::process::Output) {
@@ -155,7 +155,7 @@ fn the_explain_transform_writes_attributions_as_jsonl_parquet_and_pictures() {
 fn explain_report(data: &Path, model: &str, tmp: &Path) -> (Vec<Value>, PathBuf) {
     let table = tmp.join("beats");
     if !table.is_dir() {
-        let out = common::ecgflow_with_data(
+        let out = common::ecgflow(
             &[
                 "run",
                 "pipelines/mitdb-to-parquet.toml",

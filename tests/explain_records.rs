@@ -25,7 +25,7 @@ fn eval_explain(data: &Path, report: &Path, extra: &[&str]) -> Value {
         report.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let out = common::ecgflow_with_data(&args, data);
+    let out = common::ecgflow(&args, data);
     assert!(
         out.status.success(),
         "ecgflow failed:\n{}\n{}",

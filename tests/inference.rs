@@ -30,9 +30,7 @@ fn root() -> PathBuf {
 }
 
 fn ecgflow(args: &[&str]) -> Output {
-    let out = common::ecgflow_with_data(args, &common::data_root());
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    out
+    common::ecgflow(args, &common::data_root())
 }
 
 /// A tiny ResECANet (8 → 16 filters, 259-sample window at 90 + 1 + 168) trained for a few

@@ -29,7 +29,7 @@ fn replayed_records_raise_ventricular_run_alarms() {
     };
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.jsonl");
-    let out = common::ecgflow_with_data(
+    let out = common::ecgflow(
         &[
             "run",
             "pipelines/monitor-mitdb.toml",
@@ -71,7 +71,7 @@ fn replayed_records_raise_ventricular_run_alarms() {
         assert_eq!(starts, ends, "record {stream}: every alarm that starts ends");
     }
     let report_path = dir.path().join("alarms.json");
-    let out = common::ecgflow_with_data(
+    let out = common::ecgflow(
         &[
             "eval",
             "alarms",
@@ -118,7 +118,7 @@ fn paced_streams_play_at_their_speed_and_lose_nothing_under_block() {
     )
     .unwrap();
     let started = Instant::now();
-    let out = common::ecgflow_with_data(&["run", pipeline.to_str().unwrap(), "--quiet"], &common::data_root());
+    let out = common::ecgflow(&["run", pipeline.to_str().unwrap(), "--quiet"], &common::data_root());
     let took = started.elapsed().as_secs_f64();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(took >= 0.3, "6 s of signal at 20× took {took:.2} s: not paced");
@@ -162,7 +162,7 @@ fn census_windows_slide_per_patient_and_per_ward() {
         ),
     )
     .unwrap();
-    let out = common::ecgflow_with_data(&["run", pipeline.to_str().unwrap(), "--quiet"], &common::data_root());
+    let out = common::ecgflow(&["run", pipeline.to_str().unwrap(), "--quiet"], &common::data_root());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let census: Vec<Value> = lines(&out_file)
         .into_iter()
@@ -217,7 +217,7 @@ fn a_beats_table_plays_live() {
         ),
     )
     .unwrap();
-    let out = common::ecgflow_with_data(&["run", make.to_str().unwrap(), "--quiet"], &common::data_root());
+    let out = common::ecgflow(&["run", make.to_str().unwrap(), "--quiet"], &common::data_root());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let play = dir.path().join("play.toml");
     let predictions = dir.path().join("predictions.jsonl");
@@ -234,7 +234,7 @@ fn a_beats_table_plays_live() {
     )
     .unwrap();
     let started = Instant::now();
-    let out = common::ecgflow_with_data(&["run", play.to_str().unwrap(), "--quiet"], &common::data_root());
+    let out = common::ecgflow(&["run", play.to_str().unwrap(), "--quiet"], &common::data_root());
     let took = started.elapsed().as_secs_f64();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let beats: Vec<Value> = lines(&predictions)

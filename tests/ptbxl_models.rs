@@ -12,13 +12,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::ptbxl_data;
-
-fn ecgflow(args: &[&str], data: &Path) -> Output {
-    let out = common::ecgflow_with_data(args, data);
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
+use common::{ecgflow, json, ptbxl_data};
 
 /// `ecgflow eval ptbxl` of `model` on fold 9, the report written to `report` (and plots to
 /// `plots`).
@@ -40,11 +34,6 @@ fn eval_fold9(model: &Path, data: &Path, report: &Path, plots: Option<&Path>) ->
         args.extend(["--plots", plots.to_str().unwrap()]);
     }
     ecgflow(&args, data)
-}
-
-fn json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
 }
 
 /// Trains `pipeline` on the first 150 records (folds 1-9, fold 9 validating) with the

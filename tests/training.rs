@@ -3,26 +3,12 @@
 //! Each test prints a note and passes when the data is absent (CI has it).
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use serde_json::Value;
 
 mod common;
 
-fn data_dir() -> Option<PathBuf> {
-    common::mitdb_data()
-}
-
-fn ecgflow(args: &[&str], data: &Path) -> Output {
-    let out = common::ecgflow_with_data(args, data);
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
+use common::{ecgflow, json, mitdb_data};
 
 /// Beats of a few records with normal, supraventricular and ventricular beats, as Parquet.
 fn beats(data: &Path, dir: &Path) -> PathBuf {
@@ -104,7 +90,7 @@ const REPORT_KEYS: [&str; 9] = [
 
 #[test]
 fn the_study_pipeline_trains_reports_evaluates_resumes_and_exports() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = mitdb_data() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let beats = beats(&data, tmp.path());
     let out = tmp.path().join("model");
@@ -176,7 +162,7 @@ fn the_study_pipeline_trains_reports_evaluates_resumes_and_exports() {
 
 #[test]
 fn cross_validation_by_patient_reports_mean_and_std() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = mitdb_data() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let beats = beats(&data, tmp.path());
     let out = tmp.path().join("cv");
@@ -246,7 +232,7 @@ fn cross_validation_by_patient_reports_mean_and_std() {
 
 #[test]
 fn decisions_chosen_out_of_fold_score_every_training_beat_once() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = mitdb_data() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let beats = beats(&data, tmp.path());
     // One epoch, two decision folds, and `extra` settings.
@@ -310,7 +296,7 @@ fn decisions_chosen_out_of_fold_score_every_training_beat_once() {
 
 #[test]
 fn eval_beats_names_what_is_wrong() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = mitdb_data() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("nothing.json");
     let out = ecgflow(
@@ -332,7 +318,7 @@ fn eval_beats_names_what_is_wrong() {
 
 #[test]
 fn vgg16_on_scalograms_trains_from_raw_beats_evaluates_and_exports() {
-    let Some(data) = data_dir() else { return };
+    let Some(data) = mitdb_data() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let beats = beats(&data, tmp.path());
     let out = tmp.path().join("vgg");

@@ -69,7 +69,7 @@ pub fn ptbxl_data() -> Option<PathBuf> {
 
 /// `ecgflow export --model MODEL --onnx ONNX`; asserts that it succeeds.
 pub fn export_onnx(model: &Path, onnx: &Path, data: &Path) {
-    let out = ecgflow_with_data(
+    let out = ecgflow(
         &[
             "export",
             "--model",
@@ -79,16 +79,24 @@ pub fn export_onnx(model: &Path, onnx: &Path, data: &Path) {
         ],
         data,
     );
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success());
 }
 
-/// Runs the `ecgflow` binary in the workspace root with `ECGFLOW_DATA` set to `data`.
-pub fn ecgflow_with_data(args: &[&str], data: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ecgflow"))
+/// Runs the `ecgflow` binary in the workspace root with `ECGFLOW_DATA` set to `data`; its
+/// stderr is printed too (the test harness shows it when the test fails).
+pub fn ecgflow(args: &[&str], data: &Path) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_ecgflow"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("ECGFLOW_DATA", data)
         .args(args)
         .output()
-        .expect("ecgflow starts")
+        .expect("ecgflow starts");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// The JSON file at `path`.
+pub fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
