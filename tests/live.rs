@@ -142,7 +142,9 @@ fn paced_streams_play_at_their_speed_and_lose_nothing_under_block() {
 /// The census keeps, per patient and per ward, the beats of the last `window_s` seconds:
 /// two synthetic patients at 72 bpm played at 50× real time for 90 s hold about 36 beats
 /// each in a 30 s window (beats leave the window as new ones come), a heart rate near 72,
-/// and their ward holds both.
+/// and their ward holds both. Beats are classified one at a time (`max_batch = 1`): a batch
+/// leaves the model at one dataflow time, and the census sees it as one change, so with
+/// batches the number of census events would depend on the machine's load.
 #[test]
 fn census_windows_slide_per_patient_and_per_ward() {
     let dir = tempfile::tempdir().unwrap();
@@ -156,6 +158,7 @@ fn census_windows_slide_per_patient_and_per_ward() {
              [transforms.peaks]\ntype = \"rpeaks\"\ninputs = [\"ecg\"]\n\
              [transforms.beats]\ntype = \"segment\"\ninputs = [\"peaks\"]\nwait_for_next = false\ntemplate = true\n\
              [transforms.classify]\ntype = \"model\"\ninputs = [\"beats\"]\npath = \"models/resecanet-ds1.json\"\n\
+             max_batch = 1\n\
              [transforms.counts]\ntype = \"census\"\ninputs = [\"classify\"]\nwindow_s = 30.0\n\
              [sinks.out]\ntype = \"jsonl\"\ninputs = [\"counts\"]\npath = \"{}\"\n",
             out_file.display()
