@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::{ecgflow, mitdb_data};
+use common::{ecgflow, mitdb_data, ptbxl_data};
 
 use ecgflow_datasets::annotations::{is_beat, read_annotations};
 use ecgflow_datasets::wfdb::Header;
@@ -229,7 +229,7 @@ fn a_damaged_record_is_reported_by_name_and_the_others_are_converted() {
 
 #[test]
 fn ptbxl_conversion_writes_one_row_per_ecg_with_its_labels() {
-    let Some(data) = mitdb_data() else { return };
+    let Some(data) = ptbxl_data() else { return };
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("ecgs.parquet");
     let out = ecgflow(

@@ -45,7 +45,7 @@ fn replayed_records_raise_ventricular_run_alarms() {
         ],
         &common::data_root(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ecgflow failed; its stderr is printed above");
     let all = lines(&events);
     let alarms: Vec<&Value> = all
         .iter()
@@ -84,7 +84,7 @@ fn replayed_records_raise_ventricular_run_alarms() {
         ],
         &common::data_root(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ecgflow failed; its stderr is printed above");
     println!("{}", String::from_utf8_lossy(&out.stdout));
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
     let gross = &report["gross"];
@@ -120,7 +120,7 @@ fn paced_streams_play_at_their_speed_and_lose_nothing_under_block() {
     let started = Instant::now();
     let out = common::ecgflow(&["run", pipeline.to_str().unwrap(), "--quiet"], &common::data_root());
     let took = started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ecgflow failed; its stderr is printed above");
     assert!(took >= 0.3, "6 s of signal at 20× took {took:.2} s: not paced");
     let chunks = lines(&out_file);
     let samples: u64 = chunks
@@ -166,7 +166,7 @@ fn census_windows_slide_per_patient_and_per_ward() {
     )
     .unwrap();
     let out = common::ecgflow(&["run", pipeline.to_str().unwrap(), "--quiet"], &common::data_root());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ecgflow failed; its stderr is printed above");
     let census: Vec<Value> = lines(&out_file)
         .into_iter()
         .filter(|v| v["event"] == "census")
@@ -221,7 +221,7 @@ fn a_beats_table_plays_live() {
     )
     .unwrap();
     let out = common::ecgflow(&["run", make.to_str().unwrap(), "--quiet"], &common::data_root());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ecgflow failed; its stderr is printed above");
     let play = dir.path().join("play.toml");
     let predictions = dir.path().join("predictions.jsonl");
     std::fs::write(
@@ -239,7 +239,7 @@ fn a_beats_table_plays_live() {
     let started = Instant::now();
     let out = common::ecgflow(&["run", play.to_str().unwrap(), "--quiet"], &common::data_root());
     let took = started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ecgflow failed; its stderr is printed above");
     let beats: Vec<Value> = lines(&predictions)
         .into_iter()
         .filter(|v| v["kind"] == "beat")
