@@ -16,6 +16,7 @@ pub mod render;
 pub mod resample;
 pub mod rng;
 pub mod rpeaks;
+pub mod running_median;
 pub mod segment;
 pub mod smote;
 pub mod split;

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 
+use crate::running_median::RunningMedian;
 use crate::types::{Annotation, Beat, Chunk};
 
 /// Default history kept for late R peaks, in seconds of signal: covers the Pan-Tompkins
@@ -89,9 +90,9 @@ pub struct Segmenter {
     /// `rr_local`) and their sum.
     rr_history: VecDeque<f32>,
     rr_sum: f64,
-    /// Windows of the last [`TEMPLATE_BEATS`] beats that were not early; `None` unless
-    /// templates were asked for.
-    template_beats: Option<VecDeque<Vec<f32>>>,
+    /// The running median of the last [`TEMPLATE_BEATS`] beats that were not early; `None`
+    /// unless templates were asked for.
+    template_beats: Option<RunningMedian>,
     dropped: u64,
     /// Arrival time of the chunk being processed, passed on to the beats it completes.
     arrival: Option<std::time::Instant>,
@@ -134,10 +135,10 @@ impl Segmenter {
         self
     }
 
-    /// Gives each beat its [`Beat::template`] (off by default: it costs a median over
-    /// [`TEMPLATE_BEATS`] windows per beat).
+    /// Gives each beat its [`Beat::template`] (off by default: it keeps the last
+    /// [`TEMPLATE_BEATS`] windows and their running median).
     pub fn with_template(mut self) -> Self {
-        self.template_beats = Some(VecDeque::new());
+        self.template_beats = Some(RunningMedian::new(TEMPLATE_BEATS));
         self
     }
 
@@ -312,12 +313,9 @@ impl Segmenter {
             };
             let template = self.template_beats.as_mut().map(|recent| {
                 // The stream's first beat has only itself to go by.
-                let template = median_window(recent).unwrap_or_else(|| window.clone());
+                let template = recent.median().unwrap_or_else(|| window.clone());
                 if !early {
-                    if recent.len() == TEMPLATE_BEATS {
-                        recent.pop_front();
-                    }
-                    recent.push_back(window.clone());
+                    recent.push(&window);
                 }
                 template
             });
@@ -363,20 +361,6 @@ impl Segmenter {
             self.annotations.pop_front();
         }
     }
-}
-
-/// The sample-by-sample median of `windows` (all of one length); `None` when there are none.
-fn median_window(windows: &VecDeque<Vec<f32>>) -> Option<Vec<f32>> {
-    let len = windows.front()?.len();
-    let mut column = Vec::with_capacity(windows.len());
-    let median = (0..len)
-        .map(|i| {
-            column.clear();
-            column.extend(windows.iter().map(|w| w[i]));
-            median(&mut column)
-        })
-        .collect();
-    Some(median)
 }
 
 /// [`Beat::rr_irregularity`] from the RR intervals before a beat (oldest first): the median
