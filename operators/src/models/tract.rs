@@ -290,16 +290,16 @@ pub fn optimize(mut model: TypedModel) -> TractResult<TypedModel> {
     scope.enter(|| model.into_optimized())
 }
 
-/// Replaces, in place, the nodes that tract runs slowly by equivalent ones it runs fast.
-/// The results are the same up to float rounding. The rewrites: products by a selection
-/// matrix become slices, one-channel convolutions products by a banded matrix, a convolution
-/// that splits one channel into several (`[N, 1, 2 × L]` to `[N, 2, L]`) slices, the
-/// zero padding of the other convolutions a concatenation with zeros, and a sum over a long
-/// axis a sum in two steps (a matter of precision, not speed). On the shipped
-/// `resecanet-ds1` (one beat, one thread) the last two took tract from ≈ 0.42 to ≈ 0.37 ms
-/// per beat: the splitting convolution cost ≈ 26 µs as a 2 × 2 × 259 matrix product padded
-/// to tract's 40-row tile, the `Pad` copies tract puts before its im2col ≈ 30 µs in all, the
-/// concatenations ≈ 8 µs.
+/// Replaces, in place, the nodes that tract runs slowly (or, for long sums, imprecisely) by
+/// equivalent ones it runs well. The results are the same up to float rounding. The
+/// rewrites: products by a selection matrix become slices, one-channel convolutions products
+/// by a banded matrix, a convolution that splits one channel into several (`[N, 1, 2 × L]`
+/// to `[N, 2, L]`) slices, the zero padding of the other convolutions a concatenation with
+/// zeros, and a sum over a long axis a sum in two steps (for precision, not speed). On the
+/// shipped `resecanet-ds1` (one beat, one thread) the splitting and padding rewrites took
+/// tract from ≈ 0.42 to ≈ 0.37 ms per beat: the splitting convolution cost ≈ 26 µs as a
+/// 2 × 2 × 259 matrix product padded to tract's 40-row tile, the `Pad` copies tract puts
+/// before its im2col ≈ 30 µs in all, the concatenations ≈ 8 µs.
 pub fn rewrite_for_tract(model: &mut TypedModel) -> TractResult<()> {
     // A patch appends nodes and leaves the ones it replaces unconnected: the ids taken here
     // stay valid while the patches are applied.
