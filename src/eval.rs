@@ -129,7 +129,8 @@ pub fn rpeaks(args: &RpeaksArgs) -> anyhow::Result<()> {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(record) = records.get(i) else { break };
-                let result = score_record(args, method, record).with_context(|| format!("record {record}"));
+                // The errors of `score_record` name the record or its file already.
+                let result = score_record(args, method, record);
                 results.lock().expect("no panics while holding the lock").push(result);
             });
         }

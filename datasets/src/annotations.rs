@@ -19,13 +19,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum AnnotationError {
     /// An I/O error on a named file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     /// The file is malformed.
     #[error("annotation file {path}: {message} (at byte {offset}, after {count} annotations)")]
@@ -177,9 +176,9 @@ pub fn is_beat(symbol: &str) -> bool {
 /// `## time resolution:` (written by some tools to record the sampling frequency)
 /// is metadata, not an annotation, and is dropped, as the WFDB library does.
 pub fn read_annotations(path: &Path) -> Result<Vec<Annotation>, AnnotationError> {
-    let bytes = std::fs::read(path).map_err(|source| AnnotationError::Io {
+    let bytes = std::fs::read(path).map_err(|error| AnnotationError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     parse_annotations(&bytes, path)
 }
@@ -187,9 +186,9 @@ pub fn read_annotations(path: &Path) -> Result<Vec<Annotation>, AnnotationError>
 /// Reads annotations from any reader; `path` only names the source in errors.
 pub fn read_annotations_from(mut r: impl Read, path: &Path) -> Result<Vec<Annotation>, AnnotationError> {
     let mut bytes = Vec::new();
-    r.read_to_end(&mut bytes).map_err(|source| AnnotationError::Io {
+    r.read_to_end(&mut bytes).map_err(|error| AnnotationError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     parse_annotations(&bytes, path)
 }
@@ -365,10 +364,10 @@ pub fn encode_annotations(anns: &[Annotation], path: &Path) -> Result<Vec<u8>, A
 pub fn write_annotations(path: &Path, anns: &[Annotation]) -> Result<(), AnnotationError> {
     let bytes = encode_annotations(anns, path)?;
     write_atomic(path, &bytes).map_err(|e| match e {
-        crate::wfdb::WfdbError::Io { path, source } => AnnotationError::Io { path, source },
+        crate::wfdb::WfdbError::Io { path, error } => AnnotationError::Io { path, error },
         other => AnnotationError::Io {
             path: path.to_path_buf(),
-            source: io::Error::other(other.to_string()),
+            error: io::Error::other(other.to_string()),
         },
     })
 }

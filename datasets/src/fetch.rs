@@ -186,12 +186,12 @@ pub enum FetchError {
         why: String,
     },
     /// The destination directory cannot be created or written.
-    #[error("destination {}: {source}", path.display())]
+    #[error("destination {}: {error}", path.display())]
     Dest {
         /// The path at fault.
         path: PathBuf,
         /// The underlying error.
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -202,9 +202,9 @@ pub enum FetchError {
 /// file is unreachable or malformed, or `dest` is not writable.
 pub fn fetch(options: &FetchOptions, progress: &(dyn Fn(FetchEvent) + Sync)) -> Result<FetchReport, FetchError> {
     let dest = &options.dest;
-    fs::create_dir_all(dest).map_err(|source| FetchError::Dest {
+    fs::create_dir_all(dest).map_err(|error| FetchError::Dest {
         path: dest.clone(),
-        source,
+        error,
     })?;
 
     let mut base = options.base_url.clone();
@@ -216,9 +216,9 @@ pub fn fetch(options: &FetchOptions, progress: &(dyn Fn(FetchEvent) + Sync)) -> 
     let sums_url = format!("{base}{SUMS_FILE}");
     let sums_text = download_text(&agent, &sums_url)?;
     let entries = parse_sums(&sums_text, &sums_url)?;
-    write_atomically(&dest.join(SUMS_FILE), sums_text.as_bytes()).map_err(|source| FetchError::Dest {
+    write_atomically(&dest.join(SUMS_FILE), sums_text.as_bytes()).map_err(|error| FetchError::Dest {
         path: dest.join(SUMS_FILE),
-        source,
+        error,
     })?;
 
     let selected: Vec<&SumsEntry> = entries

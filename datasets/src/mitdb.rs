@@ -46,13 +46,12 @@ pub enum MitdbError {
         message: String,
     },
     /// Reading a label map file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A WFDB error.
     #[error(transparent)]
@@ -234,9 +233,9 @@ impl LabelMap {
 
     /// Reads a map from a CSV file (`symbol,class` rows; see the module docs).
     pub fn from_file(path: &Path) -> Result<LabelMap, MitdbError> {
-        let text = std::fs::read_to_string(path).map_err(|source| MitdbError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| MitdbError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         LabelMap::parse(&text, &path.display().to_string())
     }

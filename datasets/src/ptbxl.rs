@@ -19,22 +19,20 @@ pub const SUPERCLASSES: [&str; 5] = ["NORM", "MI", "STTC", "CD", "HYP"];
 #[derive(Debug, thiserror::Error)]
 pub enum PtbxlError {
     /// An I/O error on a named file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A CSV syntax error.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Csv {
         /// The file.
         path: PathBuf,
         /// The CSV error.
-        #[source]
-        source: CsvError,
+        error: CsvError,
     },
     /// A required column is missing.
     #[error("{path}, line 1 (header row): missing column {column:?}")]
@@ -67,13 +65,12 @@ pub enum PtbxlError {
         resolution: &'static str,
     },
     /// A WFDB error reading a record's signal.
-    #[error("ecg_id {ecg_id}: {source}")]
+    #[error("ecg_id {ecg_id}: {error}")]
     Wfdb {
         /// The record.
         ecg_id: u32,
         /// The WFDB error.
-        #[source]
-        source: WfdbError,
+        error: WfdbError,
     },
 }
 
@@ -135,9 +132,9 @@ impl PtbxlRecord {
     /// `dir` is the dataset directory holding `records100/` and `ptbxl_database.csv`.
     pub fn open_signal(&self, dir: &Path, res: Resolution) -> Result<RecordReader, PtbxlError> {
         let rel = Path::new(self.filename(res)?);
-        let wrap = |source| PtbxlError::Wfdb {
+        let wrap = |error| PtbxlError::Wfdb {
             ecg_id: self.ecg_id,
-            source,
+            error,
         };
         let rdir = dir.join(rel.parent().unwrap_or(Path::new("")));
         let name = rel
@@ -151,9 +148,9 @@ impl PtbxlRecord {
     pub fn read_signal(&self, dir: &Path, res: Resolution) -> Result<(Header, Vec<Vec<f32>>), PtbxlError> {
         let mut r = self.open_signal(dir, res)?;
         let mut out = vec![Vec::new(); r.header().signals.len()];
-        let wrap = |source| PtbxlError::Wfdb {
+        let wrap = |error| PtbxlError::Wfdb {
             ecg_id: self.ecg_id,
-            source,
+            error,
         };
         while let Some(c) = r.read_chunk(1 << 14).map_err(wrap)? {
             for (o, c) in out.iter_mut().zip(c) {
@@ -180,9 +177,9 @@ pub fn load(dir: &Path) -> Result<Vec<PtbxlRecord>, PtbxlError> {
 }
 
 fn read_text(path: &Path) -> Result<String, PtbxlError> {
-    std::fs::read_to_string(path).map_err(|source| PtbxlError::Io {
+    std::fs::read_to_string(path).map_err(|error| PtbxlError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -194,9 +191,9 @@ pub fn read_statements(path: &Path) -> Result<HashMap<String, String>, PtbxlErro
 
 /// Parses `scp_statements.csv` text; see [`read_statements`].
 pub fn parse_statements(text: &str, path: &Path) -> Result<HashMap<String, String>, PtbxlError> {
-    let rows = parse_csv(text).map_err(|source| PtbxlError::Csv {
+    let rows = parse_csv(text).map_err(|error| PtbxlError::Csv {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let Some((_, header)) = rows.first() else {
         return Err(PtbxlError::MissingColumn {
@@ -251,9 +248,9 @@ pub fn parse_database(
     path: &Path,
     statements: &HashMap<String, String>,
 ) -> Result<Vec<PtbxlRecord>, PtbxlError> {
-    let rows = parse_csv(text).map_err(|source| PtbxlError::Csv {
+    let rows = parse_csv(text).map_err(|error| PtbxlError::Csv {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let header: &[String] = rows.first().map(|(_, h)| h.as_slice()).unwrap_or(&[]);
     let col = |name: &str| {

@@ -35,13 +35,12 @@ pub const DEFAULT_FS: f64 = 250.0;
 #[derive(Debug, thiserror::Error)]
 pub enum WfdbError {
     /// An I/O error on a named file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file being read or written.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     /// The header text is malformed.
     #[error("header {record}.hea, line {line}: {message}")]
@@ -136,9 +135,9 @@ pub enum WfdbError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WfdbError + '_ {
-    move |source| WfdbError::Io {
+    move |error| WfdbError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

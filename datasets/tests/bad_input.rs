@@ -428,6 +428,11 @@ fn record_listed_but_absent_names_the_missing_file() {
         matches!(&e, WfdbError::Io { path, .. } if path.ends_with("100.dat")),
         "{e}"
     );
+    // The message holds the OS's reason, so the error chain (what `ecgflow` prints) must not
+    // repeat it as a source.
+    let reason = std::fs::File::open(dir.path().join("100.dat")).unwrap_err().to_string();
+    let chain = error_chain(&e);
+    assert_eq!(chain.matches(&reason).count(), 1, "{chain}");
 
     // PTB-XL: the database lists ecg_id 2, whose record files are absent.
     let head = "ecg_id,patient_id,age,sex,scp_codes,strat_fold,filename_lr\n";
@@ -439,4 +444,15 @@ fn record_listed_but_absent_names_the_missing_file() {
     assert_names(&e.to_string(), &["ecg_id 2", "00002_lr.hea"]);
     let e = recs[0].read_signal(dir.path(), Resolution::High).unwrap_err();
     assert_names(&e.to_string(), &["ecg_id 2", "500 Hz"]);
+}
+
+/// The error and its sources, joined as `anyhow` prints them with `{:#}`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text += &format!(": {cause}");
+        source = cause.source();
+    }
+    text
 }

@@ -14,12 +14,8 @@ use crate::metrics::ConfusionMatrix;
 /// Why a chart could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
-    #[error("cannot write chart {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot write chart {path}: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
     #[error("cannot encode chart {path}: {message}")]
     Encode { path: PathBuf, message: String },
     #[error("chart {path} would be {width} × {height} pixels, more than {MAX_SIDE} a side")]
@@ -262,9 +258,9 @@ impl Canvas {
             .write_image_data(self.pixels.as_flattened())
             .map_err(encode_err)?;
         writer.finish().map_err(encode_err)?;
-        std::fs::write(path, &bytes).map_err(|source| PlotError::Write {
+        std::fs::write(path, &bytes).map_err(|error| PlotError::Write {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Ok((self.width, self.height))
     }

@@ -174,13 +174,12 @@ pub enum RenderError {
     #[error("PNG encoding: {0}")]
     Png(String),
     /// An I/O error on a named file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -597,7 +596,7 @@ pub fn write_png(path: &Path, pixels: &[f32], width: usize, height: usize) -> Re
     let tmp = PathBuf::from(tmp);
     let io = |p: &Path| {
         let p = p.to_path_buf();
-        move |source| RenderError::Io { path: p, source }
+        move |error| RenderError::Io { path: p, error }
     };
     std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(|e| {

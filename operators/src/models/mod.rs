@@ -31,18 +31,10 @@ pub use vgg16::{Vgg16, Vgg16Config};
 /// Why a model could not be loaded, saved or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: not a model card: {source}")]
-    Card {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{path}: not a model card: {error}")]
+    Card { path: PathBuf, error: serde_json::Error },
     #[error("{path}: cannot read the weights: {message}")]
     Weights { path: PathBuf, message: String },
     #[error("{path}: {message}")]
@@ -417,13 +409,13 @@ impl TrainedModel {
     /// Loads the model named by `path` for inference on `device` (batch norm in eval mode).
     pub fn load(path: &Path, device: &Device) -> Result<Self, ModelError> {
         let (weights, card_path) = model_paths(path);
-        let text = std::fs::read_to_string(&card_path).map_err(|source| ModelError::Io {
+        let text = std::fs::read_to_string(&card_path).map_err(|error| ModelError::Io {
             path: card_path.clone(),
-            source,
+            error,
         })?;
-        let card: ModelCard = serde_json::from_str(&text).map_err(|source| ModelError::Card {
+        let card: ModelCard = serde_json::from_str(&text).map_err(|error| ModelError::Card {
             path: card_path.clone(),
-            source,
+            error,
         })?;
         card.architecture.validate().map_err(|message| ModelError::Invalid {
             path: card_path.clone(),
@@ -448,7 +440,7 @@ impl TrainedModel {
         if !weights.is_file() {
             return Err(ModelError::Io {
                 path: weights,
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
+                error: std::io::Error::new(std::io::ErrorKind::NotFound, "weights file not found"),
             });
         }
         let network = Network::init(&card.architecture, device)
@@ -501,9 +493,9 @@ impl TrainedModel {
 pub fn save_model(network: &Network, card: &ModelCard, path: &Path) -> Result<(), ModelError> {
     let (weights, card_path) = model_paths(path);
     if let Some(dir) = weights.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        std::fs::create_dir_all(dir).map_err(|error| ModelError::Io {
             path: dir.to_path_buf(),
-            source,
+            error,
         })?;
     }
     let tmp = weights.with_extension("bpk.tmp");
@@ -514,17 +506,17 @@ pub fn save_model(network: &Network, card: &ModelCard, path: &Path) -> Result<()
     rename(&tmp, &weights)?;
     let text = serde_json::to_string_pretty(card).expect("a model card always serialises");
     let tmp = card_path.with_extension("json.tmp");
-    std::fs::write(&tmp, text + "\n").map_err(|source| ModelError::Io {
+    std::fs::write(&tmp, text + "\n").map_err(|error| ModelError::Io {
         path: tmp.clone(),
-        source,
+        error,
     })?;
     rename(&tmp, &card_path)
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), ModelError> {
-    std::fs::rename(from, to).map_err(|source| ModelError::Io {
+    std::fs::rename(from, to).map_err(|error| ModelError::Io {
         path: to.to_path_buf(),
-        source,
+        error,
     })
 }
 

@@ -17,9 +17,9 @@ use super::{ModelError, Network, TrainedModel};
 pub fn export_onnx(model: &TrainedModel, path: &Path) -> Result<(), ModelError> {
     let bytes = onnx_bytes(&model.network, model.card.architecture.input_len())?;
     let tmp = path.with_extension("onnx.tmp");
-    let io = |source| ModelError::Io {
+    let io = |error| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;

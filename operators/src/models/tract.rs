@@ -28,12 +28,8 @@ use super::{ModelCard, Output};
 /// Why an ONNX classifier could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: not an ONNX model: {message}")]
     NotOnnx { path: PathBuf, message: String },
     /// The graph's inputs or outputs are not those of a beat classifier.
@@ -71,9 +67,9 @@ pub struct OnnxClassifier {
 impl OnnxClassifier {
     /// Loads, checks and optimises the ONNX file at `path`.
     pub fn load(path: &Path) -> Result<Self, OnnxError> {
-        let bytes = std::fs::read(path).map_err(|source| OnnxError::Io {
+        let bytes = std::fs::read(path).map_err(|error| OnnxError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let shape = |message: String| OnnxError::Shape {
             path: path.to_path_buf(),
