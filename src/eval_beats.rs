@@ -29,7 +29,7 @@ pub struct BeatsArgs {
     pub label_map: Option<String>,
     /// Write the JSON report here.
     #[arg(long)]
-    pub json: PathBuf,
+    pub json: Option<PathBuf>,
     /// Write plots (confusion.png) into this directory.
     #[arg(long)]
     pub plots: Option<PathBuf>,
@@ -74,7 +74,13 @@ pub fn beats(args: &BeatsArgs) -> anyhow::Result<ClassificationReport> {
             "label_map": map_name,
         },
     });
-    write_classification(&report, context, &args.json, args.plots.as_deref(), &title(&args.model))?;
+    write_classification(
+        &report,
+        context,
+        args.json.as_deref(),
+        args.plots.as_deref(),
+        &title(&args.model),
+    )?;
     print_report(&report, data.labels.len(), data.skipped);
     if let Some(decisions) = ecgflow_operators::models::decision::describe(&model.card) {
         println!("after the network (from the model card): {decisions}");

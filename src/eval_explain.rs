@@ -109,7 +109,7 @@ pub struct ExplainArgs {
     pub seed: u64,
     /// Write the JSON report here.
     #[arg(long)]
-    pub json: PathBuf,
+    pub json: Option<PathBuf>,
     /// Write plots (mean deletion and insertion curves, example attributions) here.
     #[arg(long)]
     pub plots: Option<PathBuf>,
@@ -446,7 +446,9 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<Vec<MethodReport>> {
         "data": data,
         "settings": settings,
     });
-    write_json(&args.json, &json!({"context": context, "methods": reports}))?;
+    if let Some(path) = &args.json {
+        write_json(path, &json!({"context": context, "methods": reports}))?;
+    }
     if let Some(dir) = &args.plots {
         curve_charts(dir, &reports)?;
     }

@@ -29,7 +29,7 @@ pub struct PtbxlArgs {
     pub folds: String,
     /// Write the JSON report here.
     #[arg(long)]
-    pub json: PathBuf,
+    pub json: Option<PathBuf>,
     /// Write plots (roc.png) into this directory.
     #[arg(long)]
     pub plots: Option<PathBuf>,
@@ -98,7 +98,7 @@ pub fn ptbxl(args: &PtbxlArgs) -> anyhow::Result<MultiLabelReport> {
         None => None,
     };
     let title = format!("{} on folds {}", title(&args.model), args.folds);
-    let report = write_multi_label_report(&model, &data, context, &args.json, roc.as_deref(), &title)?;
+    let report = write_multi_label_report(&model, &data, context, args.json.as_deref(), roc.as_deref(), &title)?;
     print_report(&report, data.len(), no_class);
     Ok(report)
 }

@@ -84,12 +84,12 @@ pub fn classify(model: &TrainedModel, data: &LabelledBeats) -> anyhow::Result<Cl
     Ok(data.scored(&probabilities).report(&model.card)?)
 }
 
-/// Writes `report` as JSON to `path` with `context` keys first (model, data, ...), and
-/// the confusion matrix as `confusion.png` in `plots` when given.
+/// Writes `report` as JSON to `path` (when given) with `context` keys first (model, data,
+/// ...), and the confusion matrix as `confusion.png` in `plots` when given.
 pub fn write_classification(
     report: &ClassificationReport,
     context: Value,
-    path: &Path,
+    path: Option<&Path>,
     plots: Option<&Path>,
     title: &str,
 ) -> anyhow::Result<()> {
@@ -98,7 +98,9 @@ pub fn write_classification(
     if let (Some(out), Value::Object(fields)) = (value.as_object_mut(), body) {
         out.extend(fields);
     }
-    write_json(path, &value)?;
+    if let Some(path) = path {
+        write_json(path, &value)?;
+    }
     if let Some(dir) = plots {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         confusion_chart(&dir.join("confusion.png"), title, &report.confusion)?;
@@ -111,13 +113,13 @@ pub const BOOTSTRAP_RESAMPLES: usize = 1000;
 
 /// Scores `model` (multi-label, sigmoid outputs) on `data` (inputs with label sets) with
 /// the thresholds of its card (0.5 where it has none), and writes the report as JSON to
-/// `path` with `context` keys first, bootstrap 95 % intervals of every AUC, and the ROC
+/// `path` (when given) with `context` keys first, bootstrap 95 % intervals of every AUC, and the ROC
 /// curves as a PNG at `roc` when given.
 pub fn write_multi_label_report(
     model: &TrainedModel,
     data: &Dataset,
     context: Value,
-    path: &Path,
+    path: Option<&Path>,
     roc: Option<&Path>,
     title: &str,
 ) -> anyhow::Result<MultiLabelReport> {
@@ -179,7 +181,9 @@ pub fn write_multi_label_report(
         );
         out.insert("bootstrap_resamples".into(), json!(BOOTSTRAP_RESAMPLES));
     }
-    write_json(path, &value)?;
+    if let Some(path) = path {
+        write_json(path, &value)?;
+    }
     if let Some(png) = roc {
         let curves: Vec<_> = (0..classes.len())
             .map(|k| {

@@ -147,6 +147,25 @@ fn the_study_pipeline_trains_reports_evaluates_resumes_and_exports() {
     assert_eq!(evaluated["accuracy"], report["accuracy"]);
     assert_eq!(evaluated["confusion"], report["confusion"]);
     assert!(tmp.path().join("plots/confusion.png").is_file());
+    // Without `--json` the report is printed only.
+    let test_part = out.join("test-beats.parquet");
+    let printed = ecgflow(
+        &[
+            "eval",
+            "beats",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            test_part.to_str().unwrap(),
+        ],
+        &data,
+    );
+    assert!(printed.status.success());
+    let accuracy = format!("accuracy {:.4}", report["accuracy"].as_f64().unwrap());
+    assert!(
+        String::from_utf8_lossy(&printed.stdout).contains(&accuracy),
+        "{accuracy}"
+    );
 
     // Started again, the run finds its checkpoint complete and trains no further.
     let again = ecgflow(&args, &data);

@@ -1263,7 +1263,7 @@ impl Run {
         write_classification(
             &report,
             context("validation", valid_idx.len()),
-            &sink.dir.join("validation-report.json"),
+            Some(&sink.dir.join("validation-report.json")),
             None,
             "validation",
         )?;
@@ -1291,7 +1291,7 @@ impl Run {
             write_classification(
                 &report,
                 context("test", test_idx.len()),
-                &sink.dir.join("test-report.json"),
+                Some(&sink.dir.join("test-report.json")),
                 Some(&plots),
                 &format!("{}: test part", sink.name),
             )?;
@@ -1342,7 +1342,7 @@ impl Run {
             &model,
             &valid,
             context("validation", valid.len()),
-            &sink.dir.join("validation-report.json"),
+            Some(&sink.dir.join("validation-report.json")),
             Some(&sink.dir.join("validation-roc.png")),
             &format!("{}: validation part", sink.name),
         )?;
@@ -1362,7 +1362,7 @@ impl Run {
                 &model,
                 &test,
                 context("test", test.len()),
-                &sink.dir.join("test-report.json"),
+                Some(&sink.dir.join("test-report.json")),
                 Some(&sink.dir.join("test-roc.png")),
                 &format!("{}: test part", sink.name),
             )?;
@@ -1420,7 +1420,7 @@ impl Run {
                 &report,
                 json!({"data": {"part": part, "folds": sink.decision_folds, "beats": scored.len(), "records": self.records()},
                        "decisions": choice}),
-                &sink.dir.join("out-of-fold-report.json"),
+                Some(&sink.dir.join("out-of-fold-report.json")),
                 Some(&sink.dir.join("out-of-fold-plots")),
                 &format!("{}: out-of-fold", sink.name),
             )?;
@@ -1540,7 +1540,7 @@ impl Run {
             write_classification(
                 &report,
                 json!({"fold": k + 1, "test_beats": test_idx.len()}),
-                &dir.join("test-report.json"),
+                Some(&dir.join("test-report.json")),
                 Some(&dir),
                 &title,
             )?;
