@@ -7,7 +7,9 @@
 //! - [`ptbxl`]: PTB-XL database table, diagnostic superclasses, 12-lead signals.
 //!
 //! Nothing here panics on bad input: malformed or truncated files give errors that
-//! name the file, record, signal or field at fault.
+//! name the file, record, signal or field at fault. An error that states its cause in its
+//! message (`{path}: {error}`) does not also return it from `source()`, so that a chain
+//! printed with `{:#}` says it once.
 
 #![warn(missing_docs)]
 

@@ -1,6 +1,8 @@
 //! Processing steps for electrocardiograms. Each step is a plain struct with state that
 //! processes one chunk at a time, so that it works the same over a whole record and over a
-//! live stream. Nothing here knows about the engine, timely or TOML.
+//! live stream. Nothing here knows about the engine, timely or TOML. An error that states its
+//! cause in its message does not also return it from `source()` (a `{:#}` chain would say it
+//! twice).
 
 pub mod alarms;
 pub mod augment;
