@@ -128,7 +128,7 @@ const MAX_ROUNDS: usize = 5;
 /// (from none and [`MIN_PROBABILITY_GRID`]) and, when `premature_rule` and the classes have N
 /// and S, the premature-beat rule (none, or thresholds from its grids), for the best
 /// `metric`. The search goes one setting at a time, the others held, and repeats
-/// until a round changes nothing (at most [`MAX_ROUNDS`]); a setting changes only where the
+/// until a round changes nothing (at most five rounds, `MAX_ROUNDS`); a setting changes only where the
 /// metric rises, so on a tie the earlier (starting with none) stays. `card` ends with what
 /// was chosen. Meant for a validation part (`part` names it), never for test data.
 pub fn choose(
