@@ -332,7 +332,12 @@ fn eval_beats_names_what_is_wrong() {
         &data,
     );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing.json"));
+    // It names the card it looked for and the weights that go with it.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nothing.json") && stderr.contains("nothing.bpk"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -409,9 +409,19 @@ impl TrainedModel {
     /// Loads the model named by `path` for inference on `device` (batch norm in eval mode).
     pub fn load(path: &Path, device: &Device) -> Result<Self, ModelError> {
         let (weights, card_path) = model_paths(path);
-        let text = std::fs::read_to_string(&card_path).map_err(|error| ModelError::Io {
-            path: card_path.clone(),
-            error,
+        let text = std::fs::read_to_string(&card_path).map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => ModelError::Invalid {
+                path: card_path.clone(),
+                message: format!(
+                    "no such file: the model {} is this card and the weights {} beside it",
+                    path.display(),
+                    weights.display()
+                ),
+            },
+            _ => ModelError::Io {
+                path: card_path.clone(),
+                error,
+            },
         })?;
         let card: ModelCard = serde_json::from_str(&text).map_err(|error| ModelError::Card {
             path: card_path.clone(),
